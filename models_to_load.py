@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""List the MobileNetV2 variants of the manifest (table or JSON); importable as a module."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from convert.cli import run_cli
+from convert.manifest import Variant, load_manifest
+
+
+def models_to_load(alpha: str | None = None, rows: int | None = None, manifest: str | None = None) -> list[Variant]:
+    """The manifest's variants, optionally filtered by alpha and rows."""
+    return load_manifest(manifest).select(["all"], alpha=alpha, rows=rows)
+
+
+def format_table(variants: list[Variant]) -> str:
+    head = ("name", "alpha", "rows", "MACs(M)", "params(M)", "top-1", "top-5", "Pixel-1 ms", "url")
+    rows = [(v.name, v.alpha, str(v.rows), str(v.macs_m), f"{v.params_m:.2f}", f"{v.top1:.1f}",
+             f"{v.top5:.1f}", f"{v.pixel1_latency_ms:.1f}", v.url) for v in variants]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    p.add_argument("--alpha", help="keep only this width multiplier (1.4 1.3 1.0 0.75 0.5 0.35)")
+    p.add_argument("--rows", type=int, help="keep only this input resolution (224 192 160 128 96)")
+    p.add_argument("--manifest", help="manifest file (default: manifests/mobilenet_v2.json)")
+    args = p.parse_args(argv)
+    variants = models_to_load(args.alpha, args.rows, args.manifest)
+    print(json.dumps([v.to_dict() for v in variants], indent=2) if args.json else format_table(variants))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
