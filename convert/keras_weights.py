@@ -1,0 +1,244 @@
+"""Layer guide -> ``keras.applications.MobileNetV2`` weights in the legacy Keras HDF5 layout.
+
+Every Keras weight is set by name from its guide record (:func:`port_weight`); the only transform is the
+head hook (:func:`head_hook`): slim's 1x1 logits conv ``[1, 1, C, 1001]`` becomes the Dense kernel
+``[C, 1000]`` and the background class 0 is dropped from kernel and bias (``variant.label_offset``).
+The files are written with h5py (:func:`write_legacy_h5`) in the layout tf-keras' ``save_weights`` produces,
+which both Keras 3 and tf-keras load through ``MobileNetV2(weights=path)``.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import HEAD_LAYER, ConversionError, LayerGuide, atomic_write_bytes, sha256_file, temp_path_for
+from .cli import quiet_tf
+from .manifest import Variant, resolve
+
+quiet_tf()
+
+SUMS_FILENAME = "SHA256SUMS"
+# Keras 3 names a DepthwiseConv2D kernel "kernel"; the legacy (Keras 2) files call it "depthwise_kernel".
+_LEGACY_WEIGHT_NAMES = {("DepthwiseConv2D", "kernel"): "depthwise_kernel"}
+
+
+class WeightAssignmentError(ConversionError):
+    """The guide and the Keras model do not correspond one to one; lists the leftovers on both sides."""
+
+
+def build_keras_model(variant: Variant | str, include_top: bool):
+    """``keras.applications.MobileNetV2`` for the variant (1000 classes with top), random weights."""
+    import keras
+
+    variant = variant if isinstance(variant, Variant) else resolve(variant)
+    return keras.applications.MobileNetV2(
+        alpha=float(variant.alpha), input_shape=(variant.rows, variant.rows, 3), include_top=include_top,
+        weights=None, classes=variant.classes - variant.label_offset)
+
+
+def legacy_weights(layer) -> list:
+    """A layer's weights in the legacy HDF5 order: trainable then non-trainable."""
+    return list(layer.trainable_weights) + list(layer.non_trainable_weights)
+
+
+def head_hook(record: dict, array: np.ndarray, variant: Variant) -> np.ndarray:
+    """slim logits -> Keras ``predictions``: squeeze the 1x1 conv to a Dense kernel, drop class 0."""
+    off, classes = variant.label_offset, variant.classes
+    if record["meta"] == "weights":
+        if array.ndim != 4 or array.shape[:2] != (1, 1) or array.shape[3] != classes:
+            raise WeightAssignmentError(f"{record['key']} has shape {list(array.shape)}, expected "
+                                        f"[1, 1, C, {classes}] for the logits 1x1 conv")
+        return np.ascontiguousarray(array[0, 0, :, off:])
+    if record["meta"] == "biases":
+        if array.shape != (classes,):
+            raise WeightAssignmentError(f"{record['key']} has shape {list(array.shape)}, expected [{classes}]")
+        return np.ascontiguousarray(array[off:])
+    raise WeightAssignmentError(f"{record['key']}: the {HEAD_LAYER} layer takes weights/biases, not {record['meta']}")
+
+
+def port_weight(variable, record: dict, array: np.ndarray, hook=None) -> np.ndarray:
+    """Check shapes and assign one guide record to one Keras variable; returns the value assigned."""
+    value = hook(record, array) if hook is not None else array
+    want = tuple(int(d) for d in variable.shape)
+    if tuple(value.shape) != want or value.size != int(np.prod(want)):
+        raise WeightAssignmentError(f"{record['key']} (shape {list(array.shape)}) does not fit Keras weight "
+                                    f"{variable.path} (shape {list(want)})")
+    if value.dtype != np.float32:
+        raise WeightAssignmentError(f"{record['key']} is {value.dtype}, Keras weight {variable.path} needs float32")
+    variable.assign(value)
+    return value
+
+
+def assign_guide(model, guide: LayerGuide, variant: Variant) -> dict[str, np.ndarray]:
+    """Set every weight of ``model`` by name from ``guide``; returns ``{variable.path: value}``.
+
+    Every Keras weight must be set exactly once and every record used exactly once (a model without top
+    leaves exactly the ``predictions`` records unused); otherwise :class:`WeightAssignmentError` lists the
+    leftovers.
+    """
+    index: dict[tuple[str, str], dict] = {}
+    duplicates = []
+    for r in guide.records:
+        k = (r["layer"], r["weight"])
+        if k in index:
+            duplicates.append(f"{k[0]}/{k[1]}")
+        index[k] = r
+    if duplicates:
+        raise WeightAssignmentError(f"guide of {guide.variant} has several records for: {', '.join(duplicates)}")
+    used: set[tuple[str, str]] = set()
+    values: dict[str, np.ndarray] = {}
+    unset, problems = [], []
+    layer_names = set()
+    for layer in model.layers:
+        layer_names.add(layer.name)
+        for var in legacy_weights(layer):
+            k = (layer.name, var.name)
+            record = index.get(k)
+            if record is None:
+                unset.append(var.path)
+                continue
+            hook = (lambda r, a: head_hook(r, a, variant)) if layer.name == HEAD_LAYER else None
+            try:
+                values[var.path] = port_weight(var, record, guide.array_for(record), hook)
+            except WeightAssignmentError as exc:
+                problems.append(str(exc))
+            used.add(k)
+    unused = [f"{r['key']} (for {r['layer']}/{r['weight']})" for k, r in index.items()
+              if k not in used and not (r["layer"] == HEAD_LAYER and HEAD_LAYER not in layer_names)]
+    if unset or unused or problems:
+        parts = []
+        if unset:
+            parts.append(f"{len(unset)} Keras weight(s) with no guide record: {', '.join(unset)}")
+        if unused:
+            parts.append(f"{len(unused)} guide record(s) not used by the model: {', '.join(unused)}")
+        parts.extend(problems)
+        raise WeightAssignmentError(f"cannot set {model.name} from the guide of {guide.variant}: " + "; ".join(parts))
+    return values
+
+
+def _keras_version() -> str:
+    import keras
+    return keras.__version__
+
+
+def write_legacy_h5(model, values_by_weight: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write ``values_by_weight`` (``{variable.path: array}``) in the legacy Keras HDF5 weights layout.
+
+    Root attrs ``layer_names`` (all of ``model.layers``, in order), ``backend``, ``keras_version``; one group
+    per layer with attr ``weight_names`` (``<layer>/<weight>:0``, legacy order; empty for weightless layers)
+    and a dataset at each of those paths. Written to a temp file in the same directory, then renamed.
+    """
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    string = h5py.string_dtype("ascii")
+    pending = dict(values_by_weight)
+    tmp = temp_path_for(path)
+    try:
+        with h5py.File(tmp, "w", track_order=False) as f:
+            f.attrs.create("layer_names", np.array([l.name for l in model.layers], dtype=object), dtype=string)
+            f.attrs.create("backend", "tensorflow", dtype=string)
+            f.attrs.create("keras_version", _keras_version(), dtype=string)
+            for layer in model.layers:
+                g = f.create_group(layer.name, track_order=False)
+                weights = legacy_weights(layer)
+                names = []
+                for var in weights:
+                    legacy = _LEGACY_WEIGHT_NAMES.get((type(layer).__name__, var.name), var.name)
+                    names.append(f"{layer.name}/{legacy}:0")
+                if names:
+                    g.attrs.create("weight_names", np.array(names, dtype=object), dtype=string)
+                else:
+                    g.attrs["weight_names"] = np.array([], dtype=np.float64)  # what tf-keras writes
+                for name, var in zip(names, weights):
+                    if var.path not in pending:
+                        raise WeightAssignmentError(f"no value for Keras weight {var.path} while writing {path}")
+                    value = np.ascontiguousarray(pending.pop(var.path))
+                    if tuple(value.shape) != tuple(var.shape):
+                        raise WeightAssignmentError(f"value for {var.path} has shape {list(value.shape)}, "
+                                                    f"expected {list(var.shape)}")
+                    g.create_dataset(name, data=value, track_times=False)
+            if pending:
+                raise WeightAssignmentError(f"values for weights not in {model.name}: {', '.join(sorted(pending))}")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def update_sha256sums(out_dir: Path, digests: dict[str, str]) -> Path:
+    """Merge ``{file name: sha256}`` into ``out_dir/SHA256SUMS`` (``sha256sum -c`` format), atomically."""
+    sums = out_dir / SUMS_FILENAME
+    with _locked(out_dir / f".{SUMS_FILENAME}.lock"):
+        entries: dict[str, str] = {}
+        if sums.is_file():
+            for line in sums.read_text().splitlines():
+                digest, _, name = line.partition("  ")
+                if digest and name:
+                    entries[name] = digest
+        entries.update(digests)
+        text = "".join(f"{entries[n]}  {n}\n" for n in sorted(entries))
+        atomic_write_bytes(sums, text.encode())
+    return sums
+
+
+def _package_versions() -> dict[str, str]:
+    import h5py
+    import keras
+    import tensorflow as tf
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "h5py": h5py.__version__, "numpy": np.__version__}
+
+
+def convert_guide(guide: LayerGuide, out_dir: str | Path = "weights",
+                  source_archive_sha256: str | None = None) -> dict[str, Any]:
+    """Write the variant's ``.h5`` and ``_no_top.h5``, its JSON sidecar, and update ``SHA256SUMS``.
+
+    Returns ``{"variant", "h5", "h5_no_top", "sidecar", "sha256sums", "sha256": {file name: digest}}``.
+    """
+    variant = resolve(guide.variant)
+    out_dir = Path(out_dir)
+    archive_sha = source_archive_sha256 or guide.source_archive_sha256
+    paths = {}
+    for include_top, filename in ((True, variant.keras_weights), (False, variant.keras_weights_no_top)):
+        model = build_keras_model(variant, include_top)
+        values = assign_guide(model, guide, variant)
+        paths[include_top] = write_legacy_h5(model, values, out_dir / filename)
+        del model
+    digests = {p.name: sha256_file(p) for p in paths.values()}
+    sources: dict[str, int] = {}
+    for r in guide.records:
+        sources[r["source"]] = sources.get(r["source"], 0) + 1
+    sidecar_doc = {
+        "variant": variant.name, "model_name": variant.model_name, "alpha": variant.alpha, "rows": variant.rows,
+        "files": digests, "source_archive_sha256": archive_sha, "source_checkpoint": guide.checkpoint,
+        "weights": {"requested": guide.weights, "mode": guide.counts.get("mode"), "by_source": sources},
+        "label_offset": variant.label_offset, "classes": variant.classes - variant.label_offset,
+        "counts": guide.counts, "versions": _package_versions(),
+    }
+    sidecar = out_dir / (Path(variant.keras_weights).stem + ".json")
+    atomic_write_bytes(sidecar, (json.dumps(sidecar_doc, indent=2, sort_keys=True) + "\n").encode())
+    digests[sidecar.name] = sha256_file(sidecar)
+    sums = update_sha256sums(out_dir, digests)
+    return {"variant": variant.name, "h5": paths[True], "h5_no_top": paths[False], "sidecar": sidecar,
+            "sha256sums": sums, "sha256": digests}
