@@ -220,7 +220,7 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
                 else:
                     retried = " after retries" if status in RETRY_STATUSES else ""
                     raise DownloadError(f"{label}: {url} answered HTTP {status} {response.reason}{retried}; "
-                                        f"expected 200 or 206")
+                                        f"expected 200, or 206 to a Range request")
                 total = _total_size(response, offset)
                 with open(part, mode) as f, _bar(total, offset, label, quiet) as bar:
                     for chunk in response.iter_content(CHUNK):
@@ -400,7 +400,8 @@ def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, model_n
             try:
                 tar.extractall(tmp, members=members, filter="data")
             except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-                raise DownloadError(f"{tgz.name}: extraction failed ({exc}); the archive is corrupt or truncated") from None
+                raise DownloadError(f"{tgz.name}: extraction failed ({exc}); the archive is corrupt or "
+                                    f"truncated") from None
         (tmp / COMPLETE_MARKER).write_text(sha256 + "\n")
         if dest.exists():
             shutil.rmtree(dest)  # stale or incomplete earlier extraction

@@ -1,0 +1,84 @@
+"""Manifest contents, validation messages, name resolution and the models_to_load.py CLI."""
+from __future__ import annotations
+
+import copy
+import re
+import json
+import subprocess
+import sys
+
+import pytest
+
+import models_to_load
+from convert.manifest import (ALPHAS, DEFAULT_MANIFEST, ManifestError, UnknownVariantError, default_manifest,
+                              parse_manifest)
+from convert.manifest import PROJECT_ROOT
+
+DOC = json.loads(DEFAULT_MANIFEST.read_text())
+
+
+def test_manifest_has_the_22_official_variants_with_their_published_facts():
+    m = default_manifest()
+    assert len(m) == 22
+    assert {v.alpha for v in m} == set(ALPHAS)
+    assert [v.name for v in m if v.rows != 224] == [f"{a}_{r}" for a in ("1.0", "0.75", "0.5", "0.35")
+                                                    for r in (192, 160, 128, 96)]
+    v = m.resolve("1.0_224")
+    assert (v.macs_m, v.params_m, v.top1, v.top5, v.pixel1_latency_ms) == (300, 3.47, 71.8, 91.0, 73.8)
+    assert v.url == "https://storage.googleapis.com/mobilenet_v2/checkpoints/mobilenet_v2_1.0_224.tgz"
+    assert m.resolve("0.35_96").quantized_url.endswith("/quantized_v2_96_35.tgz")
+    assert m.resolve("1.4_224").keras_weights_no_top == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.4_224_no_top.h5"
+
+
+@pytest.mark.parametrize("name", ["1.0_224", "mobilenet_v2_1.0_224", "mobilenet_v2_1.0_224.tgz"])
+def test_names_resolve_in_both_spellings(name):
+    assert default_manifest().resolve(name).name == "1.0_224"
+
+
+def test_unknown_name_suggests_the_closest_valid_names():
+    with pytest.raises(UnknownVariantError, match=r"unknown variant '1\.0_225'.*closest: 1\.0_224"):
+        default_manifest().resolve("1.0_225")
+
+
+def _bad(mutate):
+    doc = copy.deepcopy(DOC)
+    mutate(doc)
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(doc)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["variants"][2].update(colour="red"), r"variants\[2\] \(1\.0_224\): unknown key\(s\) \['colour'\]"),
+    (lambda d: d["variants"].append(copy.deepcopy(d["variants"][0])), r"variants\[22\] \(1\.4_224\): duplicate variant"),
+    (lambda d: d["variants"][0].update(alpha="1.2"), r"variants\[0\] \(1\.2_224\): field 'alpha' is '1\.2'; valid alphas"),
+    (lambda d: d["variants"][3].update(rows=200), r"variants\[3\] \(1\.0_200\): field 'rows' is 200; valid rows"),
+    (lambda d: d["variants"][1].update(url="storage/mobilenet_v2_1.3_224.tgz"), r"variants\[1\] \(1\.3_224\): field 'url' is not"),
+    (lambda d: d["variants"][1].update(url="https://x/mobilenet_v2_1.4_224.tgz"), r"field 'url' must end in 'mobilenet_v2_1\.3_224\.tgz'"),
+    (lambda d: d["variants"][4].update(sha256="abc"), r"variants\[4\] \(1\.0_160\): field 'sha256' must be 64"),
+    (lambda d: d["variants"][5].pop("top1"), r"variants\[5\] \(1\.0_128\): missing field 'top1'"),
+    (lambda d: d["variants"][6].update(macs_m="56"), r"variants\[6\] \(1\.0_96\): field 'macs_m' must be int"),
+])
+def test_validation_names_the_entry_and_the_field(mutate, expected):
+    assert re.search(expected, _bad(mutate))
+
+
+def test_models_to_load_filters_and_json():
+    assert [v.name for v in models_to_load.models_to_load(alpha="0.5")] == [f"0.5_{r}" for r in (224, 192, 160, 128, 96)]
+    assert [v.name for v in models_to_load.models_to_load(rows=224)] == [f"{a}_224" for a in ALPHAS]
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "models_to_load.py", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+
+def test_models_to_load_cli_json_table_and_errors():
+    out = _run("--json", "--rows", "96")
+    assert out.returncode == 0
+    rows = json.loads(out.stdout)
+    assert [r["name"] for r in rows] == ["1.0_96", "0.75_96", "0.5_96", "0.35_96"]
+    assert {"name", "alpha", "rows", "url"} <= set(rows[0])
+    table = _run("--alpha", "1.4")
+    assert table.returncode == 0 and "1.4_224" in table.stdout and "1.0_224" not in table.stdout
+    bad = _run("--alpha", "0.3")
+    assert bad.returncode == 2 and "valid: 1.4, 1.3, 1.0, 0.75, 0.5, 0.35" in bad.stderr and "Traceback" not in bad.stderr
