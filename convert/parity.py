@@ -19,6 +19,7 @@ READ_SUFFIX = "/read"
 EMA_SUFFIX = "/ExponentialMovingAverage"
 INPUT_TENSOR = "input:0"
 LOGITS_TENSOR = "MobilenetV2/Logits/output:0"
+POOLED_TENSOR = "MobilenetV2/Logits/AvgPool:0"
 
 
 def load_graph_def(path: str | Path):
@@ -62,15 +63,20 @@ def slim_eval_feeds(graph_def, checkpoint_prefix: str) -> tuple[dict[str, np.nda
 
 
 def run_graph(graph_def, images: np.ndarray, feeds: dict[str, np.ndarray] | None = None,
-              output: str = LOGITS_TENSOR) -> np.ndarray:
-    """Import ``graph_def`` into a fresh graph, feed ``input:0`` (and ``feeds``), return ``output``."""
+              output=LOGITS_TENSOR, timed: bool = False):
+    """Import ``graph_def`` into a fresh graph, feed ``input:0`` (and ``feeds``), return ``output``
+    (a tensor name or a list of them). With ``timed``, return (outputs, seconds of a warm run)."""
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
-        return sess.run(output, {INPUT_TENSOR: images, **(feeds or {})})
+        run = lambda: sess.run(output, {INPUT_TENSOR: images, **(feeds or {})})
+        if not timed:
+            return run()
+        run()
+        return _timed(run)
 
 
 def random_inputs(rows: int, count: int = 4, seed: int = 0) -> np.ndarray:
@@ -81,3 +87,163 @@ def random_inputs(rows: int, count: int = 4, seed: int = 0) -> np.ndarray:
 def logit_tolerance(reference_logits: np.ndarray) -> float:
     """The pass threshold on max |Δlogit|: 1e-4 · max(1, max |reference logit|)."""
     return 1e-4 * max(1.0, float(np.max(np.abs(reference_logits))))
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification of one converted variant
+
+IMAGE_CONVENTION = "decode (RGB) -> float32 -> bilinear resize to rows x rows -> x / 127.5 - 1"
+
+
+def load_image(path: str | Path, rows: int) -> np.ndarray:
+    """One image as the model input: """ + IMAGE_CONVENTION + "."
+    import tensorflow as tf
+
+    try:
+        image = tf.io.decode_image(Path(path).read_bytes(), channels=3, expand_animations=False)
+    except tf.errors.InvalidArgumentError as exc:
+        raise ValueError(f"cannot decode image {path}: {exc.message}") from None
+    image = tf.image.resize(tf.cast(image, tf.float32), (rows, rows), method="bilinear")
+    return (image.numpy() / 127.5 - 1.0).astype(np.float32)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def archive_graph(model_dir: Path, model_name: str):
+    """The reference graph of an extracted archive: its ``_eval.pbtxt``, else the ``.ckpt.meta`` graph."""
+    eval_graph = model_dir / f"{model_name}_eval.pbtxt"
+    if eval_graph.exists():
+        return load_graph_def(eval_graph), "eval_pbtxt"
+    meta = model_dir / f"{model_name}.ckpt.meta"
+    if not meta.exists():
+        raise FileNotFoundError(f"{model_dir} has neither {eval_graph.name} nor {meta.name}: no reference graph")
+    import tensorflow as tf
+
+    meta_graph = tf.compat.v1.MetaGraphDef()
+    meta_graph.ParseFromString(meta.read_bytes())
+    return meta_graph.graph_def, "ckpt_meta"
+
+
+def _timed(fn):
+    import time
+
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def keras_logits(alpha: str, rows: int, weights_path: Path, images: np.ndarray) -> tuple[np.ndarray, float]:
+    """Logits (no softmax) of ``keras.applications.MobileNetV2`` loaded from ``weights_path``, and the
+    inference time in seconds. The model is released afterwards."""
+    import keras
+
+    try:
+        model = keras.applications.MobileNetV2(alpha=float(alpha), input_shape=(rows, rows, 3),
+                                               weights=str(weights_path), classifier_activation=None)
+        model(images[:1], training=False)  # build/trace outside the timed call
+        out, seconds = _timed(lambda: np.asarray(model(images, training=False)))
+        return out, seconds
+    finally:
+        keras.backend.clear_session(free_memory=True)
+
+
+def keras_embedding(alpha: str, rows: int, weights_path: Path, images: np.ndarray) -> np.ndarray:
+    """Average-pooled features of the no-top model loaded from ``weights_path``."""
+    import keras
+
+    try:
+        model = keras.applications.MobileNetV2(alpha=float(alpha), input_shape=(rows, rows, 3), include_top=False,
+                                               weights=str(weights_path), pooling="avg")
+        return np.asarray(model(images, training=False))
+    finally:
+        keras.backend.clear_session(free_memory=True)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1) -> dict:
+    """Parity metrics over the classes both models share (slim ``label_offset..`` == keras ``0..``)."""
+    shared = reference[:, label_offset:]
+    ref_prob, cand_prob = _softmax(shared), _softmax(candidate)
+    top5 = lambda x: np.argsort(-x, axis=1)[:, :5]
+    tolerance = logit_tolerance(reference)
+    max_dlogit = float(np.max(np.abs(shared - candidate)))
+    top1 = shared.argmax(1) == candidate.argmax(1)
+    return {
+        "max_abs_dlogit": max_dlogit,
+        "tolerance": tolerance,
+        "max_abs_dprob": float(np.max(np.abs(ref_prob - cand_prob))),
+        "top1_agree": int(top1.sum()),
+        "top5_agree": int(sum(set(a) == set(b) for a, b in zip(top5(shared), top5(candidate)))),
+        "inputs": int(len(reference)),
+        "passed": bool(max_dlogit <= tolerance and top1.all()),
+        "ref_top1": shared.argmax(1).tolist(),
+        "keras_top1": candidate.argmax(1).tolist(),
+        "pred_tf_score": float(ref_prob[0].max()),
+        "pred_keras_score": float(cand_prob[0].max()),
+    }
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count: int = 4, seed: int = 0,
+           weight_source: str | None = None) -> dict:
+    """Prove one conversion: slim logits (the archive's graph, fed slim's evaluation values) against
+    the Keras model loaded from the converted .h5 files. Returns the parity record."""
+    import keras
+    import tensorflow as tf
+
+    model_dir, weights_dir = Path(model_dir), Path(weights_dir)
+    rows, name = variant.rows, variant.model_name
+    prefix = str(model_dir / f"{name}.ckpt")
+    top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
+    for path in (top, no_top):
+        if not path.exists():
+            raise FileNotFoundError(f"converted weights not found: {path} (run load_weights.py {variant.name} first)")
+    batch = np.concatenate([*(load_image(p, rows)[None] for p in images), random_inputs(rows, random_count, seed)])
+
+    graph_def, kind = archive_graph(model_dir, name)
+    feeds, sources = slim_eval_feeds(graph_def, prefix)
+    (reference, pooled), tf_seconds = run_graph(graph_def, batch, feeds, [LOGITS_TENSOR, POOLED_TENSOR], timed=True)
+    candidate, keras_seconds = keras_logits(variant.alpha, rows, top, batch)
+    record = compare(reference, candidate, variant.label_offset)
+    embedding = keras_embedding(variant.alpha, rows, no_top, batch)
+    no_top_diff = float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding)))
+    no_top_tol = 1e-4 * max(1.0, float(np.max(np.abs(pooled))))
+    record["no_top_max_abs_diff"], record["no_top_passed"] = no_top_diff, no_top_diff <= no_top_tol
+
+    frozen_path = model_dir / f"{name}_frozen.pb"
+    record["frozen"] = "absent"
+    if frozen_path.exists():
+        frozen = run_graph(load_graph_def(frozen_path), batch)
+        reader = tf.train.load_checkpoint(prefix)
+        raw = run_graph(graph_def, batch, {f"{v}{READ_SUFFIX}:0": reader.get_tensor(v) for v in sources})
+        record["frozen_max_abs_dlogit"] = float(np.max(np.abs(frozen - reference)))
+        record["frozen_vs_raw_max_abs_dlogit"] = float(np.max(np.abs(frozen - raw)))
+        tol = logit_tolerance(reference)
+        record["frozen"] = ("ema" if record["frozen_max_abs_dlogit"] <= tol
+                            else "raw" if record["frozen_vs_raw_max_abs_dlogit"] <= tol else "neither")
+
+    record["passed"] = bool(record["passed"] and record["no_top_passed"])
+    record.update({
+        "model": name, "name": variant.name, "alpha": variant.alpha, "rows": rows,
+        "reference": kind, "reference_sources": {"ema": sum(s == "ema" for s in sources.values()),
+                                                 "raw": sum(s == "raw" for s in sources.values())},
+        "weight_source": weight_source,
+        "preds_agree": record["top1_agree"] == record["inputs"],
+        "max_vector_difference": record["max_abs_dlogit"],
+        "inference_time_tf": tf_seconds, "inference_time_keras": keras_seconds,
+        "images": [str(p) for p in images], "random_inputs": random_count, "seed": seed,
+        "sha256": {"top": _sha256(top), "no_top": _sha256(no_top)},
+        "tf_version": tf.__version__, "keras_version": keras.__version__,
+    })
+    return record

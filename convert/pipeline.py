@@ -1,0 +1,303 @@
+"""Orchestration: download -> extract (layer guide) -> load (.h5) -> verify (parity) per variant.
+
+Each stage is skipped when its outputs are up to date for its inputs: a stamp per variant records the
+sha256 of each stage's inputs (including the code of the stage's module) and outputs, and a stage re-runs
+when any of them differs or an output is missing (``--force`` re-runs everything). One failing variant
+does not stop the others; every variant's TF graph/session and Keras model are released after use.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cli import UserError, quiet_tf, run_cli
+from .manifest import PROJECT_ROOT, Variant, default_manifest
+
+quiet_tf()
+
+
+@dataclass
+class Options:
+    cache: Path = Path("cache")
+    work: Path = Path("work")
+    weights: Path = Path("weights")
+    results: Path = Path("results")
+    mirror: str | None = None
+    lock: Path | None = None
+    jobs: int = 1
+    force: bool = False
+    weight_choice: str = "auto"
+    images: list[Path] = field(default_factory=list)
+    random_inputs: int = 4
+    seed: int = 0
+    quiet: bool = False
+
+
+def _sha256(path: Path) -> str:
+    from .download import sha256_file
+
+    return sha256_file(path)
+
+
+def _code(module) -> str:
+    return _sha256(Path(module.__file__))
+
+
+class Stamp:
+    """Per-variant record of what each stage consumed and produced (content hashes)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def fresh(self, stage: str, inputs: dict) -> bool:
+        entry = self.data.get(stage)
+        if not entry or entry["inputs"] != inputs:
+            return False
+        return all(Path(p).exists() and _sha256(Path(p)) == sha for p, sha in entry["outputs"].items())
+
+    def record(self, stage: str, inputs: dict, outputs: list[Path], extra: dict | None = None) -> None:
+        from .report import atomic_write
+
+        self.data[stage] = {"inputs": inputs, "outputs": {str(p): _sha256(p) for p in outputs}, **(extra or {})}
+        atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _stage(stamp: Stamp, stage: str, inputs: dict, force: bool, run) -> tuple[bool, dict]:
+    """Run ``run() -> (outputs, extra)`` unless the stamp says it is fresh. Returns (ran, stamp entry)."""
+    if not force and stamp.fresh(stage, inputs):
+        return False, stamp.data[stage]
+    outputs, extra = run()
+    stamp.record(stage, inputs, outputs, extra)
+    return True, stamp.data[stage]
+
+
+def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
+    """Extract, load and verify one fetched variant. Returns the summary row (raises on failure)."""
+    from . import checkpoint, keras_weights, parity, report
+
+    stamp = Stamp(opts.work / variant.name / "stamp.json")
+    row = {"name": variant.name, "downloaded": fetched.downloaded}
+    timings = {}
+
+    def timed(stage, inputs, run):
+        start = time.perf_counter()
+        ran, entry = _stage(stamp, stage, inputs, opts.force, run)
+        timings[stage] = round(time.perf_counter() - start, 2)
+        row[stage] = "ran" if ran else "skipped"
+        return entry
+
+    guide_dir = opts.work / variant.name
+
+    def extract():
+        guide_path = checkpoint.extract(variant.name, checkpoint=str(fetched.checkpoint_prefix),
+                                        weights=opts.weight_choice, out_dir=str(opts.work))
+        return sorted(p for p in guide_dir.iterdir() if p.name != "stamp.json" and p.is_file()), {
+            "guide": str(guide_path)}
+
+    entry = timed("extract", {"archive": fetched.sha256, "weights": opts.weight_choice,
+                              "code": _code(checkpoint)}, extract)
+    guide_path = Path(entry["guide"])
+
+    def load():
+        guide = checkpoint.load_layer_guide(guide_path)
+        out = keras_weights.convert_guide(guide, out_dir=str(opts.weights), source_archive_sha256=fetched.sha256)
+        return [opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top], {
+            "weight_source": _weight_source(guide), "convert": _jsonable(out)}
+
+    entry = timed("load", {"guide": _sha256(guide_path), "code": _code(keras_weights)}, load)
+    weight_source = entry.get("weight_source")
+    top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
+
+    def verify():
+        record = parity.verify(variant, fetched.extracted, opts.weights, images=opts.images,
+                               random_count=opts.random_inputs, seed=opts.seed, weight_source=weight_source)
+        record["archive_source"] = fetched.source
+        report.update_results([record], opts.results)
+        return [], {"record": record}
+
+    inputs = {"archive": fetched.sha256, "top": _sha256(top), "no_top": _sha256(no_top),
+              "images": {str(p): _sha256(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
+              "seed": opts.seed, "code": _code(parity)}
+    entry = timed("verify", inputs, verify)
+    record = entry["record"]
+    if not any(r["model"] == record["model"] for r in report.load_results(opts.results)):
+        report.update_results([record], opts.results)  # results folder was cleaned: restore the row
+    row.update(passed=record["passed"], max_abs_dlogit=record["max_abs_dlogit"], tolerance=record["tolerance"],
+               timings=timings, inference_time_tf=record["inference_time_tf"],
+               inference_time_keras=record["inference_time_keras"])
+    return row
+
+
+def _weight_source(guide) -> str:
+    sources = sorted({r["source"] for r in guide.records})
+    return "+".join(sources)
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _release() -> None:
+    """Drop every TF/Keras object of a variant so per-variant time and memory stay flat."""
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
+
+
+def run(variants: list[Variant], opts: Options) -> list[dict]:
+    """The whole pipeline over ``variants``; returns one summary row per variant (``error`` on failure)."""
+    from tqdm import tqdm
+
+    from . import download, report
+
+    rows = []
+    fetched = download.fetch_many(variants, opts.cache, jobs=opts.jobs, quiet=opts.quiet, mirror=opts.mirror,
+                                  lock_path=opts.lock)
+    bar = tqdm(fetched, desc="variants", unit="variant", disable=opts.quiet or not sys.stderr.isatty())
+    for item in bar:
+        bar.set_postfix_str(item.variant.name)
+        start = time.perf_counter()
+        if isinstance(item, download.FetchFailure):
+            row = {"name": item.variant.name, "passed": False, "error": f"download: {item.error}"}
+        else:
+            try:
+                row = convert_variant(item.variant, item, opts)
+            except Exception as exc:  # one failing variant never stops the others
+                detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                row = {"name": item.variant.name, "passed": False, "error": detail}
+            finally:
+                _release()
+        row["seconds"] = round(time.perf_counter() - start, 2)
+        if row.get("error"):
+            report.update_results([report.failure_record(item.variant, row["error"])], opts.results)
+        rows.append(row)
+    return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    head = ("variant", "result", "extract", "load", "verify", "max|dlogit|", "tolerance", "TF s", "Keras s", "total s")
+    lines = []
+    for r in rows:
+        result = "pass" if r.get("passed") else "FAIL"
+        fmt = lambda k, spec: format(r[k], spec) if r.get(k) is not None else "-"
+        lines.append((r["name"], result, r.get("extract", "-"), r.get("load", "-"), r.get("verify", "-"),
+                      fmt("max_abs_dlogit", ".2e"), fmt("tolerance", ".2e"), fmt("inference_time_tf", ".3f"),
+                      fmt("inference_time_keras", ".3f"), fmt("seconds", ".1f")))
+    widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
+    fmt_row = lambda x: "  ".join(str(c).ljust(w) for c, w in zip(x, widths))
+    out = [fmt_row(head), fmt_row(["-" * w for w in widths]), *map(fmt_row, lines)]
+    failed = [r for r in rows if not r.get("passed")]
+    out.append(f"{len(rows) - len(failed)} of {len(rows)} variants passed.")
+    out += [f"  {r['name']}: {r.get('error', 'parity check failed (see PARITY.md)')}" for r in failed]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI: python -m convert run ... / python -m convert demo
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from .download import LOCK_ENV, MIRROR_ENV
+
+    p.add_argument("--cache", type=Path, default=Path("cache"), metavar="DIR", help="download cache (default: cache/)")
+    p.add_argument("--work", type=Path, default=Path("work"), metavar="DIR", help="layer guides (default: work/)")
+    p.add_argument("--weights-dir", type=Path, default=Path("weights"), metavar="DIR",
+                   help="converted .h5 files (default: weights/)")
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+                   help="test_results.{p,json} and PARITY.md (default: results/)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="download up to N archives at once")
+    p.add_argument("--force", action="store_true", help="re-run every stage even when its outputs are up to date")
+    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+                   help="checkpoint values to convert (default auto: EMA shadows when present)")
+    p.add_argument("--image", action="append", type=Path, default=[], metavar="PATH",
+                   help="also compare on this image (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.epilog = f"Environment: ${MIRROR_ENV} (default mirror), ${LOCK_ENV} (checksum lock file)."
+
+
+def _options(args, **overrides) -> Options:
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    for image in args.image:
+        if not image.is_file():
+            raise UserError(f"--image {image}: no such file")
+    opts = Options(cache=args.cache, work=args.work, weights=args.weights_dir, results=args.results,
+                   jobs=args.jobs, force=args.force, weight_choice=args.weights, images=list(args.image),
+                   quiet=args.quiet)
+    for key, value in overrides.items():
+        setattr(opts, key, value)
+    return opts
+
+
+def _finish(rows: list[dict], opts: Options) -> int:
+    print(summary_table(rows))
+    print(f"report: {opts.results / 'PARITY.md'}")
+    return 0 if rows and all(r.get("passed") for r in rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .download import MIRROR_ENV, normalize_mirror
+
+    p = argparse.ArgumentParser(prog="python -m convert run", description=(
+        "Convert MobileNetV2 checkpoints: download -> extract -> load -> verify, per variant."))
+    p.add_argument("names", nargs="+", metavar="NAME", help="variants (1.0_224, mobilenet_v2_1.0_224) or 'all'")
+    p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV),
+                   help="base URL (http(s)://, file://) or directory replacing the manifest URLs' location")
+    p.add_argument("--lock", type=Path, default=None, metavar="PATH", help="checksum lock file")
+    _add_common(p)
+    args = p.parse_args(argv)
+    variants = default_manifest().select(args.names)
+    opts = _options(args, mirror=normalize_mirror(args.mirror), lock=args.lock)
+    return _finish(run(variants, opts), opts)
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    """The offline main job: factory archives for every variant, served on loopback, full pipeline."""
+    from . import fixtures
+    from .serve import serve_directory
+
+    p = argparse.ArgumentParser(prog="python -m convert demo", description=(
+        "Offline demo: build factory archives (cached), serve them from a loopback HTTP server and run the "
+        "full pipeline against that mirror. Demo downloads, guides and weights go under --cache "
+        "(default cache/demo/), never into weights/."))
+    p.add_argument("names", nargs="*", default=["all"], metavar="NAME", help="variants (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
+    _add_common(p)
+    p.set_defaults(cache=Path("cache/demo"))
+    args = p.parse_args(argv)
+    variants = default_manifest().select(args.names)
+    root = args.cache
+    opts = _options(args, cache=root, work=root / "work", weights=root / "weights",
+                    lock=root / "checksums.lock.json", seed=args.seed)
+    mirror_dir = root / "mirror"
+    mirror_dir.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    for variant in tqdm(variants, desc="factory archives", unit="archive", disable=args.quiet or not sys.stderr.isatty()):
+        link = mirror_dir / variant.archive_filename
+        target = fixtures.cached_archive(variant.name, args.seed).resolve()
+        if not link.exists() or link.resolve() != target:
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+    with serve_directory(mirror_dir) as url:
+        print(f"serving {len(variants)} factory archives from {url}", file=sys.stderr)
+        opts.mirror = url
+        rows = run(variants, opts)
+    code = _finish(rows, opts)
+    print()
+    print((opts.results / "PARITY.md").read_text())
+    return code
+
+
+if __name__ == "__main__":
+    run_cli(main)
