@@ -1,10 +1,19 @@
 # Everything runs inside .venv, created from the pinned requirements by `make setup`.
-PYTHON ?= python3.11
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+#   make demo                      offline main job: factory archives on a loopback mirror, all 22 variants
+#   make test                      the test suite (what CI runs)
+#   make convert-all [MIRROR=URL]  all 22 variants from the manifest URLs (or a mirror)
+#   make convert VARIANT=1.0_224   one variant
+#   make verify-all                re-verify every converted variant in weights/
+#   make clean                     remove work/, weights/, results/ (keeps the download cache)
+PYTHON  ?= python3.11
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+MIRROR  ?=
+JOBS    ?= 2
+RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
 
-.PHONY: setup test clean
+.PHONY: setup test demo convert convert-all verify-all clean
 
 setup: $(STAMP)
 
@@ -18,6 +27,19 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 
 test: setup
 	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m convert demo
+
+convert-all: setup
+	$(PY) -m convert run all $(RUNFLAGS)
+
+convert: setup
+	@test -n "$(VARIANT)" || { echo "error: set VARIANT, e.g. make convert VARIANT=1.0_224 (list: python models_to_load.py)"; exit 2; }
+	$(PY) -m convert run $(VARIANT) $(RUNFLAGS)
+
+verify-all: setup
+	@rc=0; for v in $$($(PY) models_to_load.py --names); do $(PY) verify.py $$v || rc=1; done; exit $$rc
 
 clean:
 	rm -rf work weights results .pytest_cache

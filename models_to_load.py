@@ -26,12 +26,16 @@ def format_table(variants: list[Variant]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    p.add_argument("--names", action="store_true", help="print only the variant names, one per line")
     p.add_argument("--alpha", help="keep only this width multiplier (1.4 1.3 1.0 0.75 0.5 0.35)")
     p.add_argument("--rows", type=int, help="keep only this input resolution (224 192 160 128 96)")
     p.add_argument("--manifest", help="manifest file (default: manifests/mobilenet_v2.json)")
     args = p.parse_args(argv)
     variants = models_to_load(args.alpha, args.rows, args.manifest)
-    print(json.dumps([v.to_dict() for v in variants], indent=2) if args.json else format_table(variants))
+    if args.names:
+        print("\n".join(v.name for v in variants))
+    else:
+        print(json.dumps([v.to_dict() for v in variants], indent=2) if args.json else format_table(variants))
     return 0
 
 

@@ -195,8 +195,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
+    """What the converted weights were read from, per the converter's JSON sidecar (e.g. ``ema 158, raw 104``)."""
+    path = Path(weights_dir) / (Path(variant.keras_weights).stem + ".json")
+    if not path.exists():
+        return None
+    import json
+
+    by_source = json.loads(path.read_text()).get("weights", {}).get("by_source", {})
+    return ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or None
+
+
 def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count: int = 4, seed: int = 0,
-           weight_source: str | None = None) -> dict:
+           ) -> dict:
     """Prove one conversion: slim logits (the archive's graph, fed slim's evaluation values) against
     the Keras model loaded from the converted .h5 files. Returns the parity record."""
     import keras
@@ -238,7 +249,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
         "model": name, "name": variant.name, "alpha": variant.alpha, "rows": rows,
         "reference": kind, "reference_sources": {"ema": sum(s == "ema" for s in sources.values()),
                                                  "raw": sum(s == "raw" for s in sources.values())},
-        "weight_source": weight_source,
+        "weight_source": sidecar_weight_source(weights_dir, variant),
         "preds_agree": record["top1_agree"] == record["inputs"],
         "max_vector_difference": record["max_abs_dlogit"],
         "inference_time_tf": tf_seconds, "inference_time_keras": keras_seconds,

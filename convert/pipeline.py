@@ -111,15 +111,14 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         guide = checkpoint.load_layer_guide(guide_path)
         out = keras_weights.convert_guide(guide, out_dir=str(opts.weights), source_archive_sha256=fetched.sha256)
         return [opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top], {
-            "weight_source": _weight_source(guide), "convert": _jsonable(out)}
+            "convert": _jsonable(out)}
 
     entry = timed("load", {"guide": _sha256(guide_path), "code": _code(keras_weights)}, load)
-    weight_source = entry.get("weight_source")
     top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
 
     def verify():
         record = parity.verify(variant, fetched.extracted, opts.weights, images=opts.images,
-                               random_count=opts.random_inputs, seed=opts.seed, weight_source=weight_source)
+                               random_count=opts.random_inputs, seed=opts.seed)
         record["archive_source"] = fetched.source
         report.update_results([record], opts.results)
         return [], {"record": record}
@@ -135,11 +134,6 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
                timings=timings, inference_time_tf=record["inference_time_tf"],
                inference_time_keras=record["inference_time_keras"])
     return row
-
-
-def _weight_source(guide) -> str:
-    sources = sorted({r["source"] for r in guide.records})
-    return "+".join(sources)
 
 
 def _jsonable(value):
