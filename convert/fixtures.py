@@ -416,6 +416,28 @@ def cached_checkpoint(name: str, seed: int = 0) -> str:
     return str(cached_dir(name, seed) / variant.model_name / f"{variant.model_name}.ckpt")
 
 
+def publish(names, mirror_dir: str | Path, seed: int = 0, progress: bool = False) -> Path:
+    """Place the cached factory archives of ``names`` in ``mirror_dir`` (hard links, else copies), the
+    folder a mirror or loopback server serves. Returns ``mirror_dir``."""
+    from tqdm import tqdm
+
+    mirror_dir = Path(mirror_dir)
+    mirror_dir.mkdir(parents=True, exist_ok=True)
+    for name in tqdm(list(names), desc="factory archives", unit="archive", disable=not progress):
+        source = cached_archive(name, seed)
+        target = mirror_dir / source.name
+        if target.exists() and os.path.samefile(source, target):
+            continue
+        tmp = mirror_dir / f".{source.name}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    return mirror_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert.fixtures", description=(
         "Build official-layout MobileNetV2 checkpoint archives (slim TF1 graph, seeded values)."))

@@ -173,6 +173,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1)
     return {
         "max_abs_dlogit": max_dlogit,
         "tolerance": tolerance,
+        "max_abs_ref_logit": float(np.max(np.abs(reference))),
         "max_abs_dprob": float(np.max(np.abs(ref_prob - cand_prob))),
         "top1_agree": int(top1.sum()),
         "top5_agree": int(sum(set(a) == set(b) for a, b in zip(top5(shared), top5(candidate)))),

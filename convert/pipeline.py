@@ -80,6 +80,10 @@ def _stage(stamp: Stamp, stage: str, inputs: dict, force: bool, run) -> tuple[bo
     return True, stamp.data[stage]
 
 
+class StageError(RuntimeError):
+    """A stage of one variant failed; the message starts with the stage's name."""
+
+
 def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
     """Extract, load and verify one fetched variant. Returns the summary row (raises on failure)."""
     from . import checkpoint, keras_weights, parity, report
@@ -90,7 +94,11 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
 
     def timed(stage, inputs, run):
         start = time.perf_counter()
-        ran, entry = _stage(stamp, stage, inputs, opts.force, run)
+        try:
+            ran, entry = _stage(stamp, stage, inputs, opts.force, run)
+        except Exception as exc:
+            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            raise StageError(f"{stage}: {detail}") from exc
         timings[stage] = round(time.perf_counter() - start, 2)
         row[stage] = "ran" if ran else "skipped"
         return entry
@@ -167,7 +175,8 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
             try:
                 row = convert_variant(item.variant, item, opts)
             except Exception as exc:  # one failing variant never stops the others
-                detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                detail = str(exc) if isinstance(exc, StageError) else \
+                    traceback.format_exception_only(type(exc), exc)[-1].strip()
                 row = {"name": item.variant.name, "passed": False, "error": detail}
             finally:
                 _release()
@@ -273,16 +282,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     root = args.cache
     opts = _options(args, cache=root, work=root / "work", weights=root / "weights",
                     lock=root / "checksums.lock.json", seed=args.seed)
-    mirror_dir = root / "mirror"
-    mirror_dir.mkdir(parents=True, exist_ok=True)
-    from tqdm import tqdm
-
-    for variant in tqdm(variants, desc="factory archives", unit="archive", disable=args.quiet or not sys.stderr.isatty()):
-        link = mirror_dir / variant.archive_filename
-        target = fixtures.cached_archive(variant.name, args.seed).resolve()
-        if not link.exists() or link.resolve() != target:
-            link.unlink(missing_ok=True)
-            link.symlink_to(target)
+    mirror_dir = fixtures.publish([v.name for v in variants], root / "mirror", args.seed,
+                                  progress=not args.quiet and sys.stderr.isatty())
     with serve_directory(mirror_dir) as url:
         print(f"serving {len(variants)} factory archives from {url}", file=sys.stderr)
         opts.mirror = url

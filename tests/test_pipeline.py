@@ -1,0 +1,176 @@
+"""End to end: factory archives on a loopback mirror -> download -> guide -> .h5 -> parity -> report.
+
+The CI parity report: ``test_end_to_end_parity_report`` merges its rows into the project's
+``results/`` (test_results.{p,json}, PARITY.md), which ``.ci/run`` prints after a green run.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from convert import fixtures, pipeline, report
+from convert.manifest import PROJECT_ROOT, resolve
+from convert.serve import serve_directory
+
+from conftest import REFERENCE_DIR
+
+CI_VARIANTS = ["0.35_96", "1.0_224", "1.4_224"]
+PANDA = REFERENCE_DIR / "panda.jpg"
+
+
+def _mirror(tmp: Path, names: list[str]) -> Path:
+    return fixtures.publish(names, tmp / "mirror")
+
+
+def _options(tmp: Path, **kw) -> pipeline.Options:
+    base = dict(cache=tmp / "cache", work=tmp / "work", weights=tmp / "weights", results=tmp / "results",
+                lock=tmp / "checksums.lock.json", quiet=True)
+    return pipeline.Options(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    """One pipeline run of the CI variants over a loopback HTTP mirror (panda image included when the
+    genuine reference folder is there)."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    images = [PANDA] if PANDA.exists() else []
+    with serve_directory(_mirror(tmp, CI_VARIANTS)) as url:
+        opts = _options(tmp, mirror=url, images=images)
+        rows = pipeline.run([resolve(n) for n in CI_VARIANTS], opts)
+        again = pipeline.run([resolve(n) for n in CI_VARIANTS], opts)
+    return {"tmp": tmp, "opts": opts, "rows": rows, "again": again, "images": images}
+
+
+def test_end_to_end_parity_report(e2e):
+    opts = e2e["opts"]
+    assert [r["name"] for r in e2e["rows"]] == CI_VARIANTS
+    assert [r.get("error") for r in e2e["rows"]] == [None] * 3
+    records = {r["name"]: r for r in report.load_results(opts.results)}
+    assert sorted(records) == sorted(CI_VARIANTS)
+    for name in CI_VARIANTS:
+        r = records[name]
+        assert r["passed"] is True, r
+        assert r["max_abs_dlogit"] <= 1e-4 * max(1.0, r["max_abs_ref_logit"])
+        assert r["top1_agree"] == r["inputs"] == len(e2e["images"]) + 4
+        assert r["top5_agree"] == r["inputs"]
+        assert r["no_top_passed"] is True
+        assert r["reference"] == "eval_pbtxt"
+        assert r["reference_sources"] == {"ema": 158, "raw": 104}
+        assert r["frozen"] == "ema"
+        assert r["weight_source"] == "ema 158, raw 104"
+        assert r["archive_source"].startswith("http://127.0.0.1:")
+    # test_results.p carries the original converter's keys; PARITY.md has one row per variant
+    with open(opts.results / "test_results.p", "rb") as fh:
+        legacy = pickle.load(fh)
+    assert all(set(report.LEGACY_KEYS) <= set(r) for r in legacy)
+    table = (opts.results / "PARITY.md").read_text()
+    assert all(f"| {n} | pass |" in table for n in CI_VARIANTS)
+    report.update_results(list(records.values()), PROJECT_ROOT / "results")  # the CI parity report
+
+
+def test_rerun_is_a_no_op(e2e):
+    for row in e2e["again"]:
+        assert row["passed"] is True
+        assert (row["downloaded"], row["extract"], row["load"], row["verify"]) == (False, "skipped", "skipped", "skipped")
+
+
+def test_keras_outputs_are_legacy_h5_with_sidecars(e2e):
+    weights = e2e["opts"].weights
+    for name in CI_VARIANTS:
+        v = resolve(name)
+        with h5py.File(weights / v.keras_weights, "r") as f:
+            assert "predictions" in [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+        sidecar = json.loads((weights / (Path(v.keras_weights).stem + ".json")).read_text())
+        assert sidecar["variant"] == name
+    sums = (weights / "SHA256SUMS").read_text()
+    assert all(resolve(n).keras_weights_no_top in sums for n in CI_VARIANTS)
+
+
+def _verify(tmp: Path, name: str, weights_dir: Path) -> dict:
+    from convert import download, parity
+
+    variant = resolve(name)
+    model_dir = download.extracted_dir(tmp / "cache", variant)
+    return parity.verify(variant, model_dir, weights_dir)
+
+
+def test_raw_weights_fail_parity(tmp_path):
+    """A deliberately wrong conversion (raw values where slim evaluates EMA shadows) is caught."""
+    with serve_directory(_mirror(tmp_path, ["0.35_96"])) as url:
+        rows = pipeline.run([resolve("0.35_96")], _options(tmp_path, mirror=url, weight_choice="raw"))
+    (row,) = rows
+    assert row["passed"] is False and "error" not in row
+    record = report.load_results(tmp_path / "results")[0]
+    assert record["max_abs_dlogit"] > 10 * record["tolerance"]
+    assert record["weight_source"] == "raw 262"
+    assert "| 0.35_96 | FAIL |" in (tmp_path / "results" / "PARITY.md").read_text()
+
+
+def test_bn_gamma_beta_swap_fails_parity(tmp_path):
+    with serve_directory(_mirror(tmp_path, ["0.35_96"])) as url:
+        (row,) = pipeline.run([resolve("0.35_96")], _options(tmp_path, mirror=url))
+    assert row["passed"] is True
+    v = resolve("0.35_96")
+    weights = tmp_path / "weights"
+    with h5py.File(weights / v.keras_weights, "r+") as f:
+        group = f["block_5_project_BN"]
+        names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+        gamma, beta = (group[n] for n in names[:2])
+        assert names[0].endswith("gamma:0") and names[1].endswith("beta:0")
+        g, b = gamma[...], beta[...]
+        gamma[...], beta[...] = b, g
+    record = _verify(tmp_path, "0.35_96", weights)
+    assert record["passed"] is False
+    assert record["max_abs_dlogit"] > 10 * record["tolerance"]
+
+
+def _truncated_copy(archive: Path, out: Path) -> Path:
+    """The archive with its checkpoint data member cut to half its size."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as src, gzip.open(out, "wb") as gz, tarfile.open(fileobj=gz, mode="w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name.endswith(".data-00000-of-00001"):
+                data = data[: len(data) // 2]
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    return out
+
+
+def test_truncated_checkpoint_fails_that_variant_only(tmp_path, capsys):
+    mirror = _mirror(tmp_path, ["0.35_96"])
+    _truncated_copy(fixtures.cached_archive("0.5_96"), mirror / "mobilenet_v2_0.5_96.tgz")
+    with serve_directory(mirror) as url:
+        argv = ["0.35_96", "0.5_96", "--mirror", url, "--cache", str(tmp_path / "cache"), "--work",
+                str(tmp_path / "work"), "--weights-dir", str(tmp_path / "weights"), "--results",
+                str(tmp_path / "results"), "--lock", str(tmp_path / "lock.json"), "--quiet"]
+        code = pipeline.main(argv)
+    out = capsys.readouterr().out
+    assert code == 1
+    records = {r["name"]: r for r in report.load_results(tmp_path / "results")}
+    assert records["0.35_96"]["passed"] is True
+    bad = records["0.5_96"]
+    assert bad["passed"] is False
+    assert "mobilenet_v2_0.5_96.ckpt" in bad["error"]
+    assert "0.5_96: " in out and "1 of 2 variants passed." in out
+    assert not (tmp_path / "weights" / resolve("0.5_96").keras_weights).exists()
+
+
+def test_cli_help_and_bad_variant():
+    run = lambda *a: subprocess.run([sys.executable, "-m", "convert", *a], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert run("run", "--help").returncode == 0
+    assert run("demo", "--help").returncode == 0
+    bad = run("run", "1.0_225", "--quiet")
+    assert bad.returncode == 2 and "closest: 1.0_224" in bad.stderr and "Traceback" not in bad.stderr
+    assert run("frobnicate").returncode == 2
