@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -48,6 +48,7 @@ COMPLETE_MARKER = ".complete"
 CHUNK = 1 << 16
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 RETRY_AFTER_MAX = 60.0  # seconds
+MAX_ARCHIVE_BYTES = 2 << 30  # the largest release (1.4_224) is well under this
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                    requests.exceptions.ContentDecodingError)
 
@@ -187,8 +188,9 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
                    quiet: bool) -> None:
     """GET ``url`` into ``part``, resuming an existing ``part`` (and any mid-body drop) with Range.
 
-    A server that ignores Range (200), rejects it (416) or answers a different range restarts the
-    file from zero. Mid-body failures are retried up to ``net.resumes`` times.
+    Failures before a response are retried by urllib3 only; a body cut short (drop, read timeout)
+    is resumed up to ``net.resumes`` times. A server that ignores Range (200), rejects it (416) or
+    answers a different range restarts the file from zero.
     """
     failures = restarts = 0
 
@@ -203,7 +205,12 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
-            with session.get(url, headers=headers, stream=True, timeout=net.timeout) as response:
+            response = session.get(url, headers=headers, stream=True, timeout=net.timeout)
+        except (requests.exceptions.RetryError, *_NETWORK_ERRORS) as exc:
+            raise DownloadError(f"{label}: cannot download {url}: {_reason(exc)} (after {net.retries} retries); "
+                                f"offline or behind a firewall? use --mirror URL|DIR or ${MIRROR_ENV}") from None
+        try:
+            with response:
                 status = response.status_code
                 if status == 416 and offset:  # the part is longer than the file: inconsistent
                     restart()
@@ -226,6 +233,10 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
                     for chunk in response.iter_content(CHUNK):
                         f.write(chunk)
                         bar.update(len(chunk))
+                        if f.tell() > MAX_ARCHIVE_BYTES:
+                            part.unlink()
+                            raise DownloadError(f"{label}: {url} sent more than {MAX_ARCHIVE_BYTES >> 20} MiB; "
+                                                f"no released archive is that large")
             size = part.stat().st_size
             if total is None or size == total:
                 return
@@ -233,19 +244,22 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
                 restart()
                 continue
             raise requests.exceptions.ChunkedEncodingError(f"connection closed after {size} of {total} bytes")
-        except requests.exceptions.RetryError as exc:
-            raise DownloadError(f"{label}: {url} kept failing after retries: {exc}") from None
-        except _NETWORK_ERRORS as exc:
+        except _NETWORK_ERRORS as exc:  # the body was cut short: resume from the part
             failures += 1
             if failures > net.resumes:
                 kind = "timed out" if isinstance(exc, requests.Timeout) or "timed out" in str(exc) else "failed"
                 raise DownloadError(f"{label}: download of {url} {kind} {failures} times; last error: "
-                                    f"{_short(exc)}") from None
+                                    f"{_reason(exc)}") from None
             time.sleep(min(net.backoff_factor * 2 ** (failures - 1), 30))
 
 
-def _short(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str:
+    """The root cause of a requests/urllib3 error as one short phrase."""
+    while exc.args and isinstance(exc.args[0], BaseException):
+        exc = exc.args[0]
+    exc = getattr(exc, "reason", None) or exc
     text = str(exc)
+    text = text.split("): ", 1)[1] if text.startswith(("HTTPConnection(", "HTTPSConnection(")) else text
     return text if len(text) < 300 else text[:300] + "…"
 
 
@@ -384,8 +398,8 @@ def check_archive(tgz: str | os.PathLike, model_name: str | None = None) -> list
 
 def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, model_name: str | None = None,
                     sha256: str | None = None) -> Path:
-    """Safely extract ``tgz`` into ``dest_dir`` (temp dir + rename). A complete extraction whose
-    ``.complete`` marker holds ``sha256`` (when given) is kept as is."""
+    """Safely extract ``tgz`` into ``dest_dir`` (temp dir + rename). A complete extraction, whose
+    ``.complete`` marker holds the archive's sha256, is kept as is."""
     tgz, dest = Path(tgz), Path(dest_dir)
     sha256 = sha256 or sha256_file(tgz)
     marker = dest / COMPLETE_MARKER
@@ -394,6 +408,7 @@ def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, model_n
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the extraction is an ordinary directory
         tar, members = _open_members(tgz)
         with tar:
             verify_members(members, model_name, tgz)
@@ -438,7 +453,16 @@ def fetch(variant: Variant, cache_dir: str | os.PathLike = DEFAULT_CACHE, mirror
     downloaded = False
     sha = sha256_file(final) if final.is_file() else None
     want, origin = expected()
-    if sha is not None and want not in (None, sha):
+    if sha is not None and want is None:  # cached, but the lock lost its entry: trust it only if sound
+        try:
+            check_archive(final, variant.model_name)
+            lock.record(final.name, sha, final.stat().st_size, str(final))
+            _notice(f"notice: recorded sha256 {sha} of cached {label} in {lock.path} (trust on first use)")
+            want = sha
+        except DownloadError as exc:
+            _notice(f"warning: cached {exc}; moved to {_quarantine(final, cache_dir, sha)}")
+            sha = None
+    elif sha is not None and sha != want:
         moved = _quarantine(final, cache_dir, sha)
         _notice(f"warning: cached {label} has sha256 {sha}, but {origin} says {want}; moved to {moved}")
         sha = None
@@ -465,9 +489,6 @@ def fetch(variant: Variant, cache_dir: str | os.PathLike = DEFAULT_CACHE, mirror
                     f"(trust on first use; later downloads must match)")
         os.replace(part, final)
         downloaded = True
-    elif want is None:  # verified earlier, but the lock lost its entry: record what we trust
-        lock.record(final.name, sha, final.stat().st_size, str(final))
-        _notice(f"notice: recorded sha256 {sha} of cached {label} in {lock.path} (trust on first use)")
     extracted = None
     if extract:
         extracted = extract_archive(final, extracted_dir(cache_dir, variant), variant.model_name, sha)
@@ -505,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m convert download",
         description="Download, verify (sha256) and extract MobileNetV2 checkpoint archives into a cache.")
     p.add_argument("names", nargs="+", metavar="NAME", help="variant such as 1.0_224 or mobilenet_v2_1.0_224, or 'all'")
-    p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV),
+    p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV), metavar="URL",
                    help=f"base URL (http(s)://, file://) or directory holding the archives; default ${MIRROR_ENV}")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR",
                    help="cache directory (default: cache/); archives land in DIR/archives/")

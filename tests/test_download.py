@@ -8,7 +8,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from convert.serve import DirectoryServer, parse_range, serve_directory
 
 pytestmark = pytest.mark.timeout(60)
 
-FAST = NetOptions(timeout=(2.0, 1.0), retries=3, backoff_factor=0.01, resumes=3)
+FAST = NetOptions(timeout=(5.0, 3.0), retries=3, backoff_factor=0.01, resumes=3)
 SUFFIXES = (".ckpt.data-00000-of-00001", ".ckpt.index", ".ckpt.meta", "_frozen.pb", "_eval.pbtxt", "_info.txt")
 V = resolve("0.35_96")
 
@@ -62,7 +61,7 @@ def assert_clean(cache: Path, variant=V, verified_sha: str | None = None) -> Non
         assert not (cache / "extracted" / variant.name).exists()
     else:
         assert sha(final) == verified_sha
-    assert not list((cache / "extracted").glob(".*tmp-*")) if (cache / "extracted").exists() else True
+    assert not list(cache.glob("extracted/.*tmp-*")), "a temporary extraction directory was left behind"
 
 
 @pytest.fixture(autouse=True)
@@ -208,10 +207,21 @@ def test_404_is_a_clear_error_without_retries(served, cache, lock):
     assert not list(cache.rglob("*.part")) and not lock.exists()
 
 
+def test_connection_refused_is_a_clear_error(cache, lock):
+    import socket
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DownloadError, match=r"cannot download http://127\.0\.0\.1:\d+/.*--mirror"):
+        fetch(V, cache, mirror=f"http://127.0.0.1:{port}", lock_path=lock, quiet=True, net=FAST)
+    assert_clean(cache)
+    assert not list(cache.rglob("*.part"))
+
+
 def test_read_timeout_mid_body_is_resumed(served, cache, lock, tmp_path):
     want = put(served, make_tgz(tmp_path / "a.tgz"))
-    net = dataclasses.replace(FAST, timeout=(2.0, 0.3))
-    served.script(V.archive_filename, Fault("stall", after=150_000, seconds=1.5))
+    net = dataclasses.replace(FAST, timeout=(5.0, 0.5))
+    served.script(V.archive_filename, Fault("stall", after=150_000, seconds=2.0))
     result = go(served, cache, lock, net=net)
     gets = served.gets(V.archive_filename)
     assert len(gets) == 2 and gets[1].headers["Range"].startswith("bytes=")
@@ -222,8 +232,8 @@ def test_read_timeout_mid_body_is_resumed(served, cache, lock, tmp_path):
 def test_read_timeout_every_time_fails_and_keeps_only_the_part(served, cache, lock, tmp_path):
     archive = make_tgz(tmp_path / "a.tgz", data_size=1_000_000)
     put(served, archive)
-    net = dataclasses.replace(FAST, timeout=(2.0, 0.2), resumes=1)
-    served.script(V.archive_filename, *[Fault("stall", after=150_000, seconds=1.0)] * 2)
+    net = dataclasses.replace(FAST, timeout=(5.0, 0.4), resumes=1)
+    served.script(V.archive_filename, *[Fault("stall", after=150_000, seconds=1.5)] * 2)
     with pytest.raises(DownloadError, match="timed out 2 times"):
         go(served, cache, lock, net=net)
     assert_clean(cache)
@@ -274,6 +284,21 @@ def test_tampered_cached_archive_is_quarantined_and_fetched_again(served, cache,
     result = go(served, cache, lock)
     assert result.downloaded and result.sha256 == want
     assert len(list((cache / "quarantine").iterdir())) == 1
+    assert_clean(cache, verified_sha=want)
+
+
+def test_cached_archive_without_lock_entry_is_rechecked(served, cache, lock, tmp_path, capsys):
+    want = put(served, make_tgz(tmp_path / "a.tgz"))
+    go(served, cache, lock, extract=False)
+    lock.unlink()  # e.g. a fresh checkout with an old cache: the archive is checked, then recorded
+    assert not go(served, cache, lock, extract=False).downloaded
+    assert json.loads(lock.read_text())[V.archive_filename]["sha256"] == want
+    assert "of cached" in capsys.readouterr().err
+    final = cache / "archives" / V.archive_filename
+    final.write_bytes(b"not an archive")  # a junk file under the final name is never trusted
+    lock.unlink()
+    result = go(served, cache, lock, extract=False)
+    assert result.downloaded and result.sha256 == want and len(served.gets(V.archive_filename)) == 2
     assert_clean(cache, verified_sha=want)
 
 
@@ -403,7 +428,7 @@ def test_jobs_3_with_one_bad_archive(served, cache, lock, tmp_path, capsys):
     for name in names:
         v = resolve(name)
         assert_clean(cache, v, good.get(name))
-        assert f"ok  {name} " in captured.out if name in good else f"ok  {name} " not in captured.out
+        assert (f"ok  {name} " in captured.out) == (name in good)
     assert sorted(json.loads(lock.read_text())) == sorted(resolve(n).archive_filename for n in good)
 
 
