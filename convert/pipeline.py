@@ -148,6 +148,15 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=str))
 
 
+def _rss_mb() -> float | None:
+    """Resident memory of this process now (Linux), to show it stays flat across variants."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
 def _release() -> None:
     """Drop every TF/Keras object of a variant so per-variant time and memory stay flat."""
     import keras
@@ -181,6 +190,7 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
             finally:
                 _release()
         row["seconds"] = round(time.perf_counter() - start, 2)
+        row["rss_mb"] = _rss_mb()
         if row.get("error"):
             report.update_results([report.failure_record(item.variant, row["error"])], opts.results)
         rows.append(row)
@@ -188,14 +198,14 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
 
 
 def summary_table(rows: list[dict]) -> str:
-    head = ("variant", "result", "extract", "load", "verify", "max|dlogit|", "tolerance", "TF s", "Keras s", "total s")
+    head = ("variant", "result", "extract", "load", "verify", "max|dlogit|", "tolerance", "TF s", "Keras s", "total s", "RSS MB")
     lines = []
     for r in rows:
         result = "pass" if r.get("passed") else "FAIL"
         fmt = lambda k, spec: format(r[k], spec) if r.get(k) is not None else "-"
         lines.append((r["name"], result, r.get("extract", "-"), r.get("load", "-"), r.get("verify", "-"),
                       fmt("max_abs_dlogit", ".2e"), fmt("tolerance", ".2e"), fmt("inference_time_tf", ".3f"),
-                      fmt("inference_time_keras", ".3f"), fmt("seconds", ".1f")))
+                      fmt("inference_time_keras", ".3f"), fmt("seconds", ".1f"), fmt("rss_mb", ".0f")))
     widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
     fmt_row = lambda x: "  ".join(str(c).ljust(w) for c, w in zip(x, widths))
     out = [fmt_row(head), fmt_row(["-" * w for w in widths]), *map(fmt_row, lines)]
