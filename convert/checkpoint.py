@@ -224,25 +224,21 @@ class Expected:
 
 
 @functools.lru_cache(maxsize=None)
-def _keras_weight_shapes(alpha: str, rows: int, classes: int) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
-    """(layer, weight, shape) of every weight of ``keras.applications.MobileNetV2`` with top, legacy order."""
-    import keras
+def _keras_weight_shapes(variant: Variant) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    """(layer, weight, shape) of every weight of the Keras model with top that load_weights builds, in
+    the legacy order."""
+    from .keras_weights import build_keras_model, legacy_weights
 
-    model = keras.applications.MobileNetV2(alpha=float(alpha), input_shape=(rows, rows, 3), include_top=True,
-                                           weights=None, classes=classes)
-    out = tuple((layer.name, w.name, tuple(int(d) for d in w.shape))
-                for layer in model.layers for w in layer.trainable_weights + layer.non_trainable_weights)
-    del model
-    keras.backend.clear_session()
-    return out
+    model = build_keras_model(variant, include_top=True)
+    return tuple((layer.name, w.name, tuple(int(d) for d in w.shape))
+                 for layer in model.layers for w in legacy_weights(layer))
 
 
 def expected_variables(variant: Variant | str) -> dict[str, Expected]:
     """TF model variable -> (Keras target, checkpoint shape) for every weight of the Keras model with top."""
     variant = _variant(variant)
-    keras_classes = variant.classes - variant.label_offset
     out: dict[str, Expected] = {}
-    for layer, weight, shape in _keras_weight_shapes(variant.alpha, variant.rows, keras_classes):
+    for layer, weight, shape in _keras_weight_shapes(variant):
         name = tf_name_for(layer, weight)
         if name is None:
             raise RuntimeError(f"Keras weight {layer}/{weight} has no TF counterpart in LAYER_MAP")
@@ -385,7 +381,11 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant | str, wei
     records, arrays = [], {}
     for name, e in expected.items():  # Keras model order, whatever order the checkpoint has
         key, source = chosen[name]
-        a = np.ascontiguousarray(reader.get_tensor(key))
+        try:
+            a = np.ascontiguousarray(reader.get_tensor(key))
+        except Exception as exc:  # IndexError / tf.errors.DataLossError on a truncated or corrupt data file
+            raise ConversionError(f"cannot read {key} from checkpoint {prefix}: {type(exc).__name__}: {exc} "
+                                  f"(is its .data file truncated or corrupt?)") from None
         if a.shape != e.shape or a.dtype != np.float32:  # the reader disagreeing with its own table
             raise CheckpointMismatchError(prefix, variant.name, wrong_shape=[(key, a.shape, e.shape)])
         t = e.target

@@ -25,6 +25,7 @@ from .manifest import Variant, resolve
 quiet_tf()
 
 SUMS_FILENAME = "SHA256SUMS"
+INPUT_LAYER = "input_1"
 # Keras 3 names a DepthwiseConv2D kernel "kernel"; the legacy (Keras 2) files call it "depthwise_kernel".
 _LEGACY_WEIGHT_NAMES = {("DepthwiseConv2D", "kernel"): "depthwise_kernel"}
 
@@ -38,9 +39,29 @@ def build_keras_model(variant: Variant | str, include_top: bool):
     import keras
 
     variant = variant if isinstance(variant, Variant) else resolve(variant)
-    return keras.applications.MobileNetV2(
-        alpha=float(variant.alpha), input_shape=(variant.rows, variant.rows, 3), include_top=include_top,
-        weights=None, classes=variant.classes - variant.label_offset)
+    shape = (variant.rows, variant.rows, 3)
+    with _fresh_layer_names():
+        # the input named as in the legacy files (Keras 3 would call it input_layer)
+        return keras.applications.MobileNetV2(
+            alpha=float(variant.alpha), input_shape=shape, input_tensor=keras.Input(shape=shape, name=INPUT_LAYER),
+            include_top=include_top, weights=None, classes=variant.classes - variant.label_offset)
+
+
+@contextlib.contextmanager
+def _fresh_layer_names():
+    """Build with Keras' per-prefix layer-name counters as in a fresh process, then restore the caller's.
+
+    Keras numbers auto-named layers per session (``global_average_pooling2d``, ``..._1``, ...); the names
+    are written into the .h5 files, which must not depend on what was built before in the same process.
+    """
+    from keras.src.backend.common import global_state
+
+    saved = global_state.get_global_attribute("object_name_uids")
+    global_state.set_global_attribute("object_name_uids", None)  # get_uid starts a new counter dict
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids", saved)
 
 
 def legacy_weights(layer) -> list:
