@@ -8,7 +8,6 @@ Writes/updates results/test_results.{p,json} and results/PARITY.md; exit 1 when 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 

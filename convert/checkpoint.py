@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .cli import quiet_tf
+from .fsutil import atomic_write_bytes, sha256_file
 from .manifest import Variant, resolve
 
 quiet_tf()
@@ -280,14 +281,6 @@ def sha256_array(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _variant(variant: Variant | str) -> Variant:
     return variant if isinstance(variant, Variant) else resolve(variant)
 
@@ -410,39 +403,6 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant | str, wei
 
 # ------------------------------------------------------------------------------------------------
 # Saving and loading (atomic writes, restricted unpickler)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def temp_path_for(path: Path) -> str:
-    """A new empty temp file next to ``path`` with the permissions a plain ``open(path, "w")`` would give
-    (``mkstemp`` makes 0600 files), for write-then-``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
-    return tmp
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temp file in the same directory, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    fd = os.open(tmp, os.O_WRONLY)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_layer_guide(guide: LayerGuide, out_dir: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """Small helpers shared by every command-line entry point: clean errors, non-zero exits."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Callable
@@ -11,8 +12,11 @@ class UserError(Exception):
 
 
 def quiet_tf() -> None:
-    """Silence TensorFlow's C++ start-up chatter (set before TF is imported)."""
+    """Silence TensorFlow's C++ log and its Python deprecation notices (call before TF is imported).
+
+    TF's one-line oneDNN banner at import is printed before its logging starts and cannot be turned off."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:

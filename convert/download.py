@@ -15,7 +15,6 @@ Hashes are checked against the manifest pin, else against ``manifests/checksums.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from tqdm import tqdm
 from urllib3.util import Retry
 
 from .cli import UserError, run_cli
+from .fsutil import atomic_write_bytes, sha256_file
 from .manifest import PROJECT_ROOT, ManifestError, UnknownVariantError, Variant, default_manifest
 
 DEFAULT_CACHE = PROJECT_ROOT / "cache"
@@ -279,14 +279,6 @@ def _transfer(url: str, part: Path, session: requests.Session | None, net: NetOp
 
 # ----------------------------------------------------------------------------- integrity
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 _LOCK_MUTEX = threading.Lock()
 
 
@@ -316,16 +308,7 @@ class ChecksumLock:
             data = self.read()
             data[filename] = {"sha256": sha256, "size": size, "source": source,
                               "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(dict(sorted(data.items())), f, indent=2)
-                    f.write("\n")
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_bytes(self.path, (json.dumps(dict(sorted(data.items())), indent=2) + "\n").encode())
 
 
 def _quarantine(path: Path, cache_dir: Path, sha256: str) -> Path:

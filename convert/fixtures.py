@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import io
 import os
 import shutil
 import tarfile
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import UserError, quiet_tf, run_cli
+from .cli import quiet_tf, run_cli
 from .manifest import PROJECT_ROOT, Variant, default_manifest
 
 quiet_tf()

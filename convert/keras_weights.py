@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import HEAD_LAYER, ConversionError, LayerGuide, atomic_write_bytes, sha256_file, temp_path_for
+from .checkpoint import HEAD_LAYER, ConversionError, LayerGuide
+from .fsutil import atomic_write_bytes, sha256_file, temp_path_for
 from .cli import quiet_tf
 from .manifest import Variant, resolve
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import quiet_tf
+from .fsutil import sha256_file
 
 quiet_tf()
 
@@ -186,16 +187,6 @@ def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1)
     }
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
     """What the converted weights were read from, per the converter's JSON sidecar (e.g. ``ema 158, raw 104``)."""
     path = Path(weights_dir) / (Path(variant.keras_weights).stem + ".json")
@@ -255,7 +246,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
         "max_vector_difference": record["max_abs_dlogit"],
         "inference_time_tf": tf_seconds, "inference_time_keras": keras_seconds,
         "images": [str(p) for p in images], "random_inputs": random_count, "seed": seed,
-        "sha256": {"top": _sha256(top), "no_top": _sha256(no_top)},
+        "sha256": {"top": sha256_file(top), "no_top": sha256_file(no_top)},
         "tf_version": tf.__version__, "keras_version": keras.__version__,
     })
     return record

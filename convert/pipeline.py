@@ -11,7 +11,6 @@ import argparse
 import gc
 import json
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -19,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cli import UserError, quiet_tf, run_cli
-from .manifest import PROJECT_ROOT, Variant, default_manifest
+from .fsutil import atomic_write_bytes, sha256_file
+from .manifest import Variant, default_manifest
 
 quiet_tf()
 
@@ -41,14 +41,8 @@ class Options:
     quiet: bool = False
 
 
-def _sha256(path: Path) -> str:
-    from .download import sha256_file
-
-    return sha256_file(path)
-
-
 def _code(module) -> str:
-    return _sha256(Path(module.__file__))
+    return sha256_file(Path(module.__file__))
 
 
 class Stamp:
@@ -62,13 +56,11 @@ class Stamp:
         entry = self.data.get(stage)
         if not entry or entry["inputs"] != inputs:
             return False
-        return all(Path(p).exists() and _sha256(Path(p)) == sha for p, sha in entry["outputs"].items())
+        return all(Path(p).exists() and sha256_file(Path(p)) == sha for p, sha in entry["outputs"].items())
 
     def record(self, stage: str, inputs: dict, outputs: list[Path], extra: dict | None = None) -> None:
-        from .report import atomic_write
-
-        self.data[stage] = {"inputs": inputs, "outputs": {str(p): _sha256(p) for p in outputs}, **(extra or {})}
-        atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+        self.data[stage] = {"inputs": inputs, "outputs": {str(p): sha256_file(p) for p in outputs}, **(extra or {})}
+        atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _stage(stamp: Stamp, stage: str, inputs: dict, force: bool, run) -> tuple[bool, dict]:
@@ -121,7 +113,7 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         return [opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top], {
             "convert": _jsonable(out)}
 
-    entry = timed("load", {"guide": _sha256(guide_path), "code": _code(keras_weights)}, load)
+    entry = timed("load", {"guide": sha256_file(guide_path), "code": _code(keras_weights)}, load)
     top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
 
     def verify():
@@ -131,8 +123,8 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         report.update_results([record], opts.results)
         return [], {"record": record}
 
-    inputs = {"archive": fetched.sha256, "top": _sha256(top), "no_top": _sha256(no_top),
-              "images": {str(p): _sha256(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
+    inputs = {"archive": fetched.sha256, "top": sha256_file(top), "no_top": sha256_file(no_top),
+              "images": {str(p): sha256_file(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
               "seed": opts.seed, "code": _code(parity)}
     entry = timed("verify", inputs, verify)
     record = entry["record"]

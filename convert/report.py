@@ -5,31 +5,17 @@ Re-running one variant replaces its row and keeps the others. Every file is writ
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .fsutil import atomic_write_bytes
 from .manifest import default_manifest
 
 RESULTS_P, RESULTS_JSON, PARITY_MD = "test_results.p", "test_results.json", "PARITY.md"
 # The keys of the original converter's report, which every record carries.
 LEGACY_KEYS = ("alpha", "rows", "pred_keras_score", "pred_tf_score", "preds_agree", "max_vector_difference",
                "inference_time_tf", "inference_time_keras", "model")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def failure_record(variant, error: str) -> dict:
@@ -59,9 +45,9 @@ def update_results(records: list[dict], results_dir: str | Path) -> list[dict]:
             raise ValueError(f"parity record for {record.get('model')} lacks {missing}")
         merged[record["model"]] = record
     rows = sorted(merged.values(), key=_order)
-    atomic_write(results_dir / RESULTS_JSON, (json.dumps(rows, indent=2, sort_keys=True) + "\n").encode())
-    atomic_write(results_dir / RESULTS_P, pickle.dumps(rows, protocol=4))
-    atomic_write(results_dir / PARITY_MD, render_markdown(rows).encode())
+    atomic_write_bytes(results_dir / RESULTS_JSON, (json.dumps(rows, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(results_dir / RESULTS_P, pickle.dumps(rows, protocol=4))
+    atomic_write_bytes(results_dir / PARITY_MD, render_markdown(rows).encode())
     return rows
 
 

@@ -324,7 +324,7 @@ def archive() -> Path:
 
 
 def test_extract_from_archive_records_its_sha256(archive, tmp_path):
-    from convert.checkpoint import sha256_file
+    from convert.fsutil import sha256_file
 
     path = extract(SMALL, archive=archive, out_dir=tmp_path)
     assert path == tmp_path / SMALL / "layer_guide.p"
@@ -368,7 +368,7 @@ def test_extract_without_source_uses_the_download_cache(archive, tmp_path, monke
     import shutil
 
     from convert import download
-    from convert.checkpoint import sha256_file
+    from convert.fsutil import sha256_file
 
     monkeypatch.setenv(download.LOCK_ENV, str(tmp_path / "lock.json"))  # never touch the repo's lock file
     cached = download.archive_path(tmp_path / "cache", resolve(SMALL))

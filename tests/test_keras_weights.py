@@ -16,7 +16,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from convert import fixtures  # noqa: E402
-from convert.checkpoint import extract, load_layer_guide, sha256_file  # noqa: E402
+from convert.checkpoint import extract, load_layer_guide  # noqa: E402
+from convert.fsutil import sha256_file  # noqa: E402
 from convert.cli import run_cli  # noqa: E402
 from convert.keras_weights import (WeightAssignmentError, assign_guide, build_keras_model,  # noqa: E402
                                    convert_guide)

@@ -9,14 +9,12 @@ import gzip
 import io
 import json
 import pickle
-import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from convert import fixtures, pipeline, report
