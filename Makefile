@@ -12,6 +12,8 @@ STAMP   := $(VENV)/.installed
 MIRROR  ?=
 JOBS    ?= 2
 RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
+# the official example's image, when the genuine reference folder is beside the checkout
+PANDA   := $(wildcard ../shared/reference/panda.jpg)
 
 .PHONY: setup test demo convert convert-all verify-all clean
 
@@ -29,7 +31,7 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(PY) -m convert demo
+	$(PY) -m convert demo $(if $(PANDA),--image $(PANDA))
 
 convert-all: setup
 	$(PY) -m convert run all $(RUNFLAGS)

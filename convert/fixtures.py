@@ -423,7 +423,7 @@ def publish(names, mirror_dir: str | Path, seed: int = 0, progress: bool = False
     mirror_dir = Path(mirror_dir)
     mirror_dir.mkdir(parents=True, exist_ok=True)
     for name in tqdm(list(names), desc="factory archives", unit="archive", disable=not progress):
-        source = cached_archive(name, seed)
+        source = cached_archive(name, seed)  # built on first use (~10 s each), then cached
         target = mirror_dir / source.name
         if target.exists() and os.path.samefile(source, target):
             continue

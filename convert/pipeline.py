@@ -183,6 +183,10 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
                 _release()
         row["seconds"] = round(time.perf_counter() - start, 2)
         row["rss_mb"] = _rss_mb()
+        if not opts.quiet:
+            verdict = "pass" if row.get("passed") else "FAIL"
+            detail = row.get("error") or f"max|dlogit| {row['max_abs_dlogit']:.2e} (tol {row['tolerance']:.2e})"
+            tqdm.write(f"{item.variant.name}: {verdict}  {detail}  [{row['seconds']:.1f} s]", file=sys.stderr)
         if row.get("error"):
             report.update_results([report.failure_record(item.variant, row["error"])], opts.results)
         rows.append(row)
@@ -211,13 +215,14 @@ def summary_table(rows: list[dict]) -> str:
 # CLI: python -m convert run ... / python -m convert demo
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
     from .download import LOCK_ENV, MIRROR_ENV
 
-    p.add_argument("--cache", type=Path, default=Path("cache"), metavar="DIR", help="download cache (default: cache/)")
-    p.add_argument("--work", type=Path, default=Path("work"), metavar="DIR", help="layer guides (default: work/)")
-    p.add_argument("--weights-dir", type=Path, default=Path("weights"), metavar="DIR",
-                   help="converted .h5 files (default: weights/)")
+    if paths:
+        p.add_argument("--cache", type=Path, default=Path("cache"), metavar="DIR", help="download cache (default: cache/)")
+        p.add_argument("--work", type=Path, default=Path("work"), metavar="DIR", help="layer guides (default: work/)")
+        p.add_argument("--weights-dir", type=Path, default=Path("weights"), metavar="DIR",
+                       help="converted .h5 files (default: weights/)")
     p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                    help="test_results.{p,json} and PARITY.md (default: results/)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="download up to N archives at once")
@@ -236,8 +241,7 @@ def _options(args, **overrides) -> Options:
     for image in args.image:
         if not image.is_file():
             raise UserError(f"--image {image}: no such file")
-    opts = Options(cache=args.cache, work=args.work, weights=args.weights_dir, results=args.results,
-                   jobs=args.jobs, force=args.force, weight_choice=args.weights, images=list(args.image),
+    opts = Options(results=args.results, jobs=args.jobs, force=args.force, weight_choice=args.weights, images=list(args.image),
                    quiet=args.quiet)
     for key, value in overrides.items():
         setattr(opts, key, value)
@@ -262,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_common(p)
     args = p.parse_args(argv)
     variants = default_manifest().select(args.names)
-    opts = _options(args, mirror=normalize_mirror(args.mirror), lock=args.lock)
+    opts = _options(args, cache=args.cache, work=args.work, weights=args.weights_dir,
+                    mirror=normalize_mirror(args.mirror), lock=args.lock)
     return _finish(run(variants, opts), opts)
 
 
@@ -277,13 +282,17 @@ def demo_main(argv: list[str] | None = None) -> int:
         "(default cache/demo/), never into weights/."))
     p.add_argument("names", nargs="*", default=["all"], metavar="NAME", help="variants (default: all)")
     p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
-    _add_common(p)
-    p.set_defaults(cache=Path("cache/demo"))
+    p.add_argument("--cache", type=Path, default=Path("cache/demo"), metavar="DIR",
+                   help="demo downloads, guides, weights and checksum lock (default: cache/demo/)")
+    _add_common(p, paths=False)
     args = p.parse_args(argv)
     variants = default_manifest().select(args.names)
     root = args.cache
     opts = _options(args, cache=root, work=root / "work", weights=root / "weights",
-                    lock=root / "checksums.lock.json", seed=args.seed)
+                    lock=root / "checksums.lock.json")
+    if not args.quiet:
+        print(f"factory archives for {len(variants)} variant(s): built on first use (~10 s each), cached in "
+              f"{fixtures.cache_root()}", file=sys.stderr)
     mirror_dir = fixtures.publish([v.name for v in variants], root / "mirror", args.seed,
                                   progress=not args.quiet and sys.stderr.isatty())
     with serve_directory(mirror_dir) as url:
