@@ -3,7 +3,7 @@
 #   make test                      the test suite (what CI runs)
 #   make convert-all [MIRROR=URL]  all 22 variants from the manifest URLs (or a mirror)
 #   make convert VARIANT=1.0_224   one variant
-#   make verify-all                re-verify every converted variant in weights/
+#   make verify-all                re-verify every variant converted into weights/
 #   make clean                     remove work/, weights/, results/ (keeps the download cache)
 PYTHON  ?= python3.11
 VENV    := .venv
@@ -19,12 +19,12 @@ PANDA   := $(wildcard ../shared/reference/panda.jpg)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
 	touch $(STAMP)
 
 test: setup
@@ -41,7 +41,10 @@ convert: setup
 	$(PY) -m convert run $(VARIANT) $(RUNFLAGS)
 
 verify-all: setup
-	@rc=0; for v in $$($(PY) models_to_load.py --names); do $(PY) verify.py $$v || rc=1; done; exit $$rc
+	@rc=0; n=0; for v in $$($(PY) models_to_load.py --names); do \
+	  if [ -f weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_$$v.h5 ]; then \
+	    n=$$((n+1)); $(PY) verify.py $$v || rc=1; fi; done; \
+	[ $$n -gt 0 ] || { echo "error: no converted variants in weights/ (run make convert-all first)"; exit 2; }; exit $$rc
 
 clean:
 	rm -rf work weights results .pytest_cache

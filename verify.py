@@ -40,19 +40,19 @@ def main(argv: list[str] | None = None) -> int:
         if not image.is_file():
             raise UserError(f"--image {image}: no such file")
     with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
-        if args.archive:
-            if not args.archive.is_file():
-                raise UserError(f"--archive {args.archive}: no such file")
-            model_dir = download.extract_archive(args.archive, Path(tmp) / variant.name, variant.model_name)
-        else:
-            model_dir = download.extracted_dir(args.cache, variant)
-            if not (model_dir / f"{variant.model_name}.ckpt.index").exists():
-                raise UserError(f"no extracted archive for {variant.name} in {model_dir}; run "
-                                f"`python -m convert download {variant.name}` or pass --archive")
         try:
+            if args.archive:
+                if not args.archive.is_file():
+                    raise UserError(f"--archive {args.archive}: no such file")
+                model_dir = download.extract_archive(args.archive, Path(tmp) / variant.name, variant.model_name)
+            else:
+                model_dir = download.extracted_dir(args.cache, variant)
+                if not (model_dir / f"{variant.model_name}.ckpt.index").exists():
+                    raise UserError(f"no extracted archive for {variant.name} in {model_dir}; run "
+                                    f"`python -m convert download {variant.name}` or pass --archive")
             record = parity.verify(variant, model_dir, args.weights_dir, images=args.image,
                                    random_count=args.random_inputs, seed=args.seed)
-        except (ValueError, FileNotFoundError, download.DownloadError) as exc:
+        except (ValueError, OSError, download.DownloadError) as exc:
             raise UserError(str(exc)) from None
     report.update_results([record], args.results)
     verdict = "PASS" if record["passed"] else "FAIL"

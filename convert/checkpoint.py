@@ -65,7 +65,8 @@ MOVING_STATS = ("moving_mean", "moving_variance")  # not trainable: no EMA shado
 MODS = ("expand", "depthwise", "project")
 
 # Variables that are not model weights and are deliberately ignored (but counted).
-_SLOT = re.compile(r"^(?:.+/(?:RMSProp(?:_\d+)?|Momentum(?:_\d+)?|Adam(?:_\d+)?)|beta[12]_power(?:_\d+)?)$")
+# A slot counts as optimizer state only when the variable it belongs to is an expected one.
+_SLOT = re.compile(r"^(?:(?P<base>.+)/(?:RMSProp(?:_\d+)?|Momentum(?:_\d+)?|Adam(?:_\d+)?)|beta[12]_power(?:_\d+)?)$")
 _GLOBAL_STEP = "global_step"
 
 
@@ -333,7 +334,7 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant | str, wei
             continue
         elif name.endswith("/" + EMA_SUFFIX) and name[: -len(EMA_SUFFIX) - 1] in expected:
             shadows[name[: -len(EMA_SUFFIX) - 1]] = name
-        elif _SLOT.match(name):
+        elif (slot := _SLOT.match(name)) and (slot["base"] is None or slot["base"] in expected):
             slots.append(name)
         else:
             unexpected.append(name)

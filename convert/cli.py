@@ -25,7 +25,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
     try:
         code = main(argv)
-    except (UserError, ManifestError, UnknownVariantError, FileNotFoundError) as exc:
+    except (UserError, ManifestError, UnknownVariantError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -302,8 +302,8 @@ def _assign(sess, variables: dict, values: dict[str, np.ndarray]) -> None:
 
 
 def _assign_and_save(graph, variables: dict, values: dict[str, np.ndarray], prefix: str, sess):
-    """Give every name in ``values`` a ref variable in ``graph`` (creating the missing ones, in the
-    order of ``values``), assign the values and save a V2 checkpoint plus its ``.meta``."""
+    """Give every name in ``values`` a ref variable in ``graph`` (creating the ones the graph lacks:
+    shadows, slots, ``global_step``), assign the values and save a V2 checkpoint plus its ``.meta``."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -316,20 +316,6 @@ def _assign_and_save(graph, variables: dict, values: dict[str, np.ndarray], pref
         saver = v1.train.Saver(var_list=all_vars)
         _assign(sess, all_vars, values)
         saver.save(sess, prefix, write_state=False)
-
-
-def write_checkpoint(prefix: str | Path, values: dict[str, np.ndarray]) -> str:
-    """Write a TF1 checkpoint holding exactly ``values`` (name -> array); returns the prefix.
-
-    Tests use it for hand-made checkpoints (missing, extra, reordered, shadow-less variables)."""
-    import tensorflow as tf
-
-    prefix = str(prefix)
-    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-    graph = tf.Graph()
-    with tf.compat.v1.Session(graph=graph) as sess:
-        _assign_and_save(graph, {}, values, prefix, sess)
-    return prefix
 
 
 def write_model_files(variant: Variant, values: dict[str, np.ndarray], out_dir: Path) -> list[Path]:
@@ -376,11 +362,11 @@ def build_archive(name: str, out_dir: str | Path, seed: int = 0, keep_files: boo
         members = write_model_files(variant, checkpoint_values(variant, seed), files_dir)
         part = Path(tmp) / target.name
         _write_tgz(members, part)
-        os.replace(part, target)
-        if keep_files:
+        if keep_files:  # the members first: the archive is what marks a build complete
             kept = out_dir / variant.model_name
             shutil.rmtree(kept, ignore_errors=True)
             os.replace(files_dir, kept)
+        os.replace(part, target)
     return target
 
 
@@ -399,6 +385,8 @@ def cached_dir(name: str, seed: int = 0) -> Path:
     variant = default_manifest().resolve(name)
     folder = cache_root() / f"{variant.model_name}-seed{seed}-{FACTORY_VERSION}"
     if not (folder / variant.archive_filename).exists():
+        for stale in cache_root().glob(f"{variant.model_name}-seed{seed}-*"):  # builds of older factory code
+            shutil.rmtree(stale, ignore_errors=True)
         build_archive(variant.name, folder, seed, keep_files=True)
     return folder
 

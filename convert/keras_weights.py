@@ -248,13 +248,10 @@ def convert_guide(guide: LayerGuide, out_dir: str | Path = "weights",
         paths[include_top] = write_legacy_h5(model, values, out_dir / filename)
         del model
     digests = {p.name: sha256_file(p) for p in paths.values()}
-    sources: dict[str, int] = {}
-    for r in guide.records:
-        sources[r["source"]] = sources.get(r["source"], 0) + 1
     sidecar_doc = {
         "variant": variant.name, "model_name": variant.model_name, "alpha": variant.alpha, "rows": variant.rows,
         "files": digests, "source_archive_sha256": archive_sha, "source_checkpoint": guide.checkpoint,
-        "weights": {"requested": guide.weights, "mode": guide.counts.get("mode"), "by_source": sources},
+        "weights": {"requested": guide.weights, "mode": guide.counts.get("mode"), "by_source": guide.counts["by_source"]},
         "label_offset": variant.label_offset, "classes": variant.classes - variant.label_offset,
         "counts": guide.counts, "versions": _package_versions(),
     }

@@ -114,9 +114,10 @@ def _check_entry(i: int, entry: object, classes: int, label_offset: int) -> Vari
     for key in ("url", "quantized_url"):
         if not _URL.match(entry[key]) or not entry[key].endswith(".tgz"):
             raise ManifestError(f"{where}: field '{key}' is not an http(s)/file URL of a .tgz: {entry[key]!r}")
-    expected_file = f"{PREFIX}{alpha}_{rows}.tgz"
-    if entry["url"].rsplit("/", 1)[-1] != expected_file:
-        raise ManifestError(f"{where}: field 'url' must end in {expected_file!r}, got {entry['url']!r}")
+    quantized = f"quantized_v2_{rows}_{round(float(alpha) * 100)}.tgz"
+    for key, expected_file in (("url", f"{PREFIX}{alpha}_{rows}.tgz"), ("quantized_url", quantized)):
+        if entry[key].rsplit("/", 1)[-1] != expected_file:
+            raise ManifestError(f"{where}: field '{key}' must end in {expected_file!r}, got {entry[key]!r}")
     sha = entry.get("sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
         raise ManifestError(f"{where}: field 'sha256' must be 64 lowercase hex digits or null, got {sha!r}")
@@ -175,11 +176,22 @@ class Manifest:
         return [v for v in chosen if (alpha is None or v.alpha == alpha) and (rows is None or v.rows == rows)]
 
 
+_TOP_LEVEL = {"schema": int, "family": str, "source": str, "classes": int, "label_offset": int, "variants": list}
+
+
 def parse_manifest(doc: object, path: Path | None = None) -> Manifest:
     if not isinstance(doc, dict) or not isinstance(doc.get("variants"), list):
         raise ManifestError(f"{path or 'manifest'}: top level must be an object with a 'variants' list")
+    unknown = sorted(set(doc) - set(_TOP_LEVEL))
+    if unknown:
+        raise ManifestError(f"unknown top-level key(s) {unknown}; valid keys: {sorted(_TOP_LEVEL)}")
+    for key, typ in _TOP_LEVEL.items():
+        if key in doc and (not isinstance(doc[key], typ) or isinstance(doc[key], bool)):
+            raise ManifestError(f"top-level field '{key}' must be {typ.__name__}, got {doc[key]!r}")
     classes = doc.get("classes", 1001)
     label_offset = doc.get("label_offset", 1)
+    if not 0 <= label_offset < classes:
+        raise ManifestError(f"top-level 'label_offset' {label_offset} must be in [0, classes={classes})")
     variants, seen = [], set()
     for i, entry in enumerate(doc["variants"]):
         v = _check_entry(i, entry, classes, label_offset)

@@ -7,6 +7,7 @@ reference must not share the converter's weight-choice code it is meant to check
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,10 @@ def slim_eval_feeds(graph_def, checkpoint_prefix: str) -> tuple[dict[str, np.nda
     (``ema`` or ``raw``). A variable the graph reads but the checkpoint lacks is an error."""
     import tensorflow as tf
 
-    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    try:
+        reader = tf.train.load_checkpoint(checkpoint_prefix)
+    except Exception as exc:  # tf.errors.* on a missing or corrupt index
+        raise ValueError(f"cannot open checkpoint {checkpoint_prefix}: {exc}") from None
     table = reader.get_variable_to_shape_map()
     feeds, sources = {}, {}
     missing = [v for v in read_variables(graph_def) if v not in table]
@@ -58,7 +62,11 @@ def slim_eval_feeds(graph_def, checkpoint_prefix: str) -> tuple[dict[str, np.nda
                          f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
     for var in read_variables(graph_def):
         key = var + EMA_SUFFIX if var + EMA_SUFFIX in table else var
-        feeds[f"{var}{READ_SUFFIX}:0"] = reader.get_tensor(key)
+        try:
+            feeds[f"{var}{READ_SUFFIX}:0"] = reader.get_tensor(key)
+        except Exception as exc:  # IndexError / tf.errors.DataLossError on a truncated or corrupt data file
+            raise ValueError(f"cannot read {key} from checkpoint {checkpoint_prefix}: {type(exc).__name__}: "
+                             f"{exc} (is its .data file truncated or corrupt?)") from None
         sources[var] = "ema" if key != var else "raw"
     return feeds, sources
 
@@ -101,7 +109,7 @@ def load_image(path: str | Path, rows: int) -> np.ndarray:
     import tensorflow as tf
 
     try:
-        image = tf.io.decode_image(Path(path).read_bytes(), channels=3, expand_animations=False)
+        image = tf.io.decode_image(Path(path).read_bytes(), channels=3, dtype=tf.uint8, expand_animations=False)
     except tf.errors.InvalidArgumentError as exc:
         raise ValueError(f"cannot decode image {path}: {exc.message}") from None
     image = tf.image.resize(tf.cast(image, tf.float32), (rows, rows), method="bilinear")
@@ -248,5 +256,6 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
         "images": [str(p) for p in images], "random_inputs": random_count, "seed": seed,
         "sha256": {"top": sha256_file(top), "no_top": sha256_file(no_top)},
         "tf_version": tf.__version__, "keras_version": keras.__version__,
+        "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     return record

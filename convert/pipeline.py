@@ -8,7 +8,9 @@ does not stop the others; every variant's TF graph/session and Keras model are r
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
+import hashlib
 import json
 import os
 import sys
@@ -41,8 +43,20 @@ class Options:
     quiet: bool = False
 
 
-def _code(module) -> str:
-    return sha256_file(Path(module.__file__))
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """Hash of the converter's code (every module of ``convert/``) and the package versions it runs on;
+    a stage whose stamp holds another value re-runs."""
+    import h5py
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update(f"{tf.__version__} {keras.__version__} {numpy.__version__} {h5py.__version__}".encode())
+    return digest.hexdigest()
 
 
 class Stamp:
@@ -104,7 +118,7 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
             "guide": str(guide_path)}
 
     entry = timed("extract", {"archive": fetched.sha256, "weights": opts.weight_choice,
-                              "code": _code(checkpoint)}, extract)
+                              "out": str(guide_dir.resolve()), "code": code_version()}, extract)
     guide_path = Path(entry["guide"])
 
     def load():
@@ -113,7 +127,8 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         return [opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top], {
             "convert": _jsonable(out)}
 
-    entry = timed("load", {"guide": sha256_file(guide_path), "code": _code(keras_weights)}, load)
+    entry = timed("load", {"guide": sha256_file(guide_path), "out": str(opts.weights.resolve()),
+                           "code": code_version()}, load)
     top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
 
     def verify():
@@ -125,11 +140,11 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
 
     inputs = {"archive": fetched.sha256, "top": sha256_file(top), "no_top": sha256_file(no_top),
               "images": {str(p): sha256_file(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
-              "seed": opts.seed, "code": _code(parity)}
+              "seed": opts.seed, "code": code_version()}
     entry = timed("verify", inputs, verify)
     record = entry["record"]
-    if not any(r["model"] == record["model"] for r in report.load_results(opts.results)):
-        report.update_results([record], opts.results)  # results folder was cleaned: restore the row
+    if record not in report.load_results(opts.results):
+        report.update_results([record], opts.results)  # the row is missing or stale: restore this run's
     row.update(passed=record["passed"], max_abs_dlogit=record["max_abs_dlogit"], tolerance=record["tolerance"],
                timings=timings, inference_time_tf=record["inference_time_tf"],
                inference_time_keras=record["inference_time_keras"])
@@ -188,7 +203,8 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
             detail = row.get("error") or f"max|dlogit| {row['max_abs_dlogit']:.2e} (tol {row['tolerance']:.2e})"
             tqdm.write(f"{item.variant.name}: {verdict}  {detail}  [{row['seconds']:.1f} s]", file=sys.stderr)
         if row.get("error"):
-            report.update_results([report.failure_record(item.variant, row["error"])], opts.results)
+            source = download.source_url(item.variant, opts.mirror)
+            report.update_results([report.failure_record(item.variant, row["error"], source)], opts.results)
         rows.append(row)
     return rows
 

@@ -18,10 +18,10 @@ LEGACY_KEYS = ("alpha", "rows", "pred_keras_score", "pred_tf_score", "preds_agre
                "inference_time_tf", "inference_time_keras", "model")
 
 
-def failure_record(variant, error: str) -> dict:
+def failure_record(variant, error: str, archive_source: str | None = None) -> dict:
     """The results row of a variant that could not be converted or verified."""
     return {"model": variant.model_name, "name": variant.name, "alpha": variant.alpha, "rows": variant.rows,
-            "passed": False, "error": error, "pred_keras_score": None, "pred_tf_score": None, "preds_agree": False,
+            "passed": False, "error": error, "archive_source": archive_source, "pred_keras_score": None, "pred_tf_score": None, "preds_agree": False,
             "max_vector_difference": None, "inference_time_tf": None, "inference_time_keras": None}
 
 
@@ -51,6 +51,18 @@ def update_results(records: list[dict], results_dir: str | Path) -> list[dict]:
     return rows
 
 
+def archive_origin(url: str | None) -> str:
+    """Where an archive came from, in a word: ``loopback`` (the demo/test mirror), ``local`` or the host."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return "–"
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return "loopback" if parts.hostname in ("127.0.0.1", "localhost", "::1") else parts.hostname
+    return "local"
+
+
 def _fmt(x, spec=".2e"):
     return "–" if x is None else format(x, spec)
 
@@ -63,20 +75,21 @@ def render_markdown(rows: list[dict]) -> str:
         "Pass: max |Δlogit| over the 1000 shared classes (slim 1..1000 = Keras 0..999) ≤ 1e-4 · max(1, max |slim logit|), "
         "top-1 equal on every input, and the no-top file's pooled features equal slim's AvgPool. "
         "Reference: the archive's own eval graph with every `<var>/read` fed slim's evaluation values "
-        "(EMA shadows for trainables, raw BN statistics). `frozen`: which weights the archive's `_frozen.pb` matches.", "",
-        "| variant | result | max abs Δlogit | tolerance | top-1 | top-5 | max abs Δprob | reference | weights | frozen | TF s | Keras s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(EMA shadows for trainables, raw BN statistics). `frozen`: which weights the archive's `_frozen.pb` matches. "
+        "`archive`: where the checkpoint archive came from (`loopback` = factory archives of `make demo` / the tests).", "",
+        "| variant | result | max abs Δlogit | tolerance | top-1 | top-5 | max abs Δprob | reference | weights | frozen | TF s | Keras s | archive |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     body = []
     for r in rows:
         if r.get("error"):
-            body.append(f"| {r['name']} | FAIL | – | – | – | – | – | – | – | – | – | – |")
+            body.append(f"| {r['name']} | FAIL | – | – | – | – | – | – | – | – | – | – | {archive_origin(r.get('archive_source'))} |")
             continue
         n = r["inputs"]
         body.append(
             f"| {r['name']} | {'pass' if r['passed'] else 'FAIL'} | {_fmt(r['max_abs_dlogit'])} | {_fmt(r['tolerance'])} "
             f"| {r['top1_agree']}/{n} | {r['top5_agree']}/{n} | {_fmt(r['max_abs_dprob'])} | {r['reference']} "
             f"| {r.get('weight_source') or '–'} | {r.get('frozen', '–')} | {_fmt(r['inference_time_tf'], '.3f')} "
-            f"| {_fmt(r['inference_time_keras'], '.3f')} |")
+            f"| {_fmt(r['inference_time_keras'], '.3f')} | {archive_origin(r.get('archive_source'))} |")
     errors = [f"- {r['name']}: {r['error']}" for r in rows if r.get("error")]
     return "\n".join(head + body + ([""] + ["Failures:"] + errors if errors else [])) + "\n"

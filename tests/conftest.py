@@ -12,7 +12,6 @@ from convert import fixtures  # noqa: E402
 from convert.manifest import PROJECT_ROOT  # noqa: E402
 
 REFERENCE_DIR = Path(os.environ.get("MOBILENET_REFERENCE", PROJECT_ROOT.parent / "shared" / "reference"))
-REFERENCE_CKPT = REFERENCE_DIR / "mobilenet_v2_1.0_224.ckpt"
 
 
 @pytest.fixture(scope="session")

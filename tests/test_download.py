@@ -220,8 +220,8 @@ def test_connection_refused_is_a_clear_error(cache, lock):
 
 def test_read_timeout_mid_body_is_resumed(served, cache, lock, tmp_path):
     want = put(served, make_tgz(tmp_path / "a.tgz"))
-    net = dataclasses.replace(FAST, timeout=(5.0, 0.5))
-    served.script(V.archive_filename, Fault("stall", after=150_000, seconds=2.0))
+    net = dataclasses.replace(FAST, timeout=(5.0, 1.0))  # stalls are 5x the read timeout: robust on a busy machine
+    served.script(V.archive_filename, Fault("stall", after=150_000, seconds=5.0))
     result = go(served, cache, lock, net=net)
     gets = served.gets(V.archive_filename)
     assert len(gets) == 2 and gets[1].headers["Range"].startswith("bytes=")
@@ -232,8 +232,8 @@ def test_read_timeout_mid_body_is_resumed(served, cache, lock, tmp_path):
 def test_read_timeout_every_time_fails_and_keeps_only_the_part(served, cache, lock, tmp_path):
     archive = make_tgz(tmp_path / "a.tgz", data_size=1_000_000)
     put(served, archive)
-    net = dataclasses.replace(FAST, timeout=(5.0, 0.4), resumes=1)
-    served.script(V.archive_filename, *[Fault("stall", after=150_000, seconds=1.5)] * 2)
+    net = dataclasses.replace(FAST, timeout=(5.0, 1.0), resumes=1)
+    served.script(V.archive_filename, *[Fault("stall", after=150_000, seconds=5.0)] * 2)
     with pytest.raises(DownloadError, match="timed out 2 times"):
         go(served, cache, lock, net=net)
     assert_clean(cache)
@@ -446,8 +446,6 @@ def test_usage_errors_exit_2(argv, message, cache, lock, capsys):
 
 
 def test_download_help_via_module():
-    if not (PROJECT_ROOT / "convert" / "__main__.py").exists():
-        pytest.skip("convert/__main__.py not wired yet")
     out = subprocess.run([sys.executable, "-m", "convert", "download", "--help"], cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

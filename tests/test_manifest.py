@@ -58,6 +58,10 @@ def _bad(mutate):
     (lambda d: d["variants"][4].update(sha256="abc"), r"variants\[4\] \(1\.0_160\): field 'sha256' must be 64"),
     (lambda d: d["variants"][5].pop("top1"), r"variants\[5\] \(1\.0_128\): missing field 'top1'"),
     (lambda d: d["variants"][6].update(macs_m="56"), r"variants\[6\] \(1\.0_96\): field 'macs_m' must be int"),
+    (lambda d: d["variants"][2].update(quantized_url=d["variants"][2]["url"]),
+     r"variants\[2\] \(1\.0_224\): field 'quantized_url' must end in 'quantized_v2_224_100\.tgz'"),
+    (lambda d: d.update(colour="red"), r"unknown top-level key\(s\) \['colour'\]"),
+    (lambda d: d.update(classes="x"), r"top-level field 'classes' must be int"),
 ])
 def test_validation_names_the_entry_and_the_field(mutate, expected):
     assert re.search(expected, _bad(mutate))

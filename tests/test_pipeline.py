@@ -9,12 +9,14 @@ import gzip
 import io
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from convert import fixtures, pipeline, report
@@ -75,6 +77,32 @@ def test_end_to_end_parity_report(e2e):
     table = (opts.results / "PARITY.md").read_text()
     assert all(f"| {n} | pass |" in table for n in CI_VARIANTS)
     report.update_results(list(records.values()), PROJECT_ROOT / "results")  # the CI parity report
+
+
+@pytest.mark.parametrize("name", CI_VARIANTS)
+def test_converted_h5_matches_the_archives_frozen_graph(e2e, name):
+    """An oracle independent of convert.parity: plain TF runs the archive's frozen graph (EMA values
+    baked in by the factory), plain Keras loads the .h5; logits must agree on the 1000 shared classes."""
+    import keras
+    import tensorflow as tf
+
+    v = resolve(name)
+    opts = e2e["opts"]
+    frozen = opts.cache / "extracted" / name / f"{v.model_name}_frozen.pb"
+    graph_def = tf.compat.v1.GraphDef.FromString(frozen.read_bytes())
+    x = np.random.default_rng(123).uniform(-1, 1, (3, v.rows, v.rows, 3)).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        slim = sess.run("MobilenetV2/Logits/output:0", {"input:0": x})
+    model = keras.applications.MobileNetV2(alpha=float(v.alpha), input_shape=(v.rows, v.rows, 3),
+                                           weights=str(opts.weights / v.keras_weights), classifier_activation=None)
+    ours = np.asarray(model(x, training=False))
+    keras.backend.clear_session()
+    assert slim.shape == (3, 1001) and ours.shape == (3, 1000)
+    assert np.abs(slim[:, 1:] - ours).max() <= 1e-4 * max(1.0, np.abs(slim).max())
+    assert np.array_equal(slim[:, 1:].argmax(1), ours.argmax(1))
 
 
 def test_rerun_is_a_no_op(e2e):
@@ -172,3 +200,37 @@ def test_cli_help_and_bad_variant():
     bad = run("run", "1.0_225", "--quiet")
     assert bad.returncode == 2 and "closest: 1.0_224" in bad.stderr and "Traceback" not in bad.stderr
     assert run("frobnicate").returncode == 2
+
+
+def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path):
+    opts = e2e["opts"]
+    results = tmp_path / "results"
+    shutil.copytree(opts.results, results)
+    before = {r["name"]: r for r in report.load_results(results)}
+    archive = opts.cache / "archives" / "mobilenet_v2_0.35_96.tgz"
+    out = subprocess.run([sys.executable, "verify.py", "0.35_96", "--archive", str(archive), "--weights-dir",
+                          str(opts.weights), "--results", str(results)], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "0.35_96: PASS" in out.stdout
+    after = {r["name"]: r for r in report.load_results(results)}
+    assert sorted(after) == sorted(before)
+    assert after["1.0_224"] == before["1.0_224"] and after["1.4_224"] == before["1.4_224"]
+    assert after["0.35_96"]["random_inputs"] == 4 and after["0.35_96"]["images"] == []
+    missing = subprocess.run([sys.executable, "verify.py", "0.35_96", "--weights-dir", str(tmp_path / "none"),
+                              "--archive", str(archive), "--results", str(results)],
+                             cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert missing.returncode == 2 and "converted weights not found" in missing.stderr
+
+
+def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):
+    """An archive without an eval graph is checked against the graph in its .ckpt.meta."""
+    from convert import download, parity
+
+    v = resolve("0.35_96")
+    model_dir = tmp_path / "model"
+    shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
+    (model_dir / f"{v.model_name}_eval.pbtxt").unlink()
+    record = parity.verify(v, model_dir, e2e["opts"].weights)
+    assert record["reference"] == "ckpt_meta"
+    assert record["passed"] is True
+    assert record["max_abs_dlogit"] <= record["tolerance"]
