@@ -27,3 +27,13 @@ def reference_dir() -> Path:
 def small_archive() -> Path:
     """Factory-built official-layout archive of the smallest variant (0.35_96), seed 0."""
     return fixtures.cached_archive("0.35_96")
+
+
+def run_main(main, argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run a CLI ``main`` the way its script does (``run_cli``); returns (exit code, stdout, stderr)."""
+    from convert.cli import run_cli
+
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main, argv)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err

@@ -18,7 +18,7 @@ from convert import fixtures  # noqa: E402
 from convert.checkpoint import (EMA_SUFFIX, CheckpointMismatchError, ConversionError, LayerGuideError,  # noqa: E402
                                 WeightSourceError, build_layer_guide, expected_variables, extract,
                                 keras_layer_for, load_layer_guide, save_layer_guide, tf_name_for)
-from convert.cli import run_cli  # noqa: E402
+from conftest import run_main  # noqa: E402
 from convert.manifest import resolve  # noqa: E402
 
 SMALL = "0.35_96"
@@ -338,10 +338,7 @@ def test_extract_from_archive_records_its_sha256(archive, tmp_path):
 def _cli(argv, capsys):
     import extract_weights
 
-    with pytest.raises(SystemExit) as exc:
-        run_cli(extract_weights.main, argv)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+    return run_main(extract_weights.main, argv, capsys)
 
 
 def test_cli_extracts_and_reports(archive, tmp_path, capsys):

@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 from convert import fixtures  # noqa: E402
 from convert.checkpoint import extract, load_layer_guide  # noqa: E402
 from convert.fsutil import sha256_file  # noqa: E402
-from convert.cli import run_cli  # noqa: E402
+from conftest import run_main  # noqa: E402
 from convert.keras_weights import (WeightAssignmentError, assign_guide, build_keras_model,  # noqa: E402
                                    convert_guide)
 from convert.manifest import resolve  # noqa: E402
@@ -221,10 +221,7 @@ def test_head_must_have_the_background_class(small, top_model):
 def _load_cli(argv, capsys):
     import load_weights
 
-    with pytest.raises(SystemExit) as exc:
-        run_cli(load_weights.main, argv)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+    return run_main(load_weights.main, argv, capsys)
 
 
 def test_load_weights_cli(small, tmp_path, capsys):
