@@ -332,7 +332,7 @@ def write_model_files(variant: Variant, values: dict[str, np.ndarray], out_dir: 
         _assign(sess, variables, eval_values(values, variables))
         frozen = v1.graph_util.convert_variables_to_constants(
             sess, eval_graph_def, [LOGITS_NODE, PREDICTIONS_NODE])
-    (out_dir / f"{name}_frozen.pb").write_bytes(frozen.SerializeToString())
+    (out_dir / f"{name}_frozen.pb").write_bytes(frozen.SerializeToString(deterministic=True))
     (out_dir / f"{name}_info.txt").write_text(f"Model: {name}\nInput: {INPUT_NODE}\nOutput: {PREDICTIONS_NODE}\n")
     return [out_dir / f"{name}{suffix}" for suffix in MEMBER_SUFFIXES]
 

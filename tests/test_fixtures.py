@@ -113,3 +113,27 @@ def test_factory_eval_graph_has_the_genuine_inference_nodes(reference_dir):
     ops = lambda g: {(n.name, n.op) for n in g.node if n.op in path_ops and "Initializer" not in n.name}
     assert sorted(ops(genuine) - ops(built)) == []
     assert parity.read_variables(genuine) == parity.read_variables(built)
+
+
+def test_factory_cli_builds_and_rejects_bad_names(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from convert.manifest import PROJECT_ROOT
+
+    bad = subprocess.run([sys.executable, "-m", "convert.fixtures", "0.35_97", "--out", str(tmp_path)],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown variant '0.35_97'; closest: 0.35_96" in bad.stderr
+    assert "Traceback" not in bad.stderr and not list(tmp_path.iterdir())
+    monkeypatch.setenv("MOBILENET_FIXTURES", str(tmp_path / "cache"))
+    assert fixtures.cache_root() == tmp_path / "cache"
+
+
+def test_builds_are_byte_reproducible(small_archive, tmp_path):
+    """Same (variant, seed) -> the same archive bytes; another seed -> other values."""
+    from convert.fsutil import sha256_file
+
+    again = fixtures.build_archive("0.35_96", tmp_path / "a", seed=0)
+    assert sha256_file(again) == sha256_file(small_archive)
+    other = fixtures.build_archive("0.35_96", tmp_path / "b", seed=1)
+    assert sha256_file(other) != sha256_file(small_archive)

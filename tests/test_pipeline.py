@@ -234,3 +234,14 @@ def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):
     assert record["reference"] == "ckpt_meta"
     assert record["passed"] is True
     assert record["max_abs_dlogit"] <= record["tolerance"]
+
+
+def test_demo_command_runs_offline_end_to_end(tmp_path, capsys):
+    """`make demo`'s command on one variant: factory archive -> loopback server -> pipeline -> PARITY.md."""
+    code = pipeline.demo_main(["0.35_96", "--cache", str(tmp_path / "demo"), "--results", str(tmp_path / "results"),
+                               "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| 0.35_96 | pass |" in out and "| loopback |" in out
+    assert (tmp_path / "demo" / "weights" / resolve("0.35_96").keras_weights).exists()
+    assert json.loads((tmp_path / "demo" / "checksums.lock.json").read_text()).keys() == {"mobilenet_v2_0.35_96.tgz"}
