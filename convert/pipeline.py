@@ -1,8 +1,9 @@
 """Orchestration: download -> extract (layer guide) -> load (.h5) -> verify (parity) per variant.
 
-Each stage is skipped when its outputs are up to date for its inputs: a stamp per variant records the
-sha256 of each stage's inputs (including the code of the stage's module) and outputs, and a stage re-runs
-when any of them differs or an output is missing (``--force`` re-runs everything). One failing variant
+Each stage is skipped when its outputs are up to date for its inputs: a stamp per variant
+(``work/<name>/stamp.json``) records the sha256 of each stage's inputs (archive, guide, .h5 files, images,
+output folder, and a hash of the converter's code and package versions) and of its outputs; a stage
+re-runs when any of them differs or an output is missing or changed (``--force`` re-runs everything). One failing variant
 does not stop the others; every variant's TF graph/session and Keras model are released after use.
 """
 from __future__ import annotations
@@ -64,7 +65,10 @@ class Stamp:
 
     def __init__(self, path: Path):
         self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {}
+        try:
+            self.data = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):  # none yet, or unreadable: every stage re-runs
+            self.data = {}
 
     def fresh(self, stage: str, inputs: dict) -> bool:
         entry = self.data.get(stage)
@@ -114,8 +118,7 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
     def extract():
         guide_path = checkpoint.extract(variant.name, checkpoint=str(fetched.checkpoint_prefix),
                                         weights=opts.weight_choice, out_dir=str(opts.work))
-        return sorted(p for p in guide_dir.iterdir() if p.name != "stamp.json" and p.is_file()), {
-            "guide": str(guide_path)}
+        return [guide_path, guide_path.parent / checkpoint.ARRAYS_FILENAME], {"guide": str(guide_path)}
 
     entry = timed("extract", {"archive": fetched.sha256, "weights": opts.weight_choice,
                               "out": str(guide_dir.resolve()), "code": code_version()}, extract)
