@@ -43,7 +43,7 @@ convert: setup
 verify-all: setup
 	@rc=0; n=0; for v in $$($(PY) models_to_load.py --names); do \
 	  if [ -f weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_$$v.h5 ]; then \
-	    n=$$((n+1)); $(PY) verify.py $$v || rc=1; fi; done; \
+	    n=$$((n+1)); $(PY) verify.py $$v $(if $(PANDA),--image $(PANDA)) || rc=1; fi; done; \
 	[ $$n -gt 0 ] || { echo "error: no converted variants in weights/ (run make convert-all first)"; exit 2; }; exit $$rc
 
 clean:

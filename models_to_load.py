@@ -25,8 +25,9 @@ def format_table(variants: list[Variant]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
-    p.add_argument("--names", action="store_true", help="print only the variant names, one per line")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    form.add_argument("--names", action="store_true", help="print only the variant names, one per line")
     p.add_argument("--alpha", help="keep only this width multiplier (1.4 1.3 1.0 0.75 0.5 0.35)")
     p.add_argument("--rows", type=int, help="keep only this input resolution (224 192 160 128 96)")
     p.add_argument("--manifest", help="manifest file (default: manifests/mobilenet_v2.json)")

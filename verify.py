@@ -16,11 +16,37 @@ from convert.cli import UserError, quiet_tf, run_cli
 quiet_tf()
 
 
+def _model_dir(args, variant, tmp: Path) -> Path:
+    """The extracted archive to take the reference from: --archive, else the download cache, else the
+    archive or checkpoint the converted weights were made from (their sidecar says which)."""
+    from convert import download
+    from convert.keras_weights import read_sidecar
+
+    archive = args.archive
+    if archive is None:
+        cached = download.extracted_dir(args.cache, variant)
+        if (cached / f"{variant.model_name}.ckpt.index").exists():
+            return cached
+        source = (read_sidecar(args.weights_dir, variant) or {}).get("source_checkpoint") or ""
+        if Path(source + ".index").is_file():  # converted from an extracted checkpoint prefix
+            return Path(source).parent
+        if ".tgz:" in source and Path(source.rsplit(":", 1)[0]).is_file():  # converted from an archive
+            archive = Path(source.rsplit(":", 1)[0])
+        else:
+            raise UserError(f"no archive of {variant.name}: not in {cached} and the converted weights do not "
+                            f"name an existing one; pass --archive TGZ (or run `python -m convert download "
+                            f"{variant.name}`)")
+    if not archive.is_file():
+        raise UserError(f"--archive {archive}: no such file")
+    return download.extract_archive(archive, tmp / variant.name, variant.model_name)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME", help="variant, e.g. 1.0_224 or mobilenet_v2_1.0_224")
     p.add_argument("--archive", type=Path, metavar="TGZ",
-                   help="the variant's .tgz (default: the extracted archive in --cache)")
+                   help="the variant's .tgz (default: the extracted archive in --cache, else the archive the "
+                        "converted weights were made from)")
     p.add_argument("--cache", type=Path, default=Path("cache"), metavar="DIR", help="download cache (default: cache/)")
     p.add_argument("--weights-dir", type=Path, default=Path("weights"), metavar="DIR",
                    help="folder of the converted .h5 files (default: weights/)")
@@ -39,17 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     for image in args.image:
         if not image.is_file():
             raise UserError(f"--image {image}: no such file")
+    if args.random_inputs < 0 or args.random_inputs + len(args.image) == 0:
+        raise UserError(f"--random-inputs {args.random_inputs}: give at least one input (N >= 1, or N >= 0 with --image)")
     with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
         try:
-            if args.archive:
-                if not args.archive.is_file():
-                    raise UserError(f"--archive {args.archive}: no such file")
-                model_dir = download.extract_archive(args.archive, Path(tmp) / variant.name, variant.model_name)
-            else:
-                model_dir = download.extracted_dir(args.cache, variant)
-                if not (model_dir / f"{variant.model_name}.ckpt.index").exists():
-                    raise UserError(f"no extracted archive for {variant.name} in {model_dir}; run "
-                                    f"`python -m convert download {variant.name}` or pass --archive")
+            model_dir = _model_dir(args, variant, Path(tmp))
             record = parity.verify(variant, model_dir, args.weights_dir, images=args.image,
                                    random_count=args.random_inputs, seed=args.seed)
         except (ValueError, OSError, download.DownloadError) as exc:

@@ -204,7 +204,11 @@ class CheckpointMismatchError(ConversionError):
             parts.append(f"{len(self.missing_shadows)} trainable variable(s) without /{EMA_SUFFIX} shadow in a "
                          f"checkpoint that has shadows (refusing to mix EMA and raw weights; use --weights raw "
                          f"to convert the raw values): {', '.join(self.missing_shadows)}")
-        super().__init__(f"checkpoint {prefix} does not match MobileNetV2 {variant}: " + "; ".join(parts))
+        hint = ""
+        if len(self.wrong_shape) > 10:
+            hint = (f" (many shapes differ: is this the checkpoint of another alpha? {variant} is "
+                    f"mobilenet_v2_{variant}.ckpt)")
+        super().__init__(f"checkpoint {prefix} does not match MobileNetV2 {variant}{hint}: " + "; ".join(parts))
 
 
 class WeightSourceError(ConversionError):

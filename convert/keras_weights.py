@@ -232,6 +232,16 @@ def _package_versions() -> dict[str, str]:
             "h5py": h5py.__version__, "numpy": np.__version__}
 
 
+def sidecar_path(out_dir: str | Path, variant: Variant) -> Path:
+    """The JSON sidecar of a variant's converted files (``mobilenet_v2_weights_…_{alpha}_{rows}.json``)."""
+    return Path(out_dir) / (Path(variant.keras_weights).stem + ".json")
+
+
+def read_sidecar(out_dir: str | Path, variant: Variant) -> dict | None:
+    path = sidecar_path(out_dir, variant)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def convert_guide(guide: LayerGuide, out_dir: str | Path = "weights",
                   source_archive_sha256: str | None = None) -> dict[str, Any]:
     """Write the variant's ``.h5`` and ``_no_top.h5``, its JSON sidecar, and update ``SHA256SUMS``.
@@ -255,7 +265,7 @@ def convert_guide(guide: LayerGuide, out_dir: str | Path = "weights",
         "label_offset": variant.label_offset, "classes": variant.classes - variant.label_offset,
         "counts": guide.counts, "versions": _package_versions(),
     }
-    sidecar = out_dir / (Path(variant.keras_weights).stem + ".json")
+    sidecar = sidecar_path(out_dir, variant)
     atomic_write_bytes(sidecar, (json.dumps(sidecar_doc, indent=2, sort_keys=True) + "\n").encode())
     digests[sidecar.name] = sha256_file(sidecar)
     sums = update_sha256sums(out_dir, digests)

@@ -164,6 +164,8 @@ class Manifest:
     def select(self, names: Iterable[str] = ("all",), alpha: str | None = None, rows: int | None = None) -> list[Variant]:
         """Resolve names (``all`` means every variant), then filter by alpha/rows; manifest order kept."""
         names = list(names) or ["all"]
+        if alpha is not None:  # "1" and "1.00" mean 1.0
+            alpha = next((a for a in ALPHAS if _same_number(a, alpha)), alpha)
         if alpha is not None and alpha not in ALPHAS:
             raise ManifestError(f"--alpha {alpha!r} is not a released alpha; valid: {', '.join(ALPHAS)}")
         if rows is not None and rows not in ROWS:
@@ -177,6 +179,13 @@ class Manifest:
 
 
 _TOP_LEVEL = {"schema": int, "family": str, "source": str, "classes": int, "label_offset": int, "variants": list}
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
 
 
 def parse_manifest(doc: object, path: Path | None = None) -> Manifest:

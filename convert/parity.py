@@ -101,17 +101,15 @@ def logit_tolerance(reference_logits: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------
 # Verification of one converted variant
 
-IMAGE_CONVENTION = "decode (RGB) -> float32 -> bilinear resize to rows x rows -> x / 127.5 - 1"
-
-
 def load_image(path: str | Path, rows: int) -> np.ndarray:
-    """One image as the model input: """ + IMAGE_CONVENTION + "."
+    """One image as the model input: decode as 8-bit RGB -> float32 -> bilinear resize (no antialiasing)
+    to rows x rows -> x / 127.5 - 1."""
     import tensorflow as tf
 
     try:
         image = tf.io.decode_image(Path(path).read_bytes(), channels=3, dtype=tf.uint8, expand_animations=False)
-    except tf.errors.InvalidArgumentError as exc:
-        raise ValueError(f"cannot decode image {path}: {exc.message}") from None
+    except tf.errors.InvalidArgumentError:
+        raise ValueError(f"cannot decode image {path}: not a JPEG, PNG, GIF or BMP file") from None
     image = tf.image.resize(tf.cast(image, tf.float32), (rows, rows), method="bilinear")
     return (image.numpy() / 127.5 - 1.0).astype(np.float32)
 
@@ -197,12 +195,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1)
 
 def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
     """What the converted weights were read from, per the converter's JSON sidecar (e.g. ``ema 158, raw 104``)."""
-    path = Path(weights_dir) / (Path(variant.keras_weights).stem + ".json")
-    if not path.exists():
-        return None
-    import json
+    from .keras_weights import read_sidecar
 
-    by_source = json.loads(path.read_text()).get("weights", {}).get("by_source", {})
+    by_source = (read_sidecar(weights_dir, variant) or {}).get("weights", {}).get("by_source", {})
     return ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or None
 
 

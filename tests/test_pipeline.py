@@ -220,6 +220,15 @@ def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path):
                               "--archive", str(archive), "--results", str(results)],
                              cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert missing.returncode == 2 and "converted weights not found" in missing.stderr
+    # without --archive and without a download cache: the checkpoint named in the weights' sidecar
+    fallback = subprocess.run([sys.executable, "verify.py", "0.35_96", "--cache", str(tmp_path / "no-cache"),
+                               "--weights-dir", str(opts.weights), "--results", str(results)],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert fallback.returncode == 0 and "0.35_96: PASS" in fallback.stdout, fallback.stderr
+    no_input = subprocess.run([sys.executable, "verify.py", "0.35_96", "--random-inputs", "0", "--weights-dir",
+                               str(opts.weights), "--archive", str(archive), "--results", str(results)],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert no_input.returncode == 2 and "error: --random-inputs 0: give at least one input" in no_input.stderr
 
 
 def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):
