@@ -174,11 +174,11 @@ def _truncated_copy(archive: Path, out: Path) -> Path:
     return out
 
 
-def test_truncated_checkpoint_fails_that_variant_only(tmp_path, capsys):
+def test_truncated_checkpoint_and_missing_archive_fail_only_their_variants(tmp_path, capsys):
     mirror = _mirror(tmp_path, ["0.35_96"])
     _truncated_copy(fixtures.cached_archive("0.5_96"), mirror / "mobilenet_v2_0.5_96.tgz")
     with serve_directory(mirror) as url:
-        argv = ["0.35_96", "0.5_96", "--mirror", url, "--cache", str(tmp_path / "cache"), "--work",
+        argv = ["0.35_96", "0.5_96", "0.35_128", "--mirror", url, "--cache", str(tmp_path / "cache"), "--work",
                 str(tmp_path / "work"), "--weights-dir", str(tmp_path / "weights"), "--results",
                 str(tmp_path / "results"), "--lock", str(tmp_path / "lock.json"), "--quiet"]
         code = pipeline.main(argv)
@@ -189,8 +189,11 @@ def test_truncated_checkpoint_fails_that_variant_only(tmp_path, capsys):
     bad = records["0.5_96"]
     assert bad["passed"] is False
     assert "mobilenet_v2_0.5_96.ckpt" in bad["error"]
-    assert "0.5_96: " in out and "1 of 2 variants passed." in out
+    assert "0.5_96: " in out and "1 of 3 variants passed." in out
     assert not (tmp_path / "weights" / resolve("0.5_96").keras_weights).exists()
+    missing = records["0.35_128"]  # not on the mirror: a download failure, reported, the others unaffected
+    assert missing["passed"] is False and missing["error"].startswith("download: ") and "404" in missing["error"]
+    assert not (tmp_path / "cache" / "archives" / "mobilenet_v2_0.35_128.tgz").exists()
 
 
 def test_cli_help_and_bad_variant():
