@@ -257,3 +257,19 @@ def test_demo_command_runs_offline_end_to_end(tmp_path, capsys):
     assert "| 0.35_96 | pass |" in out and "| loopback |" in out
     assert (tmp_path / "demo" / "weights" / resolve("0.35_96").keras_weights).exists()
     assert json.loads((tmp_path / "demo" / "checksums.lock.json").read_text()).keys() == {"mobilenet_v2_0.35_96.tgz"}
+
+
+def test_converted_1_0_224_matches_the_genuine_2018_eval_graph(e2e, reference_dir, tmp_path):
+    """The reference swapped for the genuine release's own eval graph: the Keras weights converted from
+    the factory checkpoint reproduce what the real 2018 slim graph computes from that checkpoint."""
+    from convert import download, parity
+
+    v = resolve("1.0_224")
+    model_dir = tmp_path / "model"
+    shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
+    shutil.copyfile(reference_dir / f"{v.model_name}_eval.pbtxt", model_dir / f"{v.model_name}_eval.pbtxt")
+    record = parity.verify(v, model_dir, e2e["opts"].weights, images=e2e["images"])
+    assert record["reference"] == "eval_pbtxt"
+    assert record["reference_sources"] == {"ema": 158, "raw": 104}
+    assert record["passed"] is True and record["top1_agree"] == record["inputs"]
+    assert record["max_abs_dlogit"] <= record["tolerance"]
