@@ -540,13 +540,11 @@ def main(argv: list[str] | None = None) -> int:
                          lock_path=args.lock, extract=not args.no_extract, net=net)
     failed = [r for r in results if isinstance(r, FetchFailure)]
     for r in results:
-        if isinstance(r, FetchFailure):
-            print(f"error: {r.error}", file=sys.stderr)
-        elif not args.quiet:
+        if not args.quiet and not isinstance(r, FetchFailure):
             state = "downloaded" if r.downloaded else "cached"
             print(f"ok  {r.variant.name:<9} {state:<10} {r.archive}  sha256 {r.sha256[:16]}…")
-    if failed:
-        print(f"\n{len(failed)} of {len(results)} archive(s) failed:", file=sys.stderr)
+    if failed:  # one line per failed archive, saying why
+        print(f"error: {len(failed)} of {len(results)} archive(s) failed:", file=sys.stderr)
         for f in failed:
             print(f"  {f.variant.name:<9} {f.error}", file=sys.stderr)
         return 1
