@@ -27,7 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .cli import quiet_tf
-from .fsutil import atomic_write_bytes, sha256_file
+from .fsutil import atomic_write_bytes, package_versions, sha256_file
 from .manifest import Variant, resolve
 
 quiet_tf()
@@ -300,13 +300,6 @@ def normalize_prefix(prefix: str | Path) -> str:
     return p
 
 
-def _versions() -> dict[str, str]:
-    import platform
-
-    import tensorflow as tf
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "numpy": np.__version__}
-
-
 def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant | str, weights: str = "auto") -> LayerGuide:
     """Read a TF1 checkpoint by name and build the layer guide of ``variant``.
 
@@ -403,7 +396,7 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant | str, wei
     }
     assert counts["consumed"] + counts["ignored_slots"] + counts["ignored_global_step"] + counts["unselected"] \
         == len(shapes), counts
-    return LayerGuide(variant.name, weights, prefix, records, arrays, counts, versions=_versions())
+    return LayerGuide(variant.name, weights, prefix, records, arrays, counts, versions=package_versions())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""File helpers every stage shares: content hashes and atomic writes (temp file + rename)."""
+"""Helpers every stage shares: content hashes, atomic writes (temp file + rename), and the package
+versions recorded as provenance next to outputs."""
 from __future__ import annotations
 
 import hashlib
@@ -45,3 +46,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages a conversion's result depends on."""
+    import platform
+
+    import h5py
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "h5py": h5py.__version__, "numpy": numpy.__version__}

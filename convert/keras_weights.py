@@ -12,14 +12,13 @@ import contextlib
 import fcntl
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .checkpoint import HEAD_LAYER, ConversionError, LayerGuide
-from .fsutil import atomic_write_bytes, sha256_file, temp_path_for
+from .fsutil import atomic_write_bytes, package_versions, sha256_file, temp_path_for
 from .cli import quiet_tf
 from .manifest import Variant, resolve
 
@@ -224,14 +223,6 @@ def update_sha256sums(out_dir: Path, digests: dict[str, str]) -> Path:
     return sums
 
 
-def _package_versions() -> dict[str, str]:
-    import h5py
-    import keras
-    import tensorflow as tf
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "h5py": h5py.__version__, "numpy": np.__version__}
-
-
 def sidecar_path(out_dir: str | Path, variant: Variant) -> Path:
     """The JSON sidecar of a variant's converted files (``mobilenet_v2_weights_…_{alpha}_{rows}.json``)."""
     return Path(out_dir) / (Path(variant.keras_weights).stem + ".json")
@@ -263,7 +254,7 @@ def convert_guide(guide: LayerGuide, out_dir: str | Path = "weights",
         "files": digests, "source_archive_sha256": archive_sha, "source_checkpoint": guide.checkpoint,
         "weights": {"requested": guide.weights, "mode": guide.counts.get("mode"), "by_source": guide.counts["by_source"]},
         "label_offset": variant.label_offset, "classes": variant.classes - variant.label_offset,
-        "counts": guide.counts, "versions": _package_versions(),
+        "counts": guide.counts, "versions": package_versions(),
     }
     sidecar = sidecar_path(out_dir, variant)
     atomic_write_bytes(sidecar, (json.dumps(sidecar_doc, indent=2, sort_keys=True) + "\n").encode())

@@ -7,6 +7,8 @@ reference must not share the converter's weight-choice code it is meant to check
 """
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,9 +47,18 @@ def read_variables(graph_def) -> list[str]:
                   if n.name.endswith(READ_SUFFIX) and n.name[: -len(READ_SUFFIX)] in variables)
 
 
-def slim_eval_feeds(graph_def, checkpoint_prefix: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Feeds ``{"<var>/read:0": value}`` with slim's evaluation values, and the source of each
-    (``ema`` or ``raw``). A variable the graph reads but the checkpoint lacks is an error."""
+@dataclass
+class CheckpointFeeds:
+    """Values for every ``<var>/read:0`` tensor of an eval graph, read once from a checkpoint."""
+
+    slim: dict[str, np.ndarray]  # what slim's evaluation restores: the EMA shadow when there is one
+    raw: dict[str, np.ndarray]  # the raw variable values
+    sources: dict[str, str]  # variable -> "ema" or "raw" (the source of its ``slim`` value)
+
+
+def checkpoint_feeds(graph_def, checkpoint_prefix: str) -> CheckpointFeeds:
+    """Read the values an eval graph needs from a checkpoint. A variable the graph reads but the
+    checkpoint lacks, or a tensor that cannot be read, is a ValueError naming it."""
     import tensorflow as tf
 
     try:
@@ -55,37 +66,46 @@ def slim_eval_feeds(graph_def, checkpoint_prefix: str) -> tuple[dict[str, np.nda
     except Exception as exc:  # tf.errors.* on a missing or corrupt index
         raise ValueError(f"cannot open checkpoint {checkpoint_prefix}: {exc}") from None
     table = reader.get_variable_to_shape_map()
-    feeds, sources = {}, {}
-    missing = [v for v in read_variables(graph_def) if v not in table]
+    variables = read_variables(graph_def)
+    missing = [v for v in variables if v not in table]
     if missing:
         raise ValueError(f"checkpoint {checkpoint_prefix} lacks {len(missing)} variable(s) the graph reads: "
                          f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
-    for var in read_variables(graph_def):
-        key = var + EMA_SUFFIX if var + EMA_SUFFIX in table else var
+
+    def read(key):
         try:
-            feeds[f"{var}{READ_SUFFIX}:0"] = reader.get_tensor(key)
+            return reader.get_tensor(key)
         except Exception as exc:  # IndexError / tf.errors.DataLossError on a truncated or corrupt data file
             raise ValueError(f"cannot read {key} from checkpoint {checkpoint_prefix}: {type(exc).__name__}: "
                              f"{exc} (is its .data file truncated or corrupt?)") from None
-        sources[var] = "ema" if key != var else "raw"
-    return feeds, sources
+
+    feeds = CheckpointFeeds({}, {}, {})
+    for var in variables:
+        tensor = f"{var}{READ_SUFFIX}:0"
+        feeds.raw[tensor] = read(var)
+        has_shadow = var + EMA_SUFFIX in table
+        feeds.slim[tensor] = read(var + EMA_SUFFIX) if has_shadow else feeds.raw[tensor]
+        feeds.sources[var] = "ema" if has_shadow else "raw"
+    return feeds
 
 
-def run_graph(graph_def, images: np.ndarray, feeds: dict[str, np.ndarray] | None = None,
-              output=LOGITS_TENSOR, timed: bool = False):
-    """Import ``graph_def`` into a fresh graph, feed ``input:0`` (and ``feeds``), return ``output``
-    (a tensor name or a list of them). With ``timed``, return (outputs, seconds of a warm run)."""
+@contextlib.contextmanager
+def graph_session(graph_def):
+    """Import ``graph_def`` into a fresh graph once; yields ``run(images, feeds=None, output=LOGITS_TENSOR)``,
+    which feeds ``input:0`` (and ``feeds``) and returns ``output`` (a tensor name or a list of them)."""
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
-        run = lambda: sess.run(output, {INPUT_TENSOR: images, **(feeds or {})})
-        if not timed:
-            return run()
-        run()
-        return _timed(run)
+        yield lambda images, feeds=None, output=LOGITS_TENSOR: sess.run(output, {INPUT_TENSOR: images, **(feeds or {})})
+
+
+def run_graph(graph_def, images: np.ndarray, feeds: dict[str, np.ndarray] | None = None, output=LOGITS_TENSOR):
+    """One run of ``graph_def`` in its own session (see :func:`graph_session`)."""
+    with graph_session(graph_def) as run:
+        return run(images, feeds, output)
 
 
 def random_inputs(rows: int, count: int = 4, seed: int = 0) -> np.ndarray:
@@ -218,8 +238,12 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
     batch = np.concatenate([*(load_image(p, rows)[None] for p in images), random_inputs(rows, random_count, seed)])
 
     graph_def, kind = archive_graph(model_dir, name)
-    feeds, sources = slim_eval_feeds(graph_def, prefix)
-    (reference, pooled), tf_seconds = run_graph(graph_def, batch, feeds, [LOGITS_TENSOR, POOLED_TENSOR], timed=True)
+    feeds = checkpoint_feeds(graph_def, prefix)
+    frozen_path = model_dir / f"{name}_frozen.pb"
+    with graph_session(graph_def) as run:
+        run(batch, feeds.slim)  # warm-up, outside the timed run
+        (reference, pooled), tf_seconds = _timed(lambda: run(batch, feeds.slim, [LOGITS_TENSOR, POOLED_TENSOR]))
+        raw = run(batch, feeds.raw) if frozen_path.exists() else None
     candidate, keras_seconds = keras_logits(variant.alpha, rows, top, batch)
     record = compare(reference, candidate, variant.label_offset)
     embedding = keras_embedding(variant.alpha, rows, no_top, batch)
@@ -227,12 +251,9 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
     no_top_tol = 1e-4 * max(1.0, float(np.max(np.abs(pooled))))
     record["no_top_max_abs_diff"], record["no_top_passed"] = no_top_diff, no_top_diff <= no_top_tol
 
-    frozen_path = model_dir / f"{name}_frozen.pb"
     record["frozen"] = "absent"
-    if frozen_path.exists():
+    if raw is not None:
         frozen = run_graph(load_graph_def(frozen_path), batch)
-        reader = tf.train.load_checkpoint(prefix)
-        raw = run_graph(graph_def, batch, {f"{v}{READ_SUFFIX}:0": reader.get_tensor(v) for v in sources})
         record["frozen_max_abs_dlogit"] = float(np.max(np.abs(frozen - reference)))
         record["frozen_vs_raw_max_abs_dlogit"] = float(np.max(np.abs(frozen - raw)))
         tol = logit_tolerance(reference)
@@ -242,8 +263,8 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
     record["passed"] = bool(record["passed"] and record["no_top_passed"])
     record.update({
         "model": name, "name": variant.name, "alpha": variant.alpha, "rows": rows,
-        "reference": kind, "reference_sources": {"ema": sum(s == "ema" for s in sources.values()),
-                                                 "raw": sum(s == "raw" for s in sources.values())},
+        "reference": kind, "reference_sources": {"ema": sum(s == "ema" for s in feeds.sources.values()),
+                                                 "raw": sum(s == "raw" for s in feeds.sources.values())},
         "weight_source": sidecar_weight_source(weights_dir, variant),
         "preds_agree": record["top1_agree"] == record["inputs"],
         "max_vector_difference": record["max_abs_dlogit"],

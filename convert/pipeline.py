@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cli import UserError, quiet_tf, run_cli
-from .fsutil import atomic_write_bytes, sha256_file
+from .fsutil import atomic_write_bytes, package_versions, sha256_file
 from .manifest import Variant, default_manifest
 
 quiet_tf()
@@ -48,15 +48,10 @@ class Options:
 def code_version() -> str:
     """Hash of the converter's code (every module of ``convert/``) and the package versions it runs on;
     a stage whose stamp holds another value re-runs."""
-    import h5py
-    import keras
-    import numpy
-    import tensorflow as tf
-
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
-    digest.update(f"{tf.__version__} {keras.__version__} {numpy.__version__} {h5py.__version__}".encode())
+    digest.update(json.dumps(package_versions(), sort_keys=True).encode())
     return digest.hexdigest()
 
 

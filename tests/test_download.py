@@ -19,6 +19,7 @@ import requests
 
 from _faulty_server import Fault, FaultyServer
 from convert import download as dl
+from convert import fixtures
 from convert.download import DownloadError, NetOptions, fetch
 from convert.manifest import PROJECT_ROOT, resolve
 from convert.serve import DirectoryServer, parse_range, serve_directory
@@ -26,7 +27,7 @@ from convert.serve import DirectoryServer, parse_range, serve_directory
 pytestmark = pytest.mark.timeout(60)
 
 FAST = NetOptions(timeout=(5.0, 3.0), retries=3, backoff_factor=0.01, resumes=3)
-SUFFIXES = (".ckpt.data-00000-of-00001", ".ckpt.index", ".ckpt.meta", "_frozen.pb", "_eval.pbtxt", "_info.txt")
+SUFFIXES = fixtures.MEMBER_SUFFIXES  # the official archive's members
 V = resolve("0.35_96")
 
 

@@ -75,11 +75,11 @@ def parity_1_0_224(reference_dir):
     prefix = fixtures.cached_checkpoint("1.0_224")
     images = parity.random_inputs(224, count=4, seed=1)
     genuine = parity.load_graph_def(reference_dir / f"{model}_eval.pbtxt")
-    feeds, sources = parity.slim_eval_feeds(genuine, prefix)
+    feeds = parity.checkpoint_feeds(genuine, prefix)
     return {
-        "genuine": parity.run_graph(genuine, images, feeds),
+        "genuine": parity.run_graph(genuine, images, feeds.slim),
         "frozen": parity.run_graph(parity.load_graph_def(folder / model / f"{model}_frozen.pb"), images),
-        "genuine_graph": genuine, "sources": sources, "images": images, "prefix": prefix,
+        "genuine_graph": genuine, "sources": feeds.sources, "images": images, "prefix": prefix,
     }
 
 
