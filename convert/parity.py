@@ -240,9 +240,10 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
     graph_def, kind = archive_graph(model_dir, name)
     feeds = checkpoint_feeds(graph_def, prefix)
     frozen_path = model_dir / f"{name}_frozen.pb"
+    outputs = [LOGITS_TENSOR, POOLED_TENSOR]
     with graph_session(graph_def) as run:
-        run(batch, feeds.slim)  # warm-up, outside the timed run
-        (reference, pooled), tf_seconds = _timed(lambda: run(batch, feeds.slim, [LOGITS_TENSOR, POOLED_TENSOR]))
+        run(batch, feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
+        (reference, pooled), tf_seconds = _timed(lambda: run(batch, feeds.slim, outputs))
         raw = run(batch, feeds.raw) if frozen_path.exists() else None
     candidate, keras_seconds = keras_logits(variant.alpha, rows, top, batch)
     record = compare(reference, candidate, variant.label_offset)
