@@ -1,22 +1,13 @@
-"""Small helpers shared by every command-line entry point: clean errors, non-zero exits."""
+"""Small helpers shared by every command-line entry point: clean errors, non-zero exits.
+
+Only command-line modules import this; library modules raise the errors of :mod:`convert.errors`."""
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from typing import Callable
 
-
-class UserError(Exception):
-    """An error caused by bad input; printed as one clear line, exit code 2."""
-
-
-def quiet_tf() -> None:
-    """Silence TensorFlow's C++ log and its Python deprecation notices (call before TF is imported).
-
-    TF's one-line oneDNN banner at import is printed before its logging starts and cannot be turned off."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+from .env import quiet_tf  # noqa: F401  (re-exported for the scripts)
+from .errors import ConversionError, UserError
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
@@ -25,7 +16,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
     try:
         code = main(argv)
-    except (UserError, ManifestError, UnknownVariantError, OSError) as exc:
+    except (UserError, ConversionError, ManifestError, UnknownVariantError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -1,16 +1,21 @@
 """Download, verify, cache and safely extract the official checkpoint archives.
 
-``python -m convert download NAME... | all [--mirror URL] [--cache DIR] [--jobs N] [--quiet]``
+``python -m convert download NAME... | FAMILY | all [--mirror URL] [--cache DIR] [--jobs N] [--quiet] [--ignore-pins]``
 
-Layout under the cache directory (default ``cache/``)::
+Layout under the cache directory (default ``<project>/cache``, or ``$MOBILENET_CACHE``)::
 
     archives/<archive file name>     verified archives only (sha256 checked, then atomic rename)
     archives/<archive file name>.part  an interrupted download, resumed with an HTTP Range request
     quarantine/<file>.<sha256[:12]>  files that failed verification; never used by the pipeline
     extracted/<name>/                the archive's members (atomic, idempotent; ``.complete`` marker)
 
-Hashes are checked against the manifest pin, else against ``manifests/checksums.lock.json``
-(trust on first use: the first verified download is recorded there; later ones must match).
+A pinned archive (the manifest's public sha256 and size of the genuine release) is checked against its
+pin and nothing else. An archive without a pin, or any archive with ``ignore_pins`` (factory archives, a
+rebuilt mirror, the loopback demo), is checked against a lock file instead (trust on first use: the first
+verified download is recorded there; later ones must match): ``manifests/checksums.lock.json`` for
+unpinned genuine archives, ``<cache>/checksums.lock.json`` with ``ignore_pins``. Two processes sharing one
+cache are serialised with ``fcntl`` locks around the lock file and around each archive's download and
+extraction.
 """
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -37,12 +41,14 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util import Retry
 
-from .cli import UserError, run_cli
-from .fsutil import atomic_write_bytes, sha256_file
-from .manifest import PROJECT_ROOT, ManifestError, UnknownVariantError, Variant, default_manifest
+from .archive import checkpoint_members
+from .env import PROJECT_ROOT, default_cache
+from .errors import UserError
+from .fsutil import atomic_write_bytes, file_lock, sha256_file
+from .manifest import ManifestError, UnknownVariantError, Variant, default_manifest
 
-DEFAULT_CACHE = PROJECT_ROOT / "cache"
 DEFAULT_LOCK = PROJECT_ROOT / "manifests" / "checksums.lock.json"
+CACHE_LOCK_NAME = "checksums.lock.json"  # the lock used with ignore_pins: <cache>/checksums.lock.json
 MIRROR_ENV, LOCK_ENV = "MOBILENET_MIRROR", "MOBILENET_LOCK"
 COMPLETE_MARKER = ".complete"
 CHUNK = 1 << 16
@@ -55,6 +61,10 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 
 class DownloadError(Exception):
     """One archive could not be fetched, verified or extracted; the message says which and why."""
+
+
+class SizeMismatch(Exception):
+    """The transfer announced (or produced) a size other than the pinned one; raised before any hashing."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +83,9 @@ class FetchResult:
     archive: Path
     sha256: str
     downloaded: bool  # False when a verified archive was already in the cache
-    extracted: Path | None
+    extracted: Path | None  # the extraction root (the layout's paths are relative to it)
     source: str
-
-    @property
-    def checkpoint_prefix(self) -> Path | None:
-        """``extracted/<name>/<model_name>.ckpt`` (what ``tf.train.load_checkpoint`` takes)."""
-        return self.extracted / f"{self.variant.model_name}.ckpt" if self.extracted else None
+    checked_against: str  # "pin" or "lock"
 
 
 @dataclass(frozen=True)
@@ -162,10 +168,17 @@ def _bar(total: int | None, initial: int, label: str, quiet: bool) -> tqdm:
                 leave=False, disable=quiet or not sys.stderr.isatty())
 
 
-def _copy_file(src: Path, part: Path, label: str, quiet: bool) -> None:
+def _check_size(announced: int | None, expected: int | None) -> None:
+    if announced is not None and expected is not None and announced != expected:
+        raise SizeMismatch(f"size mismatch: the source announces {announced} bytes, but the manifest pin says "
+                           f"{expected}")
+
+
+def _copy_file(src: Path, part: Path, label: str, quiet: bool, expected_size: int | None = None) -> None:
     """Stream a local file (``file://`` or directory mirror) to ``part``."""
     try:
         size = src.stat().st_size
+        _check_size(size, expected_size)
         with open(src, "rb") as fin, open(part, "wb") as fout, _bar(size, 0, label, quiet) as bar:
             while chunk := fin.read(CHUNK):
                 fout.write(chunk)
@@ -185,7 +198,7 @@ def _total_size(response: requests.Response, offset: int) -> int | None:
 
 
 def _http_download(url: str, part: Path, session: requests.Session, net: NetOptions, label: str,
-                   quiet: bool) -> None:
+                   quiet: bool, expected_size: int | None = None) -> None:
     """GET ``url`` into ``part``, resuming an existing ``part`` (and any mid-body drop) with Range.
 
     Failures before a response are retried by urllib3 only; a body cut short (drop, read timeout)
@@ -229,10 +242,14 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
                     raise DownloadError(f"{label}: {url} answered HTTP {status} {response.reason}{retried}; "
                                         f"expected 200, or 206 to a Range request")
                 total = _total_size(response, offset)
+                _check_size(total, expected_size)  # Content-Length known: refuse before reading the body
                 with open(part, mode) as f, _bar(total, offset, label, quiet) as bar:
                     for chunk in response.iter_content(CHUNK):
                         f.write(chunk)
                         bar.update(len(chunk))
+                        if expected_size is not None and f.tell() > expected_size:
+                            raise SizeMismatch(f"size mismatch: the source sent more than the {expected_size} "
+                                               f"bytes the manifest pin says")
                         if f.tell() > MAX_ARCHIVE_BYTES:
                             part.unlink()
                             raise DownloadError(f"{label}: {url} sent more than {MAX_ARCHIVE_BYTES >> 20} MiB; "
@@ -264,14 +281,14 @@ def _reason(exc: BaseException) -> str:
 
 
 def _transfer(url: str, part: Path, session: requests.Session | None, net: NetOptions, label: str,
-              quiet: bool) -> None:
+              quiet: bool, expected_size: int | None = None) -> None:
     if url.startswith("file://"):
-        _copy_file(_file_url_path(url), part, label, quiet)
+        _copy_file(_file_url_path(url), part, label, quiet, expected_size)
         return
     own = session is None
     session = session or make_session(net)
     try:
-        _http_download(url, part, session, net, label, quiet)
+        _http_download(url, part, session, net, label, quiet, expected_size)
     finally:
         if own:
             session.close()
@@ -279,11 +296,9 @@ def _transfer(url: str, part: Path, session: requests.Session | None, net: NetOp
 
 # ----------------------------------------------------------------------------- integrity
 
-_LOCK_MUTEX = threading.Lock()
-
-
 class ChecksumLock:
-    """``checksums.lock.json``: ``{file: {sha256, size, recorded, source}}``; atomic, thread-safe writes."""
+    """``checksums.lock.json``: ``{file: {sha256, size, recorded, source}}``. Writes are atomic and
+    serialised across threads and processes by an ``fcntl`` lock on ``<lock>.flock``."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path or os.environ.get(LOCK_ENV) or DEFAULT_LOCK)
@@ -304,7 +319,7 @@ class ChecksumLock:
         return entry.get("sha256") if isinstance(entry, dict) else None
 
     def record(self, filename: str, sha256: str, size: int, source: str) -> None:
-        with _LOCK_MUTEX:  # re-read under the mutex so concurrent jobs merge, not overwrite
+        with file_lock(self.path.with_name(self.path.name + ".flock")):  # re-read under the lock: merge, not overwrite
             data = self.read()
             data[filename] = {"sha256": sha256, "size": size, "source": source,
                               "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -325,9 +340,9 @@ def _member_name(name: str) -> str:
     return name[2:] if name.startswith("./") else name
 
 
-def verify_members(members: Iterable[tarfile.TarInfo], model_name: str | None, archive: str | os.PathLike) -> list[str]:
-    """Refuse unsafe members (absolute, ``..``, links, devices) and require the checkpoint's
-    ``.ckpt.index`` and ``.ckpt.data-*``; returns the member names."""
+def verify_members(members: Iterable[tarfile.TarInfo], variant: Variant | None, archive: str | os.PathLike) -> list[str]:
+    """Refuse unsafe members (absolute, ``..``, links, devices) and require one of the layout's checkpoints
+    (its ``.index`` and ``.data-*``; any ``*.ckpt`` without a variant); returns the member names."""
     members = list(members)
     names = [_member_name(m.name) for m in members]
     for m, name in zip(members, names):
@@ -344,15 +359,18 @@ def verify_members(members: Iterable[tarfile.TarInfo], model_name: str | None, a
             continue
         raise DownloadError(f"{Path(archive).name}: refusing to extract member {m.name!r}: it {problem}; "
                             f"only regular files and directories inside the archive are allowed")
-    stem = f"{model_name}.ckpt" if model_name else None
-    files = [n for m, n in zip(members, names) if m.isfile()]
-    has_index = any(n.endswith(".ckpt.index") and (not stem or n == f"{stem}.index") for n in files)
-    has_data = any(".ckpt.data-" in n and (not stem or n.startswith(f"{stem}.data-")) for n in files)
-    if not (has_index and has_data):
-        want = f"{stem or '*.ckpt'}.index and {stem or '*.ckpt'}.data-*"
-        raise DownloadError(f"{Path(archive).name} lacks the checkpoint ({want}); it contains: "
-                            f"{', '.join(names) or 'nothing'}")
-    return names
+    files = {n for m, n in zip(members, names) if m.isfile()}
+    wanted = checkpoint_members(variant) if variant is not None else [(None, None)]
+    for index, data in wanted:
+        if index is None:
+            ok = any(n.endswith(".ckpt.index") for n in files) and any(".ckpt.data-" in n for n in files)
+        else:
+            ok = index in files and any(n.startswith(data) for n in files)
+        if ok:
+            return names
+    want = " or ".join(f"{i} and {d}*" for i, d in wanted) if variant is not None else "*.ckpt.index and *.ckpt.data-*"
+    raise DownloadError(f"{Path(archive).name} lacks the checkpoint ({want}); it contains: "
+                        f"{', '.join(names) or 'nothing'}")
 
 
 def _open_members(tgz: Path) -> tuple[tarfile.TarFile, list[tarfile.TarInfo]]:
@@ -371,15 +389,15 @@ def _open_members(tgz: Path) -> tuple[tarfile.TarFile, list[tarfile.TarInfo]]:
         raise DownloadError(f"{tgz.name} is corrupt or truncated ({exc}); delete it and download again") from None
 
 
-def check_archive(tgz: str | os.PathLike, model_name: str | None = None) -> list[str]:
+def check_archive(tgz: str | os.PathLike, variant: Variant | None = None) -> list[str]:
     """Read the whole archive and apply ``verify_members``; raises DownloadError."""
     tgz = Path(tgz)
     tar, members = _open_members(tgz)
     with tar:
-        return verify_members(members, model_name, tgz)
+        return verify_members(members, variant, tgz)
 
 
-def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, model_name: str | None = None,
+def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, variant: Variant | None = None,
                     sha256: str | None = None) -> Path:
     """Safely extract ``tgz`` into ``dest_dir`` (temp dir + rename). A complete extraction, whose
     ``.complete`` marker holds the archive's sha256, is kept as is."""
@@ -394,7 +412,7 @@ def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, model_n
         tmp.chmod(0o755)  # mkdtemp makes it private; the extraction is an ordinary directory
         tar, members = _open_members(tgz)
         with tar:
-            verify_members(members, model_name, tgz)
+            verify_members(members, variant, tgz)
             try:
                 tar.extractall(tmp, members=members, filter="data")
             except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
@@ -416,29 +434,52 @@ def _notice(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def fetch(variant: Variant, cache_dir: str | os.PathLike = DEFAULT_CACHE, mirror: str | None = None,
+def lock_for(cache_dir: str | os.PathLike, lock_path: str | os.PathLike | None, ignore_pins: bool) -> ChecksumLock:
+    """The lock file to check unpinned archives against: ``lock_path``, else ``$MOBILENET_LOCK``, else the
+    project's ``manifests/checksums.lock.json``; with ``ignore_pins``, ``lock_path`` or
+    ``<cache>/checksums.lock.json``, and never the project's lock file."""
+    if not ignore_pins:
+        return ChecksumLock(lock_path)
+    path = Path(lock_path) if lock_path else Path(cache_dir) / CACHE_LOCK_NAME
+    if path.resolve() == DEFAULT_LOCK.resolve():
+        raise UserError(f"--ignore-pins never records into {DEFAULT_LOCK} (it holds genuine archives only); "
+                        f"pass another --lock or none (default <cache>/{CACHE_LOCK_NAME})")
+    return ChecksumLock(path)
+
+
+def fetch(variant: Variant, cache_dir: str | os.PathLike | None = None, mirror: str | None = None,
           lock_path: str | os.PathLike | None = None, session: requests.Session | None = None,
-          quiet: bool = False, extract: bool = True, net: NetOptions = NetOptions()) -> FetchResult:
-    """Download (or reuse), verify and optionally extract one archive; raises DownloadError."""
-    cache_dir = Path(cache_dir)
+          quiet: bool = False, extract: bool = True, net: NetOptions = NetOptions(),
+          ignore_pins: bool = False) -> FetchResult:
+    """Download (or reuse), verify and optionally extract one archive; raises DownloadError.
+
+    A pinned archive is checked against its pin (size first, as soon as it is known, then sha256) and
+    nothing else; with ``ignore_pins``, or without a pin, against the lock file (trust on first use).
+    The archive's download and extraction hold an ``fcntl`` lock, so processes sharing a cache wait for
+    each other instead of racing."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache()
     url = source_url(variant, mirror)
-    lock = ChecksumLock(lock_path)
+    lock = lock_for(cache_dir, lock_path, ignore_pins)
     final = archive_path(cache_dir, variant)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(final.with_name(f".{final.name}.flock")):
+        return _fetch_locked(variant, cache_dir, url, lock, final, session, quiet, extract, net, ignore_pins)
+
+
+def _fetch_locked(variant, cache_dir, url, lock, final, session, quiet, extract, net, ignore_pins) -> FetchResult:
     part = final.with_name(final.name + ".part")
     label = variant.archive_filename
-    final.parent.mkdir(parents=True, exist_ok=True)
-
-    def expected() -> tuple[str | None, str]:
-        if variant.sha256:
-            return variant.sha256, "the manifest pin"
-        return lock.get(final.name), f"the lock file {lock.path}"
+    pinned = bool(variant.sha256) and not ignore_pins
+    if pinned:
+        want, origin, want_size = variant.sha256, "the manifest pin", variant.size
+    else:
+        want, origin, want_size = lock.get(final.name), f"the lock file {lock.path}", None
 
     downloaded = False
     sha = sha256_file(final) if final.is_file() else None
-    want, origin = expected()
     if sha is not None and want is None:  # cached, but the lock lost its entry: trust it only if sound
         try:
-            check_archive(final, variant.model_name)
+            check_archive(final, variant)
             lock.record(final.name, sha, final.stat().st_size, str(final))
             _notice(f"notice: recorded sha256 {sha} of cached {label} in {lock.path} (trust on first use)")
             want = sha
@@ -452,13 +493,23 @@ def fetch(variant: Variant, cache_dir: str | os.PathLike = DEFAULT_CACHE, mirror
     if sha is None:
         resumed = part.exists()
         for attempt in (1, 2):
-            _transfer(url, part, session, net, label, quiet)
+            try:
+                _transfer(url, part, session, net, label, quiet, want_size)
+            except SizeMismatch as exc:  # refused before hashing; the partial file goes to quarantine
+                moved = _quarantine(part, cache_dir, "size-mismatch") if part.exists() else None
+                raise DownloadError(f"{label}: {exc} (pinned in the manifest; source {url})"
+                                    + (f"; the file was moved to {moved}" if moved else "")) from None
+            if want_size is not None and part.stat().st_size != want_size:
+                moved = _quarantine(part, cache_dir, "size-mismatch")
+                raise DownloadError(f"{label}: size mismatch: downloaded {part.stat().st_size} bytes, but the "
+                                    f"manifest pin says {want_size} (source {url}); the file was moved to {moved}")
             sha = sha256_file(part)
             try:
                 if want is not None and sha != want:
                     raise DownloadError(f"{label}: sha256 mismatch: downloaded {sha}, but {origin} says {want} "
-                                        f"(source {url})")
-                check_archive(part, variant.model_name)
+                                        f"(source {url})" + (" — a rebuilt or factory archive? pass --ignore-pins "
+                                                              "to check it against a lock file instead" if pinned else ""))
+                check_archive(part, variant)
                 break
             except DownloadError as exc:
                 if resumed and attempt == 1:  # a stale .part from an earlier run: start over once
@@ -474,11 +525,11 @@ def fetch(variant: Variant, cache_dir: str | os.PathLike = DEFAULT_CACHE, mirror
         downloaded = True
     extracted = None
     if extract:
-        extracted = extract_archive(final, extracted_dir(cache_dir, variant), variant.model_name, sha)
-    return FetchResult(variant, final, sha, downloaded, extracted, url)
+        extracted = extract_archive(final, extracted_dir(cache_dir, variant), variant, sha)
+    return FetchResult(variant, final, sha, downloaded, extracted, url, "pin" if pinned else "lock")
 
 
-def fetch_many(variants: Iterable[Variant], cache_dir: str | os.PathLike = DEFAULT_CACHE, jobs: int = 1,
+def fetch_many(variants: Iterable[Variant], cache_dir: str | os.PathLike | None = None, jobs: int = 1,
                quiet: bool = False, **kwargs) -> list[FetchResult | FetchFailure]:
     """``fetch`` each variant (up to ``jobs`` at once); failures are returned, not raised, in input order."""
     unique = list({v.name: v for v in variants}.values())
@@ -507,14 +558,19 @@ def fetch_many(variants: Iterable[Variant], cache_dir: str | os.PathLike = DEFAU
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m convert download",
-        description="Download, verify (sha256) and extract MobileNetV2 checkpoint archives into a cache.")
-    p.add_argument("names", nargs="+", metavar="NAME", help="variant such as 1.0_224 or mobilenet_v2_1.0_224, or 'all'")
+        description="Download, verify (size and sha256) and extract MobileNet checkpoint archives into a cache.")
+    p.add_argument("names", nargs="+", metavar="NAME",
+                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) or 'all'")
     p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV), metavar="URL",
                    help=f"base URL (http(s)://, file://) or directory holding the archives; default ${MIRROR_ENV}")
-    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR",
-                   help="cache directory (default: cache/); archives land in DIR/archives/")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="cache directory (default: <project>/cache or $MOBILENET_CACHE); archives land in DIR/archives/")
     p.add_argument("--lock", type=Path, default=None, metavar="PATH",
-                   help=f"checksum lock file (default: ${LOCK_ENV} or manifests/checksums.lock.json)")
+                   help=f"checksum lock file for unpinned archives (default: ${LOCK_ENV} or "
+                        f"manifests/checksums.lock.json; with --ignore-pins: DIR/{CACHE_LOCK_NAME})")
+    p.add_argument("--ignore-pins", action="store_true",
+                   help="check archives against the lock file instead of the manifest's sha256 pins (factory "
+                        "archives, a rebuilt mirror, the loopback demo); never records into the project's lock")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="download up to N archives at once")
     p.add_argument("--no-extract", action="store_true", help="verify only; do not extract into DIR/extracted/")
     p.add_argument("--timeout", type=float, default=NetOptions.timeout[1], metavar="SECONDS",
@@ -532,17 +588,19 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--timeout must be positive, got {args.timeout}")
         mirror = normalize_mirror(args.mirror)
         variants = default_manifest().select(args.names)
+        lock_for(args.cache or default_cache(), args.lock, args.ignore_pins)  # refuse a bad --lock up front
     except (UserError, ManifestError, UnknownVariantError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     net = NetOptions(timeout=(NetOptions.timeout[0], args.timeout))
     results = fetch_many(variants, args.cache, jobs=args.jobs, quiet=args.quiet, mirror=mirror or "",
-                         lock_path=args.lock, extract=not args.no_extract, net=net)
+                         lock_path=args.lock, extract=not args.no_extract, net=net, ignore_pins=args.ignore_pins)
     failed = [r for r in results if isinstance(r, FetchFailure)]
     for r in results:
         if not args.quiet and not isinstance(r, FetchFailure):
             state = "downloaded" if r.downloaded else "cached"
-            print(f"ok  {r.variant.name:<9} {state:<10} {r.archive}  sha256 {r.sha256[:16]}…")
+            print(f"ok  {r.variant.name:<9} {state:<10} {r.archive}  sha256 {r.sha256[:16]}… "
+                  f"(checked against the {r.checked_against})")
     if failed:  # one line per failed archive, saying why
         print(f"error: {len(failed)} of {len(results)} archive(s) failed:", file=sys.stderr)
         for f in failed:
@@ -552,4 +610,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from .cli import run_cli
+
     run_cli(main)

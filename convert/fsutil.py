@@ -2,6 +2,8 @@
 versions recorded as provenance next to outputs."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -16,17 +18,35 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# Read once, at import (in the importing thread): worker threads never touch the process-wide umask.
+_UMASK = _read_umask()
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike):
+    """An exclusive ``fcntl`` lock on ``path`` (created if needed), held for the ``with`` block; serialises
+    processes and threads alike (each acquisition opens its own descriptor)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def temp_path_for(path: Path) -> str:
     """A new empty temp file next to ``path`` with the permissions a plain ``open(path, "w")`` would give
     (``mkstemp`` makes 0600 files), for write-then-``os.replace``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     return tmp
 

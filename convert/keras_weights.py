@@ -1,15 +1,15 @@
-"""Layer guide -> ``keras.applications.MobileNetV2`` weights in the legacy Keras HDF5 layout.
+"""Layer guide -> keras.applications weights in the legacy Keras HDF5 layout, for any family.
 
 Every Keras weight is set by name from its guide record (:func:`port_weight`); the only transform is the
-head hook (:func:`head_hook`): slim's 1x1 logits conv ``[1, 1, C, 1001]`` becomes the Dense kernel
-``[C, 1000]`` and the background class 0 is dropped from kernel and bias (``variant.label_offset``).
-The files are written with h5py (:func:`write_legacy_h5`) in the layout tf-keras' ``save_weights`` produces,
-which both Keras 3 and tf-keras load through ``MobileNetV2(weights=path)``.
+head hook (:func:`head_hook`): slim's 1x1 logits conv ``[1, 1, C, 1001]`` becomes the Keras head (a Dense
+kernel ``[C, 1000]`` in V2, a 1x1 conv ``[1, 1, C, 1000]`` in V1/V3) with the background class 0 dropped
+from kernel and bias (``variant.label_offset``). The files are written with h5py (:func:`write_legacy_h5`)
+in the layout tf-keras' ``save_weights`` produces, which both Keras 3 and tf-keras load through the
+keras.applications constructors' ``weights=path``.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import HEAD_LAYER, ConversionError, LayerGuide
-from .fsutil import atomic_write_bytes, package_versions, sha256_file, temp_path_for
-from .cli import quiet_tf
-from .manifest import Variant, resolve
+from .env import quiet_tf
+from .errors import ConversionError
+from .fsutil import atomic_write_bytes, file_lock, package_versions, sha256_file, temp_path_for
+from .guide import GuideRecord, LayerGuide
+from .keras_model import build, legacy_weights
 
 quiet_tf()
 
 SUMS_FILENAME = "SHA256SUMS"
-INPUT_LAYER = "input_1"
 # Keras 3 names a DepthwiseConv2D kernel "kernel"; the legacy (Keras 2) files call it "depthwise_kernel".
 _LEGACY_WEIGHT_NAMES = {("DepthwiseConv2D", "kernel"): "depthwise_kernel"}
 
@@ -34,80 +34,48 @@ class WeightAssignmentError(ConversionError):
     """The guide and the Keras model do not correspond one to one; lists the leftovers on both sides."""
 
 
-def build_keras_model(variant: Variant | str, include_top: bool):
-    """``keras.applications.MobileNetV2`` for the variant (1000 classes with top), random weights."""
-    import keras
-
-    variant = variant if isinstance(variant, Variant) else resolve(variant)
-    shape = (variant.rows, variant.rows, 3)
-    with _fresh_layer_names():
-        # the input named as in the legacy files (Keras 3 would call it input_layer)
-        return keras.applications.MobileNetV2(
-            alpha=float(variant.alpha), input_shape=shape, input_tensor=keras.Input(shape=shape, name=INPUT_LAYER),
-            include_top=include_top, weights=None, classes=variant.classes - variant.label_offset)
-
-
-@contextlib.contextmanager
-def _fresh_layer_names():
-    """Build with Keras' per-prefix layer-name counters as in a fresh process, then restore the caller's.
-
-    Keras numbers auto-named layers per session (``global_average_pooling2d``, ``..._1``, ...); the names
-    are written into the .h5 files, which must not depend on what was built before in the same process.
-    """
-    from keras.src.backend.common import global_state
-
-    saved = global_state.get_global_attribute("object_name_uids")
-    global_state.set_global_attribute("object_name_uids", None)  # get_uid starts a new counter dict
-    try:
-        yield
-    finally:
-        global_state.set_global_attribute("object_name_uids", saved)
-
-
-def legacy_weights(layer) -> list:
-    """A layer's weights in the legacy HDF5 order: trainable then non-trainable."""
-    return list(layer.trainable_weights) + list(layer.non_trainable_weights)
-
-
-def head_hook(record: dict, array: np.ndarray, variant: Variant) -> np.ndarray:
-    """slim logits -> Keras ``predictions``: squeeze the 1x1 conv to a Dense kernel, drop class 0."""
+def head_hook(record: GuideRecord, array: np.ndarray, variant, keras_shape: tuple[int, ...]) -> np.ndarray:
+    """slim logits -> the Keras head: drop the first ``label_offset`` classes (the last axis), then drop
+    the 1x1 spatial axes when the Keras head is a Dense layer."""
     off, classes = variant.label_offset, variant.classes
-    if record["meta"] == "weights":
+    if record.leaf == "weights":
         if array.ndim != 4 or array.shape[:2] != (1, 1) or array.shape[3] != classes:
-            raise WeightAssignmentError(f"{record['key']} has shape {list(array.shape)}, expected "
+            raise WeightAssignmentError(f"{record.key} has shape {list(array.shape)}, expected "
                                         f"[1, 1, C, {classes}] for the logits 1x1 conv")
-        return np.ascontiguousarray(array[0, 0, :, off:])
-    if record["meta"] == "biases":
+        value = array[..., off:]
+        return np.ascontiguousarray(value[0, 0] if len(keras_shape) == 2 else value)
+    if record.leaf == "biases":
         if array.shape != (classes,):
-            raise WeightAssignmentError(f"{record['key']} has shape {list(array.shape)}, expected [{classes}]")
+            raise WeightAssignmentError(f"{record.key} has shape {list(array.shape)}, expected [{classes}]")
         return np.ascontiguousarray(array[off:])
-    raise WeightAssignmentError(f"{record['key']}: the {HEAD_LAYER} layer takes weights/biases, not {record['meta']}")
+    raise WeightAssignmentError(f"{record.key}: the logits layer takes weights/biases, not {record.leaf}")
 
 
-def port_weight(variable, record: dict, array: np.ndarray, hook=None) -> np.ndarray:
-    """Check shapes and assign one guide record to one Keras variable; returns the value assigned."""
-    value = hook(record, array) if hook is not None else array
+def port_weight(variable, record: GuideRecord, array: np.ndarray, hook=None) -> np.ndarray:
+    """Check shapes and assign one guide record to one Keras variable; returns the value assigned.
+    ``hook(record, array, keras_shape)`` transforms the value first (the head)."""
     want = tuple(int(d) for d in variable.shape)
+    value = hook(record, array, want) if hook is not None else array
     if tuple(value.shape) != want or value.size != int(np.prod(want)):
-        raise WeightAssignmentError(f"{record['key']} (shape {list(array.shape)}) does not fit Keras weight "
+        raise WeightAssignmentError(f"{record.key} (shape {list(array.shape)}) does not fit Keras weight "
                                     f"{variable.path} (shape {list(want)})")
     if value.dtype != np.float32:
-        raise WeightAssignmentError(f"{record['key']} is {value.dtype}, Keras weight {variable.path} needs float32")
+        raise WeightAssignmentError(f"{record.key} is {value.dtype}, Keras weight {variable.path} needs float32")
     variable.assign(value)
     return value
 
 
-def assign_guide(model, guide: LayerGuide, variant: Variant) -> dict[str, np.ndarray]:
+def assign_guide(model, guide: LayerGuide, variant, include_top: bool = True) -> dict[str, np.ndarray]:
     """Set every weight of ``model`` by name from ``guide``; returns ``{variable.path: value}``.
 
-    Every Keras weight must be set exactly once and every record used exactly once (a model without top
-    leaves exactly the ``predictions`` records unused); otherwise :class:`WeightAssignmentError` lists the
-    leftovers.
+    Every Keras weight must be set exactly once and every record used exactly once; a model without top
+    may leave exactly the records of layers it does not have unused (the head, and V3's ``conv_2``);
+    otherwise :class:`WeightAssignmentError` lists the leftovers.
     """
-    index: dict[tuple[str, str], dict] = {}
+    index: dict[tuple[str, str], GuideRecord] = {}
     duplicates = []
     for r in guide.records:
-        k = (r["layer"], r["weight"])
+        k = (r.layer, r.weight)
         if k in index:
             duplicates.append(f"{k[0]}/{k[1]}")
         index[k] = r
@@ -125,14 +93,14 @@ def assign_guide(model, guide: LayerGuide, variant: Variant) -> dict[str, np.nda
             if record is None:
                 unset.append(var.path)
                 continue
-            hook = (lambda r, a: head_hook(r, a, variant)) if layer.name == HEAD_LAYER else None
+            hook = (lambda r, a, shape: head_hook(r, a, variant, shape)) if record.kind == "head" else None
             try:
                 values[var.path] = port_weight(var, record, guide.array_for(record), hook)
             except WeightAssignmentError as exc:
                 problems.append(str(exc))
             used.add(k)
-    unused = [f"{r['key']} (for {r['layer']}/{r['weight']})" for k, r in index.items()
-              if k not in used and not (r["layer"] == HEAD_LAYER and HEAD_LAYER not in layer_names)]
+    unused = [f"{r.key} (for {r.layer}/{r.weight})" for k, r in index.items()
+              if k not in used and (include_top or r.layer in layer_names)]
     if unset or unused or problems:
         parts = []
         if unset:
@@ -196,21 +164,10 @@ def write_legacy_h5(model, values_by_weight: dict[str, np.ndarray], path: str | 
     return path
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def update_sha256sums(out_dir: Path, digests: dict[str, str]) -> Path:
     """Merge ``{file name: sha256}`` into ``out_dir/SHA256SUMS`` (``sha256sum -c`` format), atomically."""
     sums = out_dir / SUMS_FILENAME
-    with _locked(out_dir / f".{SUMS_FILENAME}.lock"):
+    with file_lock(out_dir / f".{SUMS_FILENAME}.lock"):
         entries: dict[str, str] = {}
         if sums.is_file():
             for line in sums.read_text().splitlines():
@@ -223,42 +180,50 @@ def update_sha256sums(out_dir: Path, digests: dict[str, str]) -> Path:
     return sums
 
 
-def sidecar_path(out_dir: str | Path, variant: Variant) -> Path:
-    """The JSON sidecar of a variant's converted files (``mobilenet_v2_weights_…_{alpha}_{rows}.json``)."""
+def sidecar_path(out_dir: str | Path, variant) -> Path:
+    """The JSON sidecar of a variant's converted files (the top file's name with ``.json``)."""
     return Path(out_dir) / (Path(variant.keras_weights).stem + ".json")
 
 
-def read_sidecar(out_dir: str | Path, variant: Variant) -> dict | None:
+def read_sidecar(out_dir: str | Path, variant) -> dict | None:
     path = sidecar_path(out_dir, variant)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def convert_guide(guide: LayerGuide, out_dir: str | Path = "weights",
-                  source_archive_sha256: str | None = None) -> dict[str, Any]:
-    """Write the variant's ``.h5`` and ``_no_top.h5``, its JSON sidecar, and update ``SHA256SUMS``.
+@dataclasses.dataclass(frozen=True)
+class Converted:
+    """The files one conversion wrote."""
 
-    Returns ``{"variant", "h5", "h5_no_top", "sidecar", "sha256sums", "sha256": {file name: digest}}``.
-    """
-    variant = resolve(guide.variant)
+    variant: str
+    h5: Path
+    h5_no_top: Path
+    sidecar: Path
+    sha256sums: Path
+    sha256: dict[str, str]  # file name -> digest
+
+
+def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -> Converted:
+    """Write the variant's top and no-top ``.h5``, its JSON sidecar, and update ``SHA256SUMS``."""
+    if guide.variant != variant.name:
+        raise WeightAssignmentError(f"the layer guide is for {guide.variant}, not {variant.name}")
     out_dir = Path(out_dir)
-    archive_sha = source_archive_sha256 or guide.source_archive_sha256
     paths = {}
     for include_top, filename in ((True, variant.keras_weights), (False, variant.keras_weights_no_top)):
-        model = build_keras_model(variant, include_top)
-        values = assign_guide(model, guide, variant)
+        model = build(variant, include_top)
+        values = assign_guide(model, guide, variant, include_top)
         paths[include_top] = write_legacy_h5(model, values, out_dir / filename)
         del model
     digests = {p.name: sha256_file(p) for p in paths.values()}
     sidecar_doc = {
-        "variant": variant.name, "model_name": variant.model_name, "alpha": variant.alpha, "rows": variant.rows,
-        "files": digests, "source_archive_sha256": archive_sha, "source_checkpoint": guide.checkpoint,
-        "weights": {"requested": guide.weights, "mode": guide.counts.get("mode"), "by_source": guide.counts["by_source"]},
+        "variant": variant.name, "family": variant.family, "stem": variant.stem, "alpha": variant.alpha,
+        "rows": variant.rows, "kind": variant.kind, "minimalistic": variant.minimalistic, "files": digests,
+        "provenance": {**dataclasses.asdict(guide.provenance), "pin_status": guide.provenance.pin_status},
+        "weights": {"requested": guide.weights, "mode": guide.counts.mode, "by_source": guide.counts.by_source},
         "label_offset": variant.label_offset, "classes": variant.classes - variant.label_offset,
-        "counts": guide.counts, "versions": package_versions(),
+        "counts": dataclasses.asdict(guide.counts), "versions": package_versions(),
     }
     sidecar = sidecar_path(out_dir, variant)
     atomic_write_bytes(sidecar, (json.dumps(sidecar_doc, indent=2, sort_keys=True) + "\n").encode())
     digests[sidecar.name] = sha256_file(sidecar)
     sums = update_sha256sums(out_dir, digests)
-    return {"variant": variant.name, "h5": paths[True], "h5_no_top": paths[False], "sidecar": sidecar,
-            "sha256sums": sums, "sha256": digests}
+    return Converted(variant.name, paths[True], paths[False], sidecar, sums, digests)

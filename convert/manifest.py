@@ -1,10 +1,13 @@
-"""The 22 MobileNetV2 variants as data, validated on load, and variant-name resolution.
+"""Every released variant of every family as data (``manifests/*.json``), validated on load, and
+variant-name resolution.
 
 Everything downstream asks this module which variants exist and what their archive, URL and Keras
-output file names are; nothing else hard-codes a variant.
+output file names are; nothing else hard-codes a variant. Each family has one manifest; the generic
+fields are checked here, the family's own fields and names through its :class:`~convert.families.base.Family`.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -12,21 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MANIFEST = PROJECT_ROOT / "manifests" / "mobilenet_v2.json"
+from .env import PROJECT_ROOT
+from .families import FAMILIES, family as family_of
+from .families.base import Family
 
-ALPHAS = ("1.4", "1.3", "1.0", "0.75", "0.5", "0.35")
-ROWS = (224, 192, 160, 128, 96)
-PREFIX = "mobilenet_v2_"
+MANIFEST_DIR = PROJECT_ROOT / "manifests"
+DEFAULT_MANIFEST = MANIFEST_DIR / "mobilenet_v2.json"  # the V2 manifest (kept for callers that read one file)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^(https?|file)://[^\s/]*(/[^\s]*)?$")
-_REQUIRED = {
-    "alpha": str, "rows": int, "macs_m": int, "params_m": float, "top1": float, "top5": float,
-    "pixel1_latency_ms": float, "url": str, "quantized_url": str, "keras_weights": str,
-    "keras_weights_no_top": str,
+_NUMBER = (int, float)
+_COMMON = {
+    "alpha": str, "rows": int, "macs_m": int, "params_m": _NUMBER, "top1": _NUMBER, "url": str,
+    "keras_weights": str, "keras_weights_no_top": str,
 }
-_OPTIONAL = {"sha256": (str, type(None))}
+_COMMON_OPTIONAL = {"top5": (*_NUMBER, type(None)), "sha256": (str, type(None)), "size": (int, type(None))}
 
 
 class ManifestError(ValueError):
@@ -42,32 +45,47 @@ class UnknownVariantError(KeyError):
 
 @dataclass(frozen=True)
 class Variant:
-    """One released checkpoint: every published fact plus the names derived from alpha and rows."""
+    """One released float checkpoint archive: its published facts, where it lives, where it goes."""
 
+    family: str  # "v1" | "v2" | "v3"
     alpha: str
     rows: int
     macs_m: int
     params_m: float
     top1: float
-    top5: float
-    pixel1_latency_ms: float
     url: str
-    quantized_url: str
     keras_weights: str
     keras_weights_no_top: str
-    sha256: str | None = None
+    top5: float | None = None
+    sha256: str | None = None  # the public pin of the genuine archive, when one is known
+    size: int | None = None  # its size in bytes, when known
+    kind: str | None = None  # V3: "large" | "small"
+    minimalistic: bool = False  # V3
+    step: int | None = None  # V3: the training step in the checkpoint file names
+    quantized_url: str | None = None  # V2
+    pixel1_latency_ms: float | None = None  # V2
     classes: int = 1001  # slim logits; index 0 is "background"
     label_offset: int = 1  # keras class k == slim class k + label_offset
 
     @property
+    def spec(self) -> Family:
+        """The family this variant belongs to (its name table, layout, graph, Keras constructor)."""
+        return family_of(self.family)
+
+    @property
+    def stem(self) -> str:
+        """The archive's file name without ``.tgz``, e.g. ``mobilenet_v1_0.25_128``."""
+        return self.spec.stem(self)
+
+    @property
     def name(self) -> str:
-        """Short name, e.g. ``1.0_224``."""
-        return f"{self.alpha}_{self.rows}"
+        """The variant's name: the stem, or for V2 the short ``1.0_224``."""
+        return self.spec.short_name(self) if self.spec.short_name else self.stem
 
     @property
     def model_name(self) -> str:
-        """Name used inside the archive, e.g. ``mobilenet_v2_1.0_224``."""
-        return PREFIX + self.name
+        """The name used inside the archive (= the stem)."""
+        return self.stem
 
     @property
     def archive_filename(self) -> str:
@@ -78,67 +96,77 @@ class Variant:
         return float(self.alpha)
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name, "model_name": self.model_name, "alpha": self.alpha, "rows": self.rows,
-            "macs_m": self.macs_m, "params_m": self.params_m, "top1": self.top1, "top5": self.top5,
-            "pixel1_latency_ms": self.pixel1_latency_ms, "url": self.url,
-            "quantized_url": self.quantized_url, "sha256": self.sha256,
-            "keras_weights": self.keras_weights, "keras_weights_no_top": self.keras_weights_no_top,
-            "classes": self.classes, "label_offset": self.label_offset,
-        }
+        return {"name": self.name, "stem": self.stem, **dataclasses.asdict(self)}
 
 
-def _check_entry(i: int, entry: object, classes: int, label_offset: int) -> Variant:
+def _typename(typ) -> str:
+    return " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__
+
+
+def _check_type(where: str, key: str, value, typ) -> None:
+    types = typ if isinstance(typ, tuple) else (typ,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        raise ManifestError(f"{where}: field '{key}' must be {_typename(typ)}, got {value!r}")
+
+
+def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset: int) -> Variant:
     where = f"variants[{i}]"
     if not isinstance(entry, dict):
         raise ManifestError(f"{where}: expected an object, got {type(entry).__name__}")
     if "alpha" in entry and "rows" in entry:
-        where = f"variants[{i}] ({entry['alpha']}_{entry['rows']})"
-    unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
+        label = f"{entry.get('kind', '')}{'-minimalistic' if entry.get('minimalistic') else ''}"
+        where = f"variants[{i}] ({(label + ' ') if label else ''}{entry['alpha']}_{entry['rows']})"
+    required = {**_COMMON, **fam.extra_fields}
+    unknown = sorted(set(entry) - set(required) - set(_COMMON_OPTIONAL))
     if unknown:
-        raise ManifestError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted({**_REQUIRED, **_OPTIONAL})}")
-    for key, typ in _REQUIRED.items():
+        raise ManifestError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted({**required, **_COMMON_OPTIONAL})}")
+    for key, typ in required.items():
         if key not in entry:
             raise ManifestError(f"{where}: missing field '{key}'")
-        value = entry[key]
-        ok = isinstance(value, typ) and not isinstance(value, bool)
-        if typ is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok:
-            raise ManifestError(f"{where}: field '{key}' must be {typ.__name__}, got {value!r}")
-    alpha, rows = entry["alpha"], entry["rows"]
-    if alpha not in ALPHAS:
-        raise ManifestError(f"{where}: field 'alpha' is {alpha!r}; valid alphas: {', '.join(ALPHAS)}")
-    if rows not in ROWS:
-        raise ManifestError(f"{where}: field 'rows' is {rows!r}; valid rows: {', '.join(map(str, ROWS))}")
+        _check_type(where, key, entry[key], typ)
+    for key, typ in _COMMON_OPTIONAL.items():
+        if key in entry:
+            _check_type(where, key, entry[key], typ)
+    if entry["alpha"] not in fam.alphas:
+        raise ManifestError(f"{where}: field 'alpha' is {entry['alpha']!r}; valid alphas: {', '.join(fam.alphas)}")
+    if entry["rows"] not in fam.rows:
+        raise ManifestError(f"{where}: field 'rows' is {entry['rows']!r}; valid rows: {', '.join(map(str, fam.rows))}")
     for key in ("url", "quantized_url"):
-        if not _URL.match(entry[key]) or not entry[key].endswith(".tgz"):
+        if key in entry and (not _URL.match(entry[key]) or not entry[key].endswith(".tgz")):
             raise ManifestError(f"{where}: field '{key}' is not an http(s)/file URL of a .tgz: {entry[key]!r}")
-    quantized = f"quantized_v2_{rows}_{round(float(alpha) * 100)}.tgz"
-    for key, expected_file in (("url", f"{PREFIX}{alpha}_{rows}.tgz"), ("quantized_url", quantized)):
-        if entry[key].rsplit("/", 1)[-1] != expected_file:
-            raise ManifestError(f"{where}: field '{key}' must end in {expected_file!r}, got {entry[key]!r}")
     sha = entry.get("sha256")
-    if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
+    if sha is not None and not _SHA256.match(sha):
         raise ManifestError(f"{where}: field 'sha256' must be 64 lowercase hex digits or null, got {sha!r}")
-    for key, suffix in (("keras_weights", ".h5"), ("keras_weights_no_top", "_no_top.h5")):
-        want = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}{suffix}"
+    if entry.get("size") is not None and entry["size"] <= 0:
+        raise ManifestError(f"{where}: field 'size' must be a positive byte count or null, got {entry['size']!r}")
+    fields = dict(entry)
+    for key in ("params_m", "top1", "top5", "pixel1_latency_ms"):
+        if fields.get(key) is not None:
+            fields[key] = float(fields[key])
+    variant = Variant(family=fam.key, classes=classes, label_offset=label_offset, **fields)
+    expected_file = f"{variant.stem}.tgz"
+    if variant.archive_filename != expected_file:
+        raise ManifestError(f"{where}: field 'url' must end in {expected_file!r}, got {entry['url']!r}")
+    for key, want in zip(("keras_weights", "keras_weights_no_top"), fam.keras_files(variant)):
         if entry[key] != want:
             raise ManifestError(f"{where}: field '{key}' must be {want!r}, got {entry[key]!r}")
-    fields = {k: entry[k] for k in _REQUIRED}
-    fields["params_m"] = float(fields["params_m"])
-    for k in ("top1", "top5", "pixel1_latency_ms"):
-        fields[k] = float(fields[k])
-    return Variant(**fields, sha256=sha, classes=classes, label_offset=label_offset)
+    problem = fam.validate(variant) if fam.validate else None
+    if problem:
+        raise ManifestError(f"{where}: {problem}")
+    return variant
 
 
 class Manifest:
-    """The validated list of variants, in manifest order."""
+    """The validated variants of one or more families, in manifest order."""
 
     def __init__(self, variants: Iterable[Variant], path: Path | None = None):
         self.variants = list(variants)
         self.path = path
-        self._by_name = {v.name: v for v in self.variants}
+        self._by_name: dict[str, Variant] = {}
+        for v in self.variants:
+            for alias in (v.name, v.stem):
+                self._by_name.setdefault(alias, v)
 
     def __iter__(self):
         return iter(self.variants)
@@ -146,36 +174,54 @@ class Manifest:
     def __len__(self) -> int:
         return len(self.variants)
 
+    def __add__(self, other: "Manifest") -> "Manifest":
+        return Manifest([*self.variants, *other.variants])
+
     @property
     def names(self) -> list[str]:
         return [v.name for v in self.variants]
 
+    @property
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(v.family for v in self.variants))
+
     def resolve(self, name: str) -> Variant:
-        """Accept ``1.0_224`` or ``mobilenet_v2_1.0_224`` (and a trailing ``.tgz``)."""
+        """Accept a variant's name, its archive stem, or the archive file name: ``1.0_224`` (V2),
+        ``mobilenet_v2_1.0_224``, ``mobilenet_v1_0.25_128``, ``v3-large_224_1.0_float.tgz``."""
         key = str(name).strip()
         key = key[: -len(".tgz")] if key.endswith(".tgz") else key
-        key = key[len(PREFIX):] if key.startswith(PREFIX) else key
         if key in self._by_name:
             return self._by_name[key]
-        close = difflib.get_close_matches(key, self.names, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(key, list(self._by_name), n=3, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else f"valid: {', '.join(self.names)}"
         raise UnknownVariantError(f"unknown variant {name!r}; {hint} (run `python models_to_load.py` for the list)")
 
-    def select(self, names: Iterable[str] = ("all",), alpha: str | None = None, rows: int | None = None) -> list[Variant]:
-        """Resolve names (``all`` means every variant), then filter by alpha/rows; manifest order kept."""
+    def select(self, names: Iterable[str] = ("all",), alpha: str | None = None, rows: int | None = None,
+               family: str | None = None) -> list[Variant]:
+        """Resolve names (``all`` means every variant, a family key such as ``v1`` every variant of that
+        family), then filter by family/alpha/rows; manifest order kept."""
         names = list(names) or ["all"]
+        pool = [v for v in self.variants if family is None or v.family == family]
+        if family is not None and family not in self.families:
+            raise ManifestError(f"--family {family!r} is not a family; valid: {', '.join(self.families)}")
+        alphas = sorted({v.alpha for v in pool}, key=float, reverse=True)
+        rows_all = sorted({v.rows for v in pool}, reverse=True)
         if alpha is not None:  # "1" and "1.00" mean 1.0
-            alpha = next((a for a in ALPHAS if _same_number(a, alpha)), alpha)
-        if alpha is not None and alpha not in ALPHAS:
-            raise ManifestError(f"--alpha {alpha!r} is not a released alpha; valid: {', '.join(ALPHAS)}")
-        if rows is not None and rows not in ROWS:
-            raise ManifestError(f"--rows {rows!r} is not a released resolution; valid: {', '.join(map(str, ROWS))}")
-        if any(n == "all" for n in names):
-            chosen = list(self.variants)
-        else:
-            wanted = {self.resolve(n).name for n in names}
-            chosen = [v for v in self.variants if v.name in wanted]
-        return [v for v in chosen if (alpha is None or v.alpha == alpha) and (rows is None or v.rows == rows)]
+            alpha = next((a for a in alphas if _same_number(a, alpha)), alpha)
+            if alpha not in alphas:
+                raise ManifestError(f"--alpha {alpha!r} is not a released alpha; valid: {', '.join(alphas)}")
+        if rows is not None and rows not in rows_all:
+            raise ManifestError(f"--rows {rows!r} is not a released resolution; valid: {', '.join(map(str, rows_all))}")
+        wanted: set[str] = set()
+        for n in names:
+            if n == "all":
+                wanted.update(v.name for v in pool)
+            elif n in self.families:
+                wanted.update(v.name for v in pool if v.family == n)
+            else:
+                wanted.add(self.resolve(n).name)
+        return [v for v in pool if v.name in wanted and (alpha is None or v.alpha == alpha)
+                and (rows is None or v.rows == rows)]
 
 
 _TOP_LEVEL = {"schema": int, "family": str, "source": str, "classes": int, "label_offset": int, "variants": list}
@@ -197,13 +243,16 @@ def parse_manifest(doc: object, path: Path | None = None) -> Manifest:
     for key, typ in _TOP_LEVEL.items():
         if key in doc and (not isinstance(doc[key], typ) or isinstance(doc[key], bool)):
             raise ManifestError(f"top-level field '{key}' must be {typ.__name__}, got {doc[key]!r}")
+    if doc.get("family") not in FAMILIES:
+        raise ManifestError(f"top-level field 'family' is {doc.get('family')!r}; valid: {', '.join(FAMILIES)}")
+    fam = FAMILIES[doc["family"]]
     classes = doc.get("classes", 1001)
     label_offset = doc.get("label_offset", 1)
     if not 0 <= label_offset < classes:
         raise ManifestError(f"top-level 'label_offset' {label_offset} must be in [0, classes={classes})")
     variants, seen = [], set()
     for i, entry in enumerate(doc["variants"]):
-        v = _check_entry(i, entry, classes, label_offset)
+        v = _check_entry(i, entry, fam, classes, label_offset)
         if v.name in seen:
             raise ManifestError(f"variants[{i}] ({v.name}): duplicate variant {v.name!r}")
         seen.add(v.name)
@@ -212,7 +261,10 @@ def parse_manifest(doc: object, path: Path | None = None) -> Manifest:
 
 
 def load_manifest(path: str | Path | None = None) -> Manifest:
-    path = Path(path) if path else DEFAULT_MANIFEST
+    """One manifest file, or (no path) every family's manifest, families in registry order."""
+    if path is None:
+        return sum((load_manifest(MANIFEST_DIR / f.manifest) for f in FAMILIES.values()), Manifest([]))
+    path = Path(path)
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import quiet_tf
+from .archive import fill, find_checkpoint, frozen_graph
+from .env import quiet_tf
 from .fsutil import sha256_file
 
 quiet_tf()
 
 READ_SUFFIX = "/read"
 EMA_SUFFIX = "/ExponentialMovingAverage"
-INPUT_TENSOR = "input:0"
-LOGITS_TENSOR = "MobilenetV2/Logits/output:0"
-POOLED_TENSOR = "MobilenetV2/Logits/AvgPool:0"
 
 
 def load_graph_def(path: str | Path):
@@ -90,21 +88,22 @@ def checkpoint_feeds(graph_def, checkpoint_prefix: str) -> CheckpointFeeds:
 
 
 @contextlib.contextmanager
-def graph_session(graph_def):
-    """Import ``graph_def`` into a fresh graph once; yields ``run(images, feeds=None, output=LOGITS_TENSOR)``,
-    which feeds ``input:0`` (and ``feeds``) and returns ``output`` (a tensor name or a list of them)."""
+def graph_session(graph_def, input_tensor: str = "input:0"):
+    """Import ``graph_def`` into a fresh graph once; yields ``run(images, feeds, output)``, which feeds
+    ``input_tensor`` (and ``feeds``) and returns ``output`` (a tensor name or a list of them)."""
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
-        yield lambda images, feeds=None, output=LOGITS_TENSOR: sess.run(output, {INPUT_TENSOR: images, **(feeds or {})})
+        yield lambda images, feeds, output: sess.run(output, {input_tensor: images, **(feeds or {})})
 
 
-def run_graph(graph_def, images: np.ndarray, feeds: dict[str, np.ndarray] | None = None, output=LOGITS_TENSOR):
+def run_graph(graph_def, images: np.ndarray, feeds: dict[str, np.ndarray] | None, output,
+              input_tensor: str = "input:0"):
     """One run of ``graph_def`` in its own session (see :func:`graph_session`)."""
-    with graph_session(graph_def) as run:
+    with graph_session(graph_def, input_tensor) as run:
         return run(images, feeds, output)
 
 
@@ -113,9 +112,9 @@ def random_inputs(rows: int, count: int = 4, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1.0, 1.0, (count, rows, rows, 3)).astype(np.float32)
 
 
-def logit_tolerance(reference_logits: np.ndarray) -> float:
-    """The pass threshold on max |Δlogit|: 1e-4 · max(1, max |reference logit|)."""
-    return 1e-4 * max(1.0, float(np.max(np.abs(reference_logits))))
+def logit_tolerance(reference_logits: np.ndarray, factor: float = 1e-4) -> float:
+    """The pass threshold on max |Δlogit|: factor · max(1, max |reference logit|) (V1/V2: 1e-4)."""
+    return factor * max(1.0, float(np.max(np.abs(reference_logits))))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,19 +138,31 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def archive_graph(model_dir: Path, model_name: str):
-    """The reference graph of an extracted archive: its ``_eval.pbtxt``, else the ``.ckpt.meta`` graph."""
-    eval_graph = model_dir / f"{model_name}_eval.pbtxt"
-    if eval_graph.exists():
-        return load_graph_def(eval_graph), "eval_pbtxt"
-    meta = model_dir / f"{model_name}.ckpt.meta"
-    if not meta.exists():
-        raise FileNotFoundError(f"{model_dir} has neither {eval_graph.name} nor {meta.name}: no reference graph")
+def _is_inference_graph(graph_def, variant) -> bool:
+    names = {n.name: n.op for n in graph_def.node}
+    nodes = variant.spec.nodes
+    return names.get(nodes.input.split(":")[0]) == "Placeholder" and nodes.logits.split(":")[0] in names
+
+
+def archive_graph(model_dir: Path, variant):
+    """The reference graph of an extracted archive: the first of the layout's reference graphs that
+    exists and is an inference graph (an ``_eval.pbtxt``, or the GraphDef in a ``.meta``). Returns
+    (graph_def, kind, path) or (None, None, None) when there is none (the frozen graph is then the reference)."""
     import tensorflow as tf
 
-    meta_graph = tf.compat.v1.MetaGraphDef()
-    meta_graph.ParseFromString(meta.read_bytes())
-    return meta_graph.graph_def, "ckpt_meta"
+    for template in variant.spec.layout.reference_graphs:
+        path = Path(model_dir) / fill(template, variant)
+        if not path.is_file():
+            continue
+        if path.suffix == ".meta":
+            meta_graph = tf.compat.v1.MetaGraphDef()
+            meta_graph.ParseFromString(path.read_bytes())
+            graph_def, kind = meta_graph.graph_def, "ckpt_meta"
+        else:
+            graph_def, kind = load_graph_def(path), "eval_pbtxt" if path.suffix == ".pbtxt" else "graph_pb"
+        if _is_inference_graph(graph_def, variant):
+            return graph_def, kind, path
+    return None, None, None
 
 
 def _timed(fn):
@@ -162,50 +173,43 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def keras_logits(alpha: str, rows: int, weights_path: Path, images: np.ndarray) -> tuple[np.ndarray, float]:
-    """Logits (no softmax) of ``keras.applications.MobileNetV2`` loaded from ``weights_path``, and the
-    inference time in seconds. The model is released afterwards."""
+def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Logits (no softmax) of the keras.applications model loaded from ``top`` with the inference time in
+    seconds, and the ``pooling="avg"`` features of the no-top model loaded from ``no_top``. The models
+    are built with the family's constructor call, as a user would, and released afterwards."""
     import keras
 
+    kwargs = dict(variant.spec.parity_kwargs)
     try:
-        model = keras.applications.MobileNetV2(alpha=float(alpha), input_shape=(rows, rows, 3),
-                                               weights=str(weights_path), classifier_activation=None)
+        model = variant.spec.keras_model(variant, True, weights=str(top), classifier_activation=None, **kwargs)
         model(images[:1], training=False)  # build/trace outside the timed call
-        out, seconds = _timed(lambda: np.asarray(model(images, training=False)))
-        return out, seconds
+        logits, seconds = _timed(lambda: np.asarray(model(images, training=False)))
+        model = variant.spec.keras_model(variant, False, weights=str(no_top), pooling="avg", **kwargs)
+        pooled = np.asarray(model(images, training=False))
+        return logits.reshape(len(images), -1), seconds, pooled
     finally:
         keras.backend.clear_session(free_memory=True)
 
 
-def keras_embedding(alpha: str, rows: int, weights_path: Path, images: np.ndarray) -> np.ndarray:
-    """Average-pooled features of the no-top model loaded from ``weights_path``."""
-    import keras
-
-    try:
-        model = keras.applications.MobileNetV2(alpha=float(alpha), input_shape=(rows, rows, 3), include_top=False,
-                                               weights=str(weights_path), pooling="avg")
-        return np.asarray(model(images, training=False))
-    finally:
-        keras.backend.clear_session(free_memory=True)
-
-
-def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1) -> dict:
+def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1, tolerance: float = 1e-4,
+            require_top5: bool = False) -> dict:
     """Parity metrics over the classes both models share (slim ``label_offset..`` == keras ``0..``)."""
     shared = reference[:, label_offset:]
     ref_prob, cand_prob = _softmax(shared), _softmax(candidate)
     top5 = lambda x: np.argsort(-x, axis=1)[:, :5]
-    tolerance = logit_tolerance(reference)
+    tolerance = logit_tolerance(reference, tolerance)
     max_dlogit = float(np.max(np.abs(shared - candidate)))
     top1 = shared.argmax(1) == candidate.argmax(1)
+    top5_agree = int(sum(set(a) == set(b) for a, b in zip(top5(shared), top5(candidate))))
     return {
         "max_abs_dlogit": max_dlogit,
         "tolerance": tolerance,
         "max_abs_ref_logit": float(np.max(np.abs(reference))),
         "max_abs_dprob": float(np.max(np.abs(ref_prob - cand_prob))),
         "top1_agree": int(top1.sum()),
-        "top5_agree": int(sum(set(a) == set(b) for a, b in zip(top5(shared), top5(candidate)))),
+        "top5_agree": top5_agree,
         "inputs": int(len(reference)),
-        "passed": bool(max_dlogit <= tolerance and top1.all()),
+        "passed": bool(max_dlogit <= tolerance and top1.all() and (not require_top5 or top5_agree == len(reference))),
         "ref_top1": shared.argmax(1).tolist(),
         "keras_top1": candidate.argmax(1).tolist(),
         "pred_tf_score": float(ref_prob[0].max()),
@@ -223,49 +227,93 @@ def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
 
 def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count: int = 4, seed: int = 0,
            ) -> dict:
-    """Prove one conversion: slim logits (the archive's graph, fed slim's evaluation values) against
-    the Keras model loaded from the converted .h5 files. Returns the parity record."""
+    """Prove one conversion: slim logits (the archive's own inference graph, fed slim's evaluation values;
+    or its frozen graph when it has no inference graph) against the Keras model loaded from the converted
+    .h5 files, plus the family's graph rewrites (V3: the SE gate constant). Returns the parity record."""
     import keras
     import tensorflow as tf
 
+    spec, nodes = variant.spec, variant.spec.nodes
     model_dir, weights_dir = Path(model_dir), Path(weights_dir)
-    rows, name = variant.rows, variant.model_name
-    prefix = str(model_dir / f"{name}.ckpt")
+    rows = variant.rows
     top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
     for path in (top, no_top):
         if not path.exists():
             raise FileNotFoundError(f"converted weights not found: {path} (run load_weights.py {variant.name} first)")
     batch = np.concatenate([*(load_image(p, rows)[None] for p in images), random_inputs(rows, random_count, seed)])
 
-    graph_def, kind = archive_graph(model_dir, name)
-    feeds = checkpoint_feeds(graph_def, prefix)
-    frozen_path = model_dir / f"{name}_frozen.pb"
-    outputs = [LOGITS_TENSOR, POOLED_TENSOR]
-    with graph_session(graph_def) as run:
-        run(batch, feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
-        (reference, pooled), tf_seconds = _timed(lambda: run(batch, feeds.slim, outputs))
-        raw = run(batch, feeds.raw) if frozen_path.exists() else None
-    candidate, keras_seconds = keras_logits(variant.alpha, rows, top, batch)
-    record = compare(reference, candidate, variant.label_offset)
-    embedding = keras_embedding(variant.alpha, rows, no_top, batch)
+    graph_def, kind, graph_path = archive_graph(model_dir, variant)
+    frozen_path = frozen_graph(model_dir, variant)
+    outputs = [nodes.logits, nodes.pooled]
+    raw = None
+    if graph_def is not None:
+        prefix, cf = find_checkpoint(model_dir, variant, "ema")
+        feeds = checkpoint_feeds(graph_def, str(prefix))
+        try:
+            raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
+            raw_feeds = feeds.raw if raw_prefix == prefix else checkpoint_feeds(graph_def, str(raw_prefix)).raw
+        except FileNotFoundError:
+            raw_feeds = None
+        with graph_session(graph_def, nodes.input) as run:
+            run(batch, feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
+            (reference, pooled), tf_seconds = _timed(lambda: run(batch, feeds.slim, outputs))
+            if raw_feeds is not None and frozen_path.exists():
+                raw = run(batch, raw_feeds, nodes.logits)
+        sources = {"ema": sum(s == "ema" for s in feeds.sources.values()),
+                   "raw": sum(s == "raw" for s in feeds.sources.values())}
+        if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
+            sources = {"ema": sources["ema"] + sources["raw"], "raw": 0}
+        reference_checkpoint = fill(cf.prefix, variant)
+    elif frozen_path.exists():
+        kind, graph_path, feeds, sources, reference_checkpoint = "frozen_pb", frozen_path, None, {}, None
+        with graph_session(load_graph_def(frozen_path), nodes.input) as run:
+            run(batch, None, outputs)
+            (reference, pooled), tf_seconds = _timed(lambda: run(batch, None, outputs))
+    else:
+        raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
+                                f"{', '.join(spec.layout.reference_graphs)} is an inference graph and "
+                                f"{frozen_path.name} is missing")
+    candidate, keras_seconds, embedding = keras_outputs(variant, top, no_top, batch)
+    record = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
     no_top_diff = float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding)))
-    no_top_tol = 1e-4 * max(1.0, float(np.max(np.abs(pooled))))
+    no_top_tol = spec.tolerance * max(1.0, float(np.max(np.abs(pooled))))
     record["no_top_max_abs_diff"], record["no_top_passed"] = no_top_diff, no_top_diff <= no_top_tol
 
-    record["frozen"] = "absent"
-    if raw is not None:
-        frozen = run_graph(load_graph_def(frozen_path), batch)
-        record["frozen_max_abs_dlogit"] = float(np.max(np.abs(frozen - reference)))
-        record["frozen_vs_raw_max_abs_dlogit"] = float(np.max(np.abs(frozen - raw)))
-        tol = logit_tolerance(reference)
-        record["frozen"] = ("ema" if record["frozen_max_abs_dlogit"] <= tol
-                            else "raw" if record["frozen_vs_raw_max_abs_dlogit"] <= tol else "neither")
+    record["rewrites"] = {}
+    for name, (description, rewrite) in spec.reference_rewrites.items():
+        if graph_def is None:
+            base, base_feeds = load_graph_def(frozen_path), None
+        else:
+            base, base_feeds = graph_def, feeds.slim
+        rewritten, count = rewrite(base)
+        rewritten_logits = run_graph(rewritten, batch, base_feeds, nodes.logits, nodes.input)
+        figures = compare(rewritten_logits, candidate, variant.label_offset, spec.rewrite_tolerance)
+        record["rewrites"][name] = {
+            "description": description, "constants": count, "max_abs_dlogit": figures["max_abs_dlogit"],
+            "tolerance": figures["tolerance"], "top1_agree": figures["top1_agree"],
+            "top5_agree": figures["top5_agree"], "passed": figures["passed"]}
 
-    record["passed"] = bool(record["passed"] and record["no_top_passed"])
+    record["frozen"] = "absent"
+    if frozen_path.exists() and graph_def is not None:
+        frozen = run_graph(load_graph_def(frozen_path), batch, None, nodes.logits, nodes.input)
+        record["frozen_max_abs_dlogit"] = float(np.max(np.abs(frozen - reference)))
+        tol = logit_tolerance(reference)
+        record["frozen"] = "ema" if record["frozen_max_abs_dlogit"] <= tol else "neither"
+        if raw is not None:
+            record["frozen_vs_raw_max_abs_dlogit"] = float(np.max(np.abs(frozen - raw)))
+            if record["frozen"] == "neither" and record["frozen_vs_raw_max_abs_dlogit"] <= tol:
+                record["frozen"] = "raw"
+    elif frozen_path.exists():
+        record["frozen"] = "is the reference"
+
+    record["passed"] = bool(record["passed"] and record["no_top_passed"]
+                            and all(r["passed"] for r in record["rewrites"].values()))
     record.update({
-        "model": name, "name": variant.name, "alpha": variant.alpha, "rows": rows,
-        "reference": kind, "reference_sources": {"ema": sum(s == "ema" for s in feeds.sources.values()),
-                                                 "raw": sum(s == "raw" for s in feeds.sources.values())},
+        "model": variant.stem, "name": variant.name, "family": variant.family, "alpha": variant.alpha,
+        "rows": rows, "kind": variant.kind, "minimalistic": variant.minimalistic,
+        "reference": kind, "reference_graph": str(Path(graph_path).relative_to(model_dir)),
+        "reference_checkpoint": reference_checkpoint, "reference_sources": sources,
+        "tolerance_factor": spec.tolerance,
         "weight_source": sidecar_weight_source(weights_dir, variant),
         "preds_agree": record["top1_agree"] == record["inputs"],
         "max_vector_difference": record["max_abs_dlogit"],

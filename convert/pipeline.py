@@ -1,4 +1,4 @@
-"""Orchestration: download -> extract (layer guide) -> load (.h5) -> verify (parity) per variant.
+"""Orchestration: download -> extract (layer guide) -> load (.h5) -> verify (parity) per variant, any family.
 
 Each stage is skipped when its outputs are up to date for its inputs: a stamp per variant
 (``work/<name>/stamp.json``) records the sha256 of each stage's inputs (archive, guide, .h5 files, images,
@@ -20,7 +20,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli import UserError, quiet_tf, run_cli
+from .env import default_cache, quiet_tf
+from .errors import UserError
 from .fsutil import atomic_write_bytes, package_versions, sha256_file
 from .manifest import Variant, default_manifest
 
@@ -29,7 +30,7 @@ quiet_tf()
 
 @dataclass
 class Options:
-    cache: Path = Path("cache")
+    cache: Path = field(default_factory=default_cache)
     work: Path = Path("work")
     weights: Path = Path("weights")
     results: Path = Path("results")
@@ -42,6 +43,7 @@ class Options:
     random_inputs: int = 4
     seed: int = 0
     quiet: bool = False
+    ignore_pins: bool = False
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,7 +51,7 @@ def code_version() -> str:
     """Hash of the converter's code (every module of ``convert/``) and the package versions it runs on;
     a stage whose stamp holds another value re-runs."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     digest.update(json.dumps(package_versions(), sort_keys=True).encode())
     return digest.hexdigest()
@@ -91,7 +93,7 @@ class StageError(RuntimeError):
 
 def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
     """Extract, load and verify one fetched variant. Returns the summary row (raises on failure)."""
-    from . import checkpoint, keras_weights, parity, report
+    from . import checkpoint, guide as guides, keras_weights, parity
 
     stamp = Stamp(opts.work / variant.name / "stamp.json")
     row = {"name": variant.name, "downloaded": fetched.downloaded}
@@ -111,19 +113,18 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
     guide_dir = opts.work / variant.name
 
     def extract():
-        guide_path = checkpoint.extract(variant.name, checkpoint=str(fetched.checkpoint_prefix),
-                                        weights=opts.weight_choice, out_dir=str(opts.work))
-        return [guide_path, guide_path.parent / checkpoint.ARRAYS_FILENAME], {"guide": str(guide_path)}
+        guide = checkpoint.guide_from_extracted(fetched.extracted, variant, opts.weight_choice, fetched.archive,
+                                                fetched.sha256, fetched.source)
+        guide_path = guides.save_layer_guide(guide, guide_dir)
+        return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], {"guide": str(guide_path)}
 
     entry = timed("extract", {"archive": fetched.sha256, "weights": opts.weight_choice,
                               "out": str(guide_dir.resolve()), "code": code_version()}, extract)
     guide_path = Path(entry["guide"])
 
     def load():
-        guide = checkpoint.load_layer_guide(guide_path)
-        out = keras_weights.convert_guide(guide, out_dir=str(opts.weights), source_archive_sha256=fetched.sha256)
-        return [opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top], {
-            "convert": _jsonable(out)}
+        out = keras_weights.convert_guide(guides.load_layer_guide(guide_path), variant, opts.weights)
+        return [out.h5, out.h5_no_top], {"convert": _jsonable(out.sha256)}
 
     entry = timed("load", {"guide": sha256_file(guide_path), "out": str(opts.weights.resolve()),
                            "code": code_version()}, load)
@@ -133,7 +134,6 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         record = parity.verify(variant, fetched.extracted, opts.weights, images=opts.images,
                                random_count=opts.random_inputs, seed=opts.seed)
         record["archive_source"] = fetched.source
-        report.update_results([record], opts.results)
         return [], {"record": record}
 
     inputs = {"archive": fetched.sha256, "top": sha256_file(top), "no_top": sha256_file(no_top),
@@ -141,8 +141,7 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
               "seed": opts.seed, "code": code_version()}
     entry = timed("verify", inputs, verify)
     record = entry["record"]
-    if record not in report.load_results(opts.results):
-        report.update_results([record], opts.results)  # the row is missing or stale: restore this run's
+    row["record"] = record
     row.update(passed=record["passed"], max_abs_dlogit=record["max_abs_dlogit"], tolerance=record["tolerance"],
                timings=timings, inference_time_tf=record["inference_time_tf"],
                inference_time_keras=record["inference_time_keras"])
@@ -178,7 +177,7 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
 
     rows = []
     fetched = download.fetch_many(variants, opts.cache, jobs=opts.jobs, quiet=opts.quiet, mirror=opts.mirror,
-                                  lock_path=opts.lock)
+                                  lock_path=opts.lock, ignore_pins=opts.ignore_pins)
     bar = tqdm(fetched, desc="variants", unit="variant", disable=opts.quiet or not sys.stderr.isatty())
     for item in bar:
         bar.set_postfix_str(item.variant.name)
@@ -200,9 +199,9 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
             verdict = "pass" if row.get("passed") else "FAIL"
             detail = row.get("error") or f"max|dlogit| {row['max_abs_dlogit']:.2e} (tol {row['tolerance']:.2e})"
             tqdm.write(f"{item.variant.name}: {verdict}  {detail}  [{row['seconds']:.1f} s]", file=sys.stderr)
-        if row.get("error"):
-            source = download.source_url(item.variant, opts.mirror)
-            report.update_results([report.failure_record(item.variant, row["error"], source)], opts.results)
+        record = row.pop("record", None) or report.failure_record(
+            item.variant, row["error"], download.source_url(item.variant, opts.mirror))
+        report.update_results([record], opts.results)  # the one place the pipeline writes results
         rows.append(row)
     return rows
 
@@ -233,7 +232,8 @@ def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
     from .download import LOCK_ENV, MIRROR_ENV
 
     if paths:
-        p.add_argument("--cache", type=Path, default=Path("cache"), metavar="DIR", help="download cache (default: cache/)")
+        p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                       help="download cache (default: <project>/cache, or $MOBILENET_CACHE)")
         p.add_argument("--work", type=Path, default=Path("work"), metavar="DIR", help="layer guides (default: work/)")
         p.add_argument("--weights-dir", type=Path, default=Path("weights"), metavar="DIR",
                        help="converted .h5 files (default: weights/)")
@@ -246,6 +246,10 @@ def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
     p.add_argument("--image", action="append", type=Path, default=[], metavar="PATH",
                    help="also compare on this image (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if paths:
+        p.add_argument("--ignore-pins", action="store_true",
+                       help="check archives against a lock file (--lock, default <cache>/checksums.lock.json) "
+                            "instead of the manifest's sha256 pins: for factory archives or a rebuilt mirror")
     p.epilog = f"Environment: ${MIRROR_ENV} (default mirror), ${LOCK_ENV} (checksum lock file)."
 
 
@@ -272,16 +276,22 @@ def main(argv: list[str] | None = None) -> int:
     from .download import MIRROR_ENV, normalize_mirror
 
     p = argparse.ArgumentParser(prog="python -m convert run", description=(
-        "Convert MobileNetV2 checkpoints: download -> extract -> load -> verify, per variant."))
-    p.add_argument("names", nargs="+", metavar="NAME", help="variants (1.0_224, mobilenet_v2_1.0_224) or 'all'")
+        "Convert TF-slim MobileNet checkpoints (V1, V2, V3): download -> extract -> load -> verify, per variant."))
+    p.add_argument("names", nargs="+", metavar="NAME",
+                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) "
+                        "or 'all'")
     p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV),
                    help="base URL (http(s)://, file://) or directory replacing the manifest URLs' location")
     p.add_argument("--lock", type=Path, default=None, metavar="PATH", help="checksum lock file")
     _add_common(p)
     args = p.parse_args(argv)
     variants = default_manifest().select(args.names)
-    opts = _options(args, cache=args.cache, work=args.work, weights=args.weights_dir,
-                    mirror=normalize_mirror(args.mirror), lock=args.lock)
+    from .download import lock_for
+
+    cache = args.cache or default_cache()
+    lock_for(cache, args.lock, args.ignore_pins)  # refuse a bad --lock before any work
+    opts = _options(args, cache=cache, work=args.work, weights=args.weights_dir,
+                    mirror=normalize_mirror(args.mirror), lock=args.lock, ignore_pins=args.ignore_pins)
     return _finish(run(variants, opts), opts)
 
 
@@ -294,16 +304,18 @@ def demo_main(argv: list[str] | None = None) -> int:
         "Offline demo: build factory archives (cached), serve them from a loopback HTTP server and run the "
         "full pipeline against that mirror. Demo downloads, guides and weights go under --cache "
         "(default cache/demo/), never into weights/."))
-    p.add_argument("names", nargs="*", default=["all"], metavar="NAME", help="variants (default: all)")
+    p.add_argument("names", nargs="*", default=["all"], metavar="NAME",
+                   help="variants or families (default: all 44 variants)")
     p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
-    p.add_argument("--cache", type=Path, default=Path("cache/demo"), metavar="DIR",
-                   help="demo downloads, guides, weights and checksum lock (default: cache/demo/)")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="demo downloads, guides, weights and checksum lock (default: <project>/cache/demo/)")
     _add_common(p, paths=False)
     args = p.parse_args(argv)
     variants = default_manifest().select(args.names)
-    root = args.cache
+    root = args.cache or default_cache() / "demo"
+    # factory archives cannot match the genuine pins: checked against the demo's own lock file instead
     opts = _options(args, cache=root, work=root / "work", weights=root / "weights",
-                    lock=root / "checksums.lock.json")
+                    lock=root / "checksums.lock.json", ignore_pins=True)
     if not args.quiet:
         print(f"factory archives for {len(variants)} variant(s): built on first use (~10 s each), cached in "
               f"{fixtures.cache_root()}", file=sys.stderr)
@@ -320,4 +332,6 @@ def demo_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from .cli import run_cli
+
     run_cli(main)

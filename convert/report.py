@@ -9,7 +9,7 @@ import pickle
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, file_lock
 from .manifest import default_manifest
 
 RESULTS_P, RESULTS_JSON, PARITY_MD = "test_results.p", "test_results.json", "PARITY.md"
@@ -20,7 +20,8 @@ LEGACY_KEYS = ("alpha", "rows", "pred_keras_score", "pred_tf_score", "preds_agre
 
 def failure_record(variant, error: str, archive_source: str | None = None) -> dict:
     """The results row of a variant that could not be converted or verified."""
-    return {"model": variant.model_name, "name": variant.name, "alpha": variant.alpha, "rows": variant.rows,
+    return {"model": variant.stem, "name": variant.name, "family": variant.family, "alpha": variant.alpha,
+            "rows": variant.rows,
             "passed": False, "error": error, "archive_source": archive_source, "pred_keras_score": None, "pred_tf_score": None, "preds_agree": False,
             "max_vector_difference": None, "inference_time_tf": None, "inference_time_keras": None}
 
@@ -38,6 +39,11 @@ def _order(record: dict) -> int:
 def update_results(records: list[dict], results_dir: str | Path) -> list[dict]:
     """Merge ``records`` (by variant) into the results folder and rewrite all three files."""
     results_dir = Path(results_dir)
+    with file_lock(results_dir / ".results.lock"):  # concurrent verifiers merge instead of overwriting
+        return _update_locked(records, results_dir)
+
+
+def _update_locked(records: list[dict], results_dir: Path) -> list[dict]:
     merged = {r["model"]: r for r in load_results(results_dir)}
     for record in records:
         missing = [] if record.get("error") else [k for k in LEGACY_KEYS if k not in record]
@@ -67,29 +73,55 @@ def _fmt(x, spec=".2e"):
     return "–" if x is None else format(x, spec)
 
 
+def _section(title: str, rows: list[dict]) -> list[str]:
+    rewrites = list(dict.fromkeys(n for r in rows for n in (r.get("rewrites") or {})))
+    factor = next((r["tolerance_factor"] for r in rows if r.get("tolerance_factor")), 1e-4)
+    head = ["variant", "result", "max abs Δlogit", f"tolerance ({factor:g}·max)"]
+    for name in rewrites:
+        head += [f"max abs Δlogit, {name}", "tolerance"]
+    head += ["top-1", "top-5", "max abs Δprob", "no-top max abs Δ", "reference", "weights", "frozen", "TF s",
+             "Keras s", "archive"]
+    lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        origin = archive_origin(r.get("archive_source"))
+        if r.get("error"):
+            cells = [r["name"], "FAIL"] + ["–"] * (len(head) - 3) + [origin]
+        else:
+            n = r["inputs"]
+            cells = [r["name"], "pass" if r["passed"] else "FAIL", _fmt(r["max_abs_dlogit"]), _fmt(r["tolerance"])]
+            for name in rewrites:
+                w = (r.get("rewrites") or {}).get(name)
+                cells += [_fmt(w and w["max_abs_dlogit"]), _fmt(w and w["tolerance"])]
+            reference = r["reference"] + (f" ({r['reference_checkpoint']})" if r.get("reference_checkpoint") else "")
+            cells += [f"{r['top1_agree']}/{n}", f"{r['top5_agree']}/{n}", _fmt(r["max_abs_dprob"]),
+                      _fmt(r.get("no_top_max_abs_diff")), reference, r.get("weight_source") or "–",
+                      r.get("frozen", "–"), _fmt(r["inference_time_tf"], ".3f"), _fmt(r["inference_time_keras"], ".3f"),
+                      origin]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines + [""]
+
+
 def render_markdown(rows: list[dict]) -> str:
+    from .families import FAMILIES
+
     passed = sum(1 for r in rows if r.get("passed"))
-    head = [
+    out = [
         "# Parity report: slim logits vs converted Keras weights", "",
         f"{passed} of {len(rows)} variants pass. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.", "",
-        "Pass: max |Δlogit| over the 1000 shared classes (slim 1..1000 = Keras 0..999) ≤ 1e-4 · max(1, max |slim logit|), "
-        "top-1 equal on every input, and the no-top file's pooled features equal slim's AvgPool. "
-        "Reference: the archive's own eval graph with every `<var>/read` fed slim's evaluation values "
-        "(EMA shadows for trainables, raw BN statistics). `frozen`: which weights the archive's `_frozen.pb` matches. "
-        "`archive`: where the checkpoint archive came from (`loopback` = factory archives of `make demo` / the tests).", "",
-        "| variant | result | max abs Δlogit | tolerance | top-1 | top-5 | max abs Δprob | reference | weights | frozen | TF s | Keras s | archive |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Pass: max |Δlogit| over the 1000 shared classes (slim 1..1000 = Keras 0..999) ≤ tolerance · max(1, max "
+        "|slim logit|), top-1 equal on every input (V3: top-5 too), and the no-top file's pooled features equal "
+        "slim's average pool. Reference: the archive's own inference graph (`eval_pbtxt`: V1/V2's `_eval.pbtxt`; "
+        "`ckpt_meta`: the graph in a checkpoint's `.meta`, V3's `ema/model-STEP.meta`) with every `<var>/read` fed "
+        "slim's evaluation values (EMA values where the checkpoint has them), or `frozen_pb` when the archive has "
+        "no inference graph. `frozen`: which weights the archive's frozen graph matches. V3 adds a second figure: "
+        "the same graph with the squeeze-excite gate constant 0.16667 rewritten to 1/6, as keras.applications "
+        "computes it (tolerance 1e-4·max); the first figure, against the graph as it is, states the architecture "
+        "difference. `archive`: where the checkpoint archive came from (`loopback` = factory archives of "
+        "`make demo` / the tests).", "",
     ]
-    body = []
-    for r in rows:
-        if r.get("error"):
-            body.append(f"| {r['name']} | FAIL | – | – | – | – | – | – | – | – | – | – | {archive_origin(r.get('archive_source'))} |")
-            continue
-        n = r["inputs"]
-        body.append(
-            f"| {r['name']} | {'pass' if r['passed'] else 'FAIL'} | {_fmt(r['max_abs_dlogit'])} | {_fmt(r['tolerance'])} "
-            f"| {r['top1_agree']}/{n} | {r['top5_agree']}/{n} | {_fmt(r['max_abs_dprob'])} | {r['reference']} "
-            f"| {r.get('weight_source') or '–'} | {r.get('frozen', '–')} | {_fmt(r['inference_time_tf'], '.3f')} "
-            f"| {_fmt(r['inference_time_keras'], '.3f')} | {archive_origin(r.get('archive_source'))} |")
+    for key, fam in FAMILIES.items():
+        section = [r for r in rows if r.get("family", "v2") == key]
+        if section:
+            out += _section(fam.title, section)
     errors = [f"- {r['name']}: {r['error']}" for r in rows if r.get("error")]
-    return "\n".join(head + body + ([""] + ["Failures:"] + errors if errors else [])) + "\n"
+    return "\n".join(out + (["Failures:"] + errors if errors else [])) + "\n"
