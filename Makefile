@@ -1,8 +1,8 @@
 # Everything runs inside .venv, created from the pinned requirements by `make setup`.
-#   make demo                      offline main job: factory archives on a loopback mirror, all 22 variants
+#   make demo                      offline main job: factory archives on a loopback mirror, all 44 variants
 #   make test                      the test suite (what CI runs)
-#   make convert-all [MIRROR=URL]  all 22 variants from the manifest URLs (or a mirror)
-#   make convert VARIANT=1.0_224   one variant
+#   make convert-all [FAMILY=v1|v2|v3] [MIRROR=URL]  all 44 variants (or one family) from the manifest URLs
+#   make convert VARIANT=1.0_224   one variant (V2 short name, or any archive stem)
 #   make verify-all                re-verify every variant converted into weights/
 #   make clean                     remove work/, weights/, results/ (keeps the download cache)
 PYTHON  ?= python3.11
@@ -11,9 +11,10 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 MIRROR  ?=
 JOBS    ?= 2
+FAMILY  ?= all
 RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
-# the official example's image, when the genuine reference folder is beside the checkout
-PANDA   := $(wildcard ../shared/reference/panda.jpg)
+# the official example notebook's image (vendored with the genuine artifacts)
+PANDA   := tests/data/genuine/panda.jpg
 
 .PHONY: setup test demo convert convert-all verify-all clean
 
@@ -34,16 +35,15 @@ demo: setup
 	$(PY) -m convert demo $(if $(PANDA),--image $(PANDA))
 
 convert-all: setup
-	$(PY) -m convert run all $(RUNFLAGS)
+	$(PY) -m convert run $(FAMILY) $(RUNFLAGS)
 
 convert: setup
 	@test -n "$(VARIANT)" || { echo "error: set VARIANT, e.g. make convert VARIANT=1.0_224 (list: python models_to_load.py)"; exit 2; }
 	$(PY) -m convert run $(VARIANT) $(RUNFLAGS)
 
 verify-all: setup
-	@rc=0; n=0; for v in $$($(PY) models_to_load.py --names); do \
-	  if [ -f weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_$$v.h5 ]; then \
-	    n=$$((n+1)); $(PY) verify.py $$v $(if $(PANDA),--image $(PANDA)) || rc=1; fi; done; \
+	@rc=0; n=0; for v in $$($(PY) models_to_load.py --names --converted weights); do \
+	    n=$$((n+1)); $(PY) verify.py $$v $(if $(PANDA),--image $(PANDA)) || rc=1; done; \
 	[ $$n -gt 0 ] || { echo "error: no converted variants in weights/ (run make convert-all first)"; exit 2; }; exit $$rc
 
 clean:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""List the MobileNetV2 variants of the manifest (table or JSON); importable as a module."""
+"""List the MobileNet variants of the manifests, every family (table or JSON); importable as a module."""
 from __future__ import annotations
 
 import argparse
@@ -9,15 +9,16 @@ from convert.cli import run_cli
 from convert.manifest import Variant, load_manifest
 
 
-def models_to_load(alpha: str | None = None, rows: int | None = None, manifest: str | None = None) -> list[Variant]:
-    """The manifest's variants, optionally filtered by alpha and rows."""
-    return load_manifest(manifest).select(["all"], alpha=alpha, rows=rows)
+def models_to_load(alpha: str | None = None, rows: int | None = None, manifest: str | None = None,
+                   family: str | None = None) -> list[Variant]:
+    """The manifests' variants, optionally filtered by family, alpha and rows."""
+    return load_manifest(manifest).select(["all"], alpha=alpha, rows=rows, family=family)
 
 
 def format_table(variants: list[Variant]) -> str:
-    head = ("name", "alpha", "rows", "MACs(M)", "params(M)", "top-1", "top-5", "Pixel-1 ms", "url")
-    rows = [(v.name, v.alpha, str(v.rows), str(v.macs_m), f"{v.params_m:.2f}", f"{v.top1:.1f}",
-             f"{v.top5:.1f}", f"{v.pixel1_latency_ms:.1f}", v.url) for v in variants]
+    head = ("name", "family", "alpha", "rows", "MACs(M)", "params(M)", "top-1", "top-5", "url")
+    rows = [(v.name, v.family, v.alpha, str(v.rows), str(v.macs_m), f"{v.params_m:.2f}", f"{v.top1:.1f}",
+             "-" if v.top5 is None else f"{v.top5:.1f}", v.url) for v in variants]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
@@ -28,11 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     form = p.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     form.add_argument("--names", action="store_true", help="print only the variant names, one per line")
-    p.add_argument("--alpha", help="keep only this width multiplier (1.4 1.3 1.0 0.75 0.5 0.35)")
+    p.add_argument("--family", help="keep only this family (v1 v2 v3)")
+    p.add_argument("--alpha", help="keep only this width multiplier (e.g. 1.0, 0.75)")
     p.add_argument("--rows", type=int, help="keep only this input resolution (224 192 160 128 96)")
-    p.add_argument("--manifest", help="manifest file (default: manifests/mobilenet_v2.json)")
+    p.add_argument("--manifest", help="one manifest file (default: every family's, manifests/*.json)")
+    p.add_argument("--converted", metavar="DIR", help="keep only variants whose top .h5 is in DIR")
     args = p.parse_args(argv)
-    variants = models_to_load(args.alpha, args.rows, args.manifest)
+    variants = models_to_load(args.alpha, args.rows, args.manifest, args.family)
+    if args.converted:
+        from pathlib import Path
+
+        variants = [v for v in variants if (Path(args.converted) / v.keras_weights).is_file()]
     if args.names:
         print("\n".join(v.name for v in variants))
     else:

@@ -19,7 +19,8 @@ from convert.serve import DirectoryServer, FileHandler
 class Fault:
     """kind: ``status`` (reply ``code``), ``ignore_range`` (reply 200 with the whole file),
     ``drop`` (send ``after`` body bytes, then close), ``stall`` (send ``after`` bytes, sleep ``seconds``,
-    then close)."""
+    then close), ``delay`` (sleep ``seconds`` before answering, then answer normally: keeps a download in
+    flight long enough for a concurrent client to reach the same point)."""
 
     kind: str
     code: int = 500
@@ -36,6 +37,9 @@ class FaultyHandler(FileHandler):
             self.server.record(self)
             self.send_error(self.fault.code)
             return
+        if self.fault is not None and self.fault.kind == "delay":
+            time.sleep(self.fault.seconds)
+            self.fault = None  # then served like any other request
         super().serve(send_body)
 
     def range_header(self) -> str | None:

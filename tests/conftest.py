@@ -9,23 +9,27 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from convert import fixtures  # noqa: E402
-from convert.manifest import PROJECT_ROOT  # noqa: E402
 
-REFERENCE_DIR = Path(os.environ.get("MOBILENET_REFERENCE", PROJECT_ROOT.parent / "shared" / "reference"))
+# The vendored genuine release artifacts (tests/data/genuine, see its README); $MOBILENET_REFERENCE overrides.
+REFERENCE_DIR = Path(os.environ.get("MOBILENET_REFERENCE", Path(__file__).parent / "data" / "genuine"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "genuine: reads the vendored genuine release artifacts (tests/data/genuine)")
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """../shared/reference (genuine artifacts of the official 1.0_224 release); skips, saying so, if absent."""
+    """The genuine artifacts of the official 1.0_224 release, vendored in the repository."""
     if not (REFERENCE_DIR / "mobilenet_v2_1.0_224.ckpt.index").exists():
-        pytest.skip(f"genuine reference artifacts not found in {REFERENCE_DIR} (expected ../shared/reference "
-                    "beside the checkout, or set MOBILENET_REFERENCE)")
+        pytest.fail(f"genuine reference artifacts not found in {REFERENCE_DIR}; they are vendored in "
+                    f"tests/data/genuine (or point $MOBILENET_REFERENCE at a copy)")
     return REFERENCE_DIR
 
 
 @pytest.fixture(scope="session")
 def small_archive() -> Path:
-    """Factory-built official-layout archive of the smallest variant (0.35_96), seed 0."""
+    """Factory-built official-layout archive of the smallest V2 variant (0.35_96), seed 0."""
     return fixtures.cached_archive("0.35_96")
 
 

@@ -1,6 +1,8 @@
 """Checkpoint -> layer guide: name-based mapping, weight choice, accounting, guide file safety, CLI."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import pickle
 import random
@@ -15,13 +17,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from convert import fixtures  # noqa: E402
-from convert.checkpoint import (EMA_SUFFIX, CheckpointMismatchError, ConversionError, LayerGuideError,  # noqa: E402
-                                WeightSourceError, build_layer_guide, expected_variables, extract,
-                                keras_layer_for, load_layer_guide, save_layer_guide, tf_name_for)
+from convert.checkpoint import (CheckpointMismatchError, WeightSourceError, build_layer_guide,  # noqa: E402
+                                extract)
+from convert.errors import ConversionError  # noqa: E402
+from convert.guide import LayerGuideError, load_layer_guide, save_layer_guide  # noqa: E402
+from convert.mapping import EMA_SUFFIX, expected_variables, keras_target, tf_name_for  # noqa: E402
 from conftest import run_main  # noqa: E402
 from convert.manifest import resolve  # noqa: E402
 
 SMALL = "0.35_96"
+V = resolve(SMALL)
+
+
+def keras_layer_for(name):
+    return keras_target("v2", name)
 EMA = "/" + EMA_SUFFIX
 
 
@@ -44,7 +53,7 @@ def write_checkpoint(prefix: Path, values: dict[str, np.ndarray], order: list[st
 @pytest.fixture(scope="module")
 def values() -> dict[str, np.ndarray]:
     """The factory's full official variable table of the small variant (seeded)."""
-    return fixtures.checkpoint_values(resolve(SMALL), seed=0)
+    return fixtures.checkpoint_values(V, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +77,7 @@ def test_expected_set_is_the_genuine_1_0_224_table(reference_dir):
     assert len(table) == 737
     model = {n: s for n, s in table.items()
              if n != "global_step" and not n.endswith((EMA, "/RMSProp", "/RMSProp_1"))}
-    expected = expected_variables("1.0_224")
+    expected = expected_variables(resolve("1.0_224"))
     assert len(expected) == len(model) == 262
     assert {n: e.shape for n, e in expected.items()} == model
     # every trainable of the genuine table has a shadow, the BN moving statistics have none
@@ -84,23 +93,39 @@ def test_expected_set_matches_the_slim_architecture(name):
     assert {n: e.shape for n, e in expected.items()} == {n: tuple(s) for n, (s, _) in slim.items()}
 
 
-@pytest.mark.parametrize("tf_name, layer, weight, block_id, mod", [
-    ("MobilenetV2/Conv/weights", "Conv1", "kernel", None, None),
-    ("MobilenetV2/Conv/BatchNorm/moving_variance", "bn_Conv1", "moving_variance", None, None),
-    ("MobilenetV2/expanded_conv/depthwise/depthwise_weights", "expanded_conv_depthwise", "kernel", 0, "depthwise"),
-    ("MobilenetV2/expanded_conv/project/BatchNorm/beta", "expanded_conv_project_BN", "beta", 0, "project"),
-    ("MobilenetV2/expanded_conv_1/expand/weights", "block_1_expand", "kernel", 1, "expand"),
-    ("MobilenetV2/expanded_conv_16/project/BatchNorm/gamma", "block_16_project_BN", "gamma", 16, "project"),
-    ("MobilenetV2/Conv_1/weights", "Conv_1", "kernel", None, None),
-    ("MobilenetV2/Conv_1/BatchNorm/moving_mean", "Conv_1_bn", "moving_mean", None, None),
-    ("MobilenetV2/Logits/Conv2d_1c_1x1/weights", "predictions", "kernel", None, None),
-    ("MobilenetV2/Logits/Conv2d_1c_1x1/biases", "predictions", "bias", None, None),
+@pytest.mark.parametrize("family, tf_name, layer, weight, block, kind", [
+    ("v2", "MobilenetV2/Conv/weights", "Conv1", "kernel", None, "conv"),
+    ("v2", "MobilenetV2/Conv/BatchNorm/moving_variance", "bn_Conv1", "moving_variance", None, "conv"),
+    ("v2", "MobilenetV2/expanded_conv/depthwise/depthwise_weights", "expanded_conv_depthwise", "kernel", None, "depthwise"),
+    ("v2", "MobilenetV2/expanded_conv/project/BatchNorm/beta", "expanded_conv_project_BN", "beta", None, "conv"),
+    ("v2", "MobilenetV2/expanded_conv_1/expand/weights", "block_1_expand", "kernel", 1, "conv"),
+    ("v2", "MobilenetV2/expanded_conv_16/project/BatchNorm/gamma", "block_16_project_BN", "gamma", 16, "conv"),
+    ("v2", "MobilenetV2/Conv_1/weights", "Conv_1", "kernel", None, "conv"),
+    ("v2", "MobilenetV2/Conv_1/BatchNorm/moving_mean", "Conv_1_bn", "moving_mean", None, "conv"),
+    ("v2", "MobilenetV2/Logits/Conv2d_1c_1x1/weights", "predictions", "kernel", None, "head"),
+    ("v2", "MobilenetV2/Logits/Conv2d_1c_1x1/biases", "predictions", "bias", None, "head"),
+    ("v1", "MobilenetV1/Conv2d_0/weights", "conv1", "kernel", None, "conv"),
+    ("v1", "MobilenetV1/Conv2d_0/BatchNorm/gamma", "conv1_bn", "gamma", None, "conv"),
+    ("v1", "MobilenetV1/Conv2d_13_depthwise/depthwise_weights", "conv_dw_13", "kernel", 13, "depthwise"),
+    ("v1", "MobilenetV1/Conv2d_7_pointwise/BatchNorm/moving_mean", "conv_pw_7_bn", "moving_mean", 7, "conv"),
+    ("v1", "MobilenetV1/Logits/Conv2d_1c_1x1/biases", "conv_preds", "bias", None, "head"),
+    ("v3", "MobilenetV3/Conv/weights", "conv", "kernel", None, "conv"),
+    ("v3", "MobilenetV3/expanded_conv/squeeze_excite/Conv/biases", "expanded_conv_squeeze_excite_conv", "bias", None,
+     "conv_bias"),
+    ("v3", "MobilenetV3/expanded_conv_11/squeeze_excite/Conv_1/weights", "expanded_conv_11_squeeze_excite_conv_1",
+     "kernel", 11, "conv_bias"),
+    ("v3", "MobilenetV3/expanded_conv_2/expand/BatchNorm/beta", "expanded_conv_2_expand_bn", "beta", 2, "conv"),
+    ("v3", "MobilenetV3/expanded_conv_5/depthwise/depthwise_weights", "expanded_conv_5_depthwise", "kernel", 5,
+     "depthwise"),
+    ("v3", "MobilenetV3/Conv_1/BatchNorm/moving_variance", "conv_1_bn", "moving_variance", None, "conv"),
+    ("v3", "MobilenetV3/Conv_2/biases", "conv_2", "bias", None, "conv_bias"),
+    ("v3", "MobilenetV3/Logits/Conv2d_1c_1x1/weights", "logits", "kernel", None, "head"),
 ])
-def test_keras_layer_for(tf_name, layer, weight, block_id, mod):
-    t = keras_layer_for(tf_name)
-    assert (t.layer, t.weight, t.block_id, t.mod) == (layer, weight, block_id, mod)
-    assert t.meta == tf_name.rsplit("/", 1)[-1]
-    assert tf_name_for(layer, weight) == tf_name
+def test_name_table_both_directions(family, tf_name, layer, weight, block, kind):
+    t = keras_target(family, tf_name)
+    assert (t.layer, t.weight, t.block, t.kind) == (layer, weight, block, kind)
+    assert t.leaf == tf_name.rsplit("/", 1)[-1]
+    assert tf_name_for(family, layer, weight) == tf_name
 
 
 @pytest.mark.parametrize("tf_name", [
@@ -119,9 +144,9 @@ def test_keras_layer_for_rejects(tf_name):
 
 
 def test_mapping_round_trips_for_every_weight():
-    for name, e in expected_variables("1.0_224").items():
+    for name, e in expected_variables(resolve("1.0_224")).items():
         assert keras_layer_for(name) == e.target
-        assert tf_name_for(e.target.layer, e.target.weight) == name
+        assert tf_name_for("v2", e.target.layer, e.target.weight) == name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -129,43 +154,43 @@ def test_mapping_round_trips_for_every_weight():
 
 
 def test_auto_picks_ema_when_the_checkpoint_has_shadows(ckpt):
-    guide = build_layer_guide(ckpt, SMALL)
+    guide = build_layer_guide(ckpt, V)
     reader = tf.train.load_checkpoint(ckpt)
-    assert guide.counts == {"checkpoint_variables": 737, "consumed": 262, "ignored_slots": 316,
+    assert dataclasses.asdict(guide.counts) == {"checkpoint_variables": 737, "consumed": 262, "ignored_slots": 316,
                             "ignored_global_step": 1, "unselected": 158, "by_source": {"ema": 158, "raw": 104},
                             "mode": "ema"}
     for r in guide.records:
-        stat = r["meta"] in ("moving_mean", "moving_variance")
-        assert r["source"] == ("raw" if stat else "ema")
-        assert r["key"] == (r["name"] if stat else r["name"] + EMA)
-        want = reader.get_tensor(r["name"] if stat else r["name"] + EMA)
-        a = guide.arrays[r["key"]]
+        stat = r.leaf in ("moving_mean", "moving_variance")
+        assert r.source == ("raw" if stat else "ema")
+        assert r.key == (r.name if stat else r.name + EMA)
+        want = reader.get_tensor(r.name if stat else r.name + EMA)
+        a = guide.arrays[r.key]
         assert a.dtype == want.dtype == np.float32 and a.tobytes() == want.tobytes()
-        assert r["shape"] == want.shape and r["size"] == want.size and r["dtype"] == "float32"
+        assert r.shape == want.shape and r.size == want.size and r.dtype == "float32"
         if not stat:  # the factory's raw values differ from the shadows: the choice is visible
-            assert not np.array_equal(a, reader.get_tensor(r["name"]))
-    assert [(r["layer"], r["weight"]) for r in guide.records][:2] == [("Conv1", "kernel"), ("bn_Conv1", "gamma")]
+            assert not np.array_equal(a, reader.get_tensor(r.name))
+    assert [(r.layer, r.weight) for r in guide.records][:2] == [("Conv1", "kernel"), ("bn_Conv1", "gamma")]
 
 
 def test_auto_picks_raw_without_shadows_and_ema_refuses(values, tmp_path):
     prefix = variant_of(values, tmp_path, drop=[n for n in values if n.endswith(EMA)])
-    guide = build_layer_guide(prefix, SMALL, "auto")
+    guide = build_layer_guide(prefix, V, "auto")
     reader = tf.train.load_checkpoint(prefix)
-    assert guide.counts["by_source"] == {"raw": 262} and guide.counts["unselected"] == 0
-    assert guide.counts["mode"] == "raw"
+    assert guide.counts.by_source == {"raw": 262} and guide.counts.unselected == 0
+    assert guide.counts.mode == "raw"
     for r in guide.records:
-        assert r["key"] == r["name"] and guide.arrays[r["key"]].tobytes() == reader.get_tensor(r["name"]).tobytes()
-    with pytest.raises(WeightSourceError, match=r"--weights ema needs /ExponentialMovingAverage shadows.*has none"):
-        build_layer_guide(prefix, SMALL, "ema")
+        assert r.key == r.name and guide.arrays[r.key].tobytes() == reader.get_tensor(r.name).tobytes()
+    with pytest.raises(WeightSourceError, match=r"--weights ema needs EMA values, but checkpoint .* has no /ExponentialMovingAverage shadows"):
+        build_layer_guide(prefix, V, "ema")
 
 
 def test_raw_ignores_shadows_and_ema_matches_auto(ckpt, values):
-    raw = build_layer_guide(ckpt, SMALL, "raw")
-    assert raw.counts["by_source"] == {"raw": 262} and raw.counts["unselected"] == 158
+    raw = build_layer_guide(ckpt, V, "raw")
+    assert raw.counts.by_source == {"raw": 262} and raw.counts.unselected == 158
     for r in raw.records:
-        assert r["key"] == r["name"] and np.array_equal(raw.arrays[r["key"]], values[r["name"]])
-    ema = build_layer_guide(ckpt, SMALL, "ema")
-    auto = build_layer_guide(ckpt, SMALL, "auto")
+        assert r.key == r.name and np.array_equal(raw.arrays[r.key], values[r.name])
+    ema = build_layer_guide(ckpt, V, "ema")
+    auto = build_layer_guide(ckpt, V, "auto")
     assert ema.records == auto.records
 
 
@@ -173,19 +198,19 @@ def test_bn_statistics_use_their_shadow_when_the_checkpoint_has_one(values, tmp_
     stat = "MobilenetV2/expanded_conv_4/expand/BatchNorm/moving_mean"
     shadow = (values[stat] * 0.5).astype(np.float32)
     prefix = variant_of(values, tmp_path, add={stat + EMA: shadow})
-    by_name = {r["name"]: r for r in build_layer_guide(prefix, SMALL).records}
-    assert by_name[stat]["source"] == "ema" and by_name[stat]["key"] == stat + EMA
-    raw = {r["name"]: r for r in build_layer_guide(prefix, SMALL, "raw").records}
-    assert raw[stat]["source"] == "raw" and raw[stat]["key"] == stat
+    by_name = {r.name: r for r in build_layer_guide(prefix, V).records}
+    assert by_name[stat].source == "ema" and by_name[stat].key == stat + EMA
+    raw = {r.name: r for r in build_layer_guide(prefix, V, "raw").records}
+    assert raw[stat].source == "raw" and raw[stat].key == stat
 
 
 def test_partial_shadows_are_refused_not_mixed(values, tmp_path):
     gone = "MobilenetV2/expanded_conv_9/depthwise/depthwise_weights" + EMA
     prefix = variant_of(values, tmp_path, drop=[gone])
     with pytest.raises(CheckpointMismatchError, match="without /ExponentialMovingAverage shadow") as exc:
-        build_layer_guide(prefix, SMALL)
+        build_layer_guide(prefix, V)
     assert exc.value.missing_shadows == [gone[: -len(EMA)]]
-    assert build_layer_guide(prefix, SMALL, "raw").counts["unselected"] == 157
+    assert build_layer_guide(prefix, V, "raw").counts.unselected == 157
 
 
 def test_shuffled_order_converts_identically(ckpt, values, tmp_path):
@@ -194,7 +219,7 @@ def test_shuffled_order_converts_identically(ckpt, values, tmp_path):
     shuffled = variant_of(values, tmp_path, name="shuffled", order=order)
     data = ".data-00000-of-00001"
     assert Path(shuffled + data).read_bytes() != Path(ckpt + data).read_bytes()  # the layout really differs
-    a, b = build_layer_guide(ckpt, SMALL), build_layer_guide(shuffled, SMALL)
+    a, b = build_layer_guide(ckpt, V), build_layer_guide(shuffled, V)
     assert a.records == b.records and a.counts == b.counts
     assert all(a.arrays[k].tobytes() == b.arrays[k].tobytes() for k in a.arrays)
 
@@ -203,7 +228,7 @@ def test_missing_variables_are_all_named(values, tmp_path):
     gone = ["MobilenetV2/expanded_conv_7/project/BatchNorm/moving_variance", "MobilenetV2/Conv_1/weights"]
     prefix = variant_of(values, tmp_path, drop=gone)
     with pytest.raises(CheckpointMismatchError) as exc:
-        build_layer_guide(prefix, SMALL)
+        build_layer_guide(prefix, V)
     assert exc.value.missing == sorted(gone)
     assert "2 missing variable(s)" in str(exc.value) and all(n in str(exc.value) for n in gone)
 
@@ -213,13 +238,13 @@ def test_unexpected_variables_are_named_but_optimizer_state_is_ignored(values, t
     slots = {"MobilenetV2/Conv/weights/Momentum": values["MobilenetV2/Conv/weights"],
              "beta1_power": np.float32(0.9)}
     prefix = variant_of(values, tmp_path, name="slots", add=slots)
-    assert build_layer_guide(prefix, SMALL).counts["ignored_slots"] == 318
+    assert build_layer_guide(prefix, V).counts.ignored_slots == 318
     orphan = extra + "/RMSProp"  # a slot of a variable the model does not have is not optimizer state
     prefix = variant_of(values, tmp_path, add={**slots, extra: np.zeros((1, 1, 8, 8), np.float32),
                                                orphan: np.zeros((1, 1, 8, 8), np.float32),
                                                "MobilenetV2/Conv/weights/Foo": values["MobilenetV2/Conv/weights"]})
     with pytest.raises(CheckpointMismatchError) as exc:
-        build_layer_guide(prefix, SMALL)
+        build_layer_guide(prefix, V)
     assert exc.value.unexpected == ["MobilenetV2/Conv/weights/Foo", extra, orphan]
     assert extra in str(exc.value) and not exc.value.missing
 
@@ -229,7 +254,7 @@ def test_wrong_shape_is_named_with_both_shapes(values, tmp_path):
     bad = np.zeros((1, 1, 120, 1280), np.float32)
     prefix = variant_of(values, tmp_path, add={name: bad, name + EMA: bad})
     with pytest.raises(CheckpointMismatchError) as exc:
-        build_layer_guide(prefix, SMALL)
+        build_layer_guide(prefix, V)
     good = list(values[name].shape)
     assert [n for n, *_ in exc.value.wrong_shape] == [name, name + EMA]
     assert f"{name} is [1, 1, 120, 1280], expected {good}" in str(exc.value)
@@ -237,13 +262,13 @@ def test_wrong_shape_is_named_with_both_shapes(values, tmp_path):
 
 def test_wrong_variant_is_a_mismatch(ckpt):
     with pytest.raises(CheckpointMismatchError, match=r"does not match MobileNetV2 1\.0_224 \(many shapes differ: "
-                                                      r"is this the checkpoint of another alpha\?.*wrong shape"):
-        build_layer_guide(ckpt, "1.0_224")
+                                                      r"is this the checkpoint of another variant\? 1\.0_224 is mobilenet_v2_1\.0_224\).*wrong shape"):
+        build_layer_guide(ckpt, resolve("1.0_224"))
 
 
 def test_missing_checkpoint_is_a_clear_file_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no TF checkpoint at prefix .*nothing\.ckpt\.index does not exist"):
-        build_layer_guide(tmp_path / "nothing.ckpt", SMALL)
+        build_layer_guide(tmp_path / "nothing.ckpt", V)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,7 +276,7 @@ def test_missing_checkpoint_is_a_clear_file_error(tmp_path):
 
 
 def test_guide_round_trip(ckpt, tmp_path):
-    guide = build_layer_guide(ckpt + ".index", SMALL)  # a suffixed prefix is accepted
+    guide = build_layer_guide(ckpt + ".index", V)  # a suffixed prefix is accepted
     path = save_layer_guide(guide, tmp_path / "g")
     assert sorted(p.name for p in path.parent.iterdir()) == ["layer_guide.p", "weights.npz"]
     back = load_layer_guide(path.parent)
@@ -275,7 +300,7 @@ class _Payload:
 
 
 def test_tampered_guide_is_refused_without_running_its_payload(ckpt, tmp_path):
-    path = save_layer_guide(build_layer_guide(ckpt, SMALL), tmp_path / "g")
+    path = save_layer_guide(build_layer_guide(ckpt, V), tmp_path / "g")
     marker = tmp_path / "pwned"
     with open(path, "rb") as f:
         doc = pickle.load(f)
@@ -291,7 +316,7 @@ def test_tampered_guide_is_refused_without_running_its_payload(ckpt, tmp_path):
 
 
 def test_tampered_arrays_and_garbage_are_refused(ckpt, tmp_path):
-    path = save_layer_guide(build_layer_guide(ckpt, SMALL), tmp_path / "g")
+    path = save_layer_guide(build_layer_guide(ckpt, V), tmp_path / "g")
     npz = path.parent / "weights.npz"
     with np.load(npz) as z:
         arrays = {k: z[k] for k in z.files}
@@ -326,14 +351,15 @@ def archive() -> Path:
 def test_extract_from_archive_records_its_sha256(archive, tmp_path):
     from convert.fsutil import sha256_file
 
-    path = extract(SMALL, archive=archive, out_dir=tmp_path)
+    path = extract(V, archive=archive, out_dir=tmp_path)
     assert path == tmp_path / SMALL / "layer_guide.p"
     guide = load_layer_guide(path)
-    assert guide.source_archive_sha256 == sha256_file(archive)
-    assert guide.checkpoint.endswith(":mobilenet_v2_0.35_96.ckpt")
+    assert guide.provenance.archive_sha256 == sha256_file(archive)
+    assert guide.provenance.archive == str(archive.resolve())
+    assert (guide.provenance.checkpoint, guide.provenance.checkpoint_role) == ("mobilenet_v2_0.35_96.ckpt", "combined")
     reader = tf.train.load_checkpoint(fixtures.cached_checkpoint(SMALL))
     for r in guide.records:
-        assert guide.arrays[r["key"]].tobytes() == reader.get_tensor(r["key"]).tobytes()
+        assert guide.arrays[r.key].tobytes() == reader.get_tensor(r.key).tobytes()
 
 
 def _cli(argv, capsys):
@@ -345,7 +371,8 @@ def _cli(argv, capsys):
 def test_cli_extracts_and_reports(archive, tmp_path, capsys):
     code, out, err = _cli([SMALL, "--archive", str(archive), "--weights", "raw", "--out", str(tmp_path)], capsys)
     assert code == 0, err
-    assert "262 weights (262 raw); ignored 316 optimizer slot(s), 1 global_step, 158 unselected" in out
+    assert ("262 weights (262 raw) from the combined checkpoint mobilenet_v2_0.35_96.ckpt; ignored 316 optimizer "
+            "slot(s), 1 global_step, 158 unselected") in out
     assert load_layer_guide(tmp_path / SMALL).weights == "raw"
 
 
@@ -361,7 +388,7 @@ def test_cli_errors_are_one_line_and_non_zero(argv, message, archive, tmp_path, 
     assert not (tmp_path / "1.0_224").exists()
 
 
-def test_extract_without_source_uses_the_download_cache(archive, tmp_path, monkeypatch):
+def test_extract_without_source_uses_the_download_cache(archive, tmp_path, monkeypatch, capsys):
     import shutil
 
     from convert import download
@@ -371,10 +398,20 @@ def test_extract_without_source_uses_the_download_cache(archive, tmp_path, monke
     cached = download.archive_path(tmp_path / "cache", resolve(SMALL))
     cached.parent.mkdir(parents=True)
     shutil.copyfile(archive, cached)
-    guide = load_layer_guide(extract(SMALL, out_dir=tmp_path / "work", cache_dir=tmp_path / "cache"))
-    assert guide.source_archive_sha256 == sha256_file(archive)
-    assert guide.checkpoint == f"{cached.resolve()}:mobilenet_v2_0.35_96.ckpt"
-    assert guide.counts["by_source"] == {"ema": 158, "raw": 104}
+    # the factory archive cannot match the genuine pin: without --ignore-pins the cached file is refused
+    # (quarantined, naming the pin) and a fresh download is attempted, which fails offline
+    monkeypatch.setattr(download, "source_url", lambda v, mirror=None: "file:///nonexistent/" + v.archive_filename)
+    with pytest.raises(ConversionError, match="no usable archive of 0.35_96"):
+        extract(V, out_dir=tmp_path / "work", cache_dir=tmp_path / "cache")
+    assert f"but the manifest pin says {V.sha256}" in capsys.readouterr().err
+    assert not cached.exists() and len(list((tmp_path / "cache" / "quarantine").iterdir())) == 1
+    shutil.copyfile(archive, cached)  # the mismatching file was quarantined; put it back
+    guide = load_layer_guide(extract(V, out_dir=tmp_path / "work", cache_dir=tmp_path / "cache", ignore_pins=True))
+    assert guide.provenance.archive_sha256 == sha256_file(archive)
+    assert guide.provenance.archive == str(cached.resolve()) and guide.provenance.pin == V.sha256
+    assert guide.provenance.pin_status == "differs"
+    assert guide.counts.by_source == {"ema": 158, "raw": 104}
+    assert json.loads((tmp_path / "cache" / "checksums.lock.json").read_text())[cached.name]["sha256"] == sha256_file(archive)
 
 
 def test_truncated_data_file_is_a_clear_error(ckpt, tmp_path):
@@ -385,4 +422,82 @@ def test_truncated_data_file_is_a_clear_error(ckpt, tmp_path):
     data = Path(ckpt + ".data-00000-of-00001").read_bytes()
     Path(str(prefix) + ".data-00000-of-00001").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConversionError, match=rf"cannot read .* from checkpoint {prefix}: .*truncated or corrupt"):
-        build_layer_guide(prefix, SMALL)
+        build_layer_guide(prefix, V)
+
+
+# ------------------------------------------------------------------------------------------------
+# Every family: the same discipline on a small variant of V1 and V3 (V2 above)
+
+FAMILY_SMALL = {"v1": "mobilenet_v1_0.25_128", "v3": "v3-small-minimalistic_224_1.0_float"}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILY_SMALL))
+def family_ckpt(request, tmp_path_factory):
+    """(variant, values, prefix) of a hand-written checkpoint holding the family's full factory table
+    (V3: its pristine checkpoint, raw values + shadows + slots)."""
+    variant = resolve(FAMILY_SMALL[request.param])
+    role = "pristine" if request.param == "v3" else None
+    values = fixtures.checkpoint_values(variant, seed=0, role=role)
+    prefix = write_checkpoint(tmp_path_factory.mktemp(request.param) / "full.ckpt", values)
+    return variant, values, prefix
+
+
+def test_family_ema_choice_reads_every_shadow(family_ckpt):
+    variant, values, prefix = family_ckpt
+    guide = build_layer_guide(prefix, variant)
+    expected = expected_variables(variant)
+    assert [r.name for r in guide.records] == list(expected)
+    for r in guide.records:  # every model variable of these checkpoints has a shadow, BN statistics included
+        assert r.key == r.name + EMA and r.source == "ema"
+        assert guide.arrays[r.key].tobytes() == values[r.name + EMA].tobytes()
+        assert not np.array_equal(guide.arrays[r.key], values[r.name])  # the raw value differs
+    n = len(expected)
+    assert guide.counts.by_source == {"ema": n} and guide.counts.unselected == n
+    raw = build_layer_guide(prefix, variant, "raw")
+    assert all(raw.arrays[r.key].tobytes() == values[r.name].tobytes() and r.source == "raw" for r in raw.records)
+
+
+def test_family_shuffled_order_converts_identically(family_ckpt, tmp_path):
+    variant, values, prefix = family_ckpt
+    order = list(values)
+    random.Random(3).shuffle(order)
+    shuffled = variant_of(values, tmp_path, name="shuffled", order=order)
+    a, b = build_layer_guide(prefix, variant), build_layer_guide(shuffled, variant)
+    assert a.records == b.records and a.counts == b.counts
+    assert all(a.arrays[k].tobytes() == b.arrays[k].tobytes() for k in a.arrays)
+
+
+def test_family_missing_extra_and_wrong_shape_are_all_named(family_ckpt, tmp_path):
+    variant, values, prefix = family_ckpt
+    names = list(expected_variables(variant))
+    gone = [names[5], names[-1]]  # a BN variable and the logits bias
+    kernel = next(n for n in names if n.endswith("/weights") and "Logits" not in n)
+    bad = np.zeros((1, 1, 3, 5), np.float32)
+    extra = f"{variant.spec.scope}/Conv2d_99/weights"
+    ckpt = variant_of(values, tmp_path, drop=gone + [g + EMA for g in gone],
+                      add={kernel: bad, kernel + EMA: bad, extra: bad, extra + "/RMSProp": bad})
+    with pytest.raises(CheckpointMismatchError) as exc:
+        build_layer_guide(ckpt, variant)
+    assert exc.value.missing == sorted(gone)
+    assert exc.value.unexpected == sorted([extra, extra + "/RMSProp"])
+    assert [n for n, *_ in exc.value.wrong_shape] == [kernel, kernel + EMA]
+    assert variant.spec.title in str(exc.value) and all(g in str(exc.value) for g in gone)
+
+
+def test_v3_ema_checkpoint_is_preferred_and_named(tmp_path):
+    variant = resolve(FAMILY_SMALL["v3"])
+    guide = load_layer_guide(extract(variant, archive=fixtures.cached_archive(variant.name), out_dir=tmp_path))
+    assert guide.provenance.checkpoint == f"{variant.stem}/ema/model-{variant.step}"
+    assert guide.provenance.checkpoint_role == "ema" and guide.counts.mode == "ema"
+    ema = tf.train.load_checkpoint(fixtures.cached_checkpoint(variant.name, role="ema"))
+    pristine = tf.train.load_checkpoint(fixtures.cached_checkpoint(variant.name, role="pristine"))
+    for r in guide.records:  # plain names of the ema/ checkpoint = the pristine checkpoint's shadows
+        assert r.key == r.name and r.source == "ema"
+        assert guide.arrays[r.key].tobytes() == ema.get_tensor(r.name).tobytes()
+        assert guide.arrays[r.key].tobytes() == pristine.get_tensor(r.name + EMA).tobytes()
+    raw = load_layer_guide(extract(variant, archive=fixtures.cached_archive(variant.name), out_dir=tmp_path / "raw",
+                                   weights="raw"))
+    assert raw.provenance.checkpoint == f"{variant.stem}/pristine/model.ckpt-{variant.step}"
+    assert raw.counts.by_source == {"raw": len(raw.records)}
+    with pytest.raises(WeightSourceError, match="--weights raw needs the training values"):
+        build_layer_guide(fixtures.cached_checkpoint(variant.name, role="ema"), variant, "raw")

@@ -1,6 +1,11 @@
 """Download/cache/extract against a real HTTP server on 127.0.0.1 with injected faults (no mocks).
 
 Every test asserts the outcome and that ``cache/archives/<file>`` is either the verified archive or absent.
+
+Manifest variants carry the genuine archives' sha256 pins, which factory and ``make_tgz`` archives fail:
+``go`` therefore fetches with ``ignore_pins=True`` (checked against the test's lock file, trust on first
+use) unless a test passes ``ignore_pins=False`` to exercise a pin (the genuine one, or its own via
+``dataclasses.replace(variant, sha256=…, size=…)``) or the unpinned path (``sha256=None, size=None``).
 """
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,15 +28,24 @@ import requests
 from _faulty_server import Fault, FaultyServer
 from convert import download as dl
 from convert import fixtures
-from convert.download import DownloadError, NetOptions, fetch
-from convert.manifest import PROJECT_ROOT, resolve
+from convert.archive import find_checkpoint
+from convert.download import DownloadError, FetchFailure, FetchResult, NetOptions, fetch
+from convert.env import CACHE_ENV
+from convert.errors import UserError
+from convert.manifest import PROJECT_ROOT, default_manifest, resolve
 from convert.serve import DirectoryServer, parse_range, serve_directory
 
 pytestmark = pytest.mark.timeout(60)
 
 FAST = NetOptions(timeout=(5.0, 3.0), retries=3, backoff_factor=0.01, resumes=3)
-SUFFIXES = fixtures.MEMBER_SUFFIXES  # the official archive's members
-V = resolve("0.35_96")
+# the members of a V1/V2 release archive (and of the factory's), after ``./<stem>``
+SUFFIXES = (".ckpt.data-00000-of-00001", ".ckpt.index", ".ckpt.meta", "_eval.pbtxt", "_frozen.pb", "_info.txt")
+V = resolve("0.35_96")  # pinned: the genuine archive's sha256 (no size known)
+V1 = resolve("mobilenet_v1_0.25_128")
+GENUINE_TSV = Path(__file__).parent / "data" / "genuine" / "official_archives.tsv"
+PROJECT_CACHE = PROJECT_ROOT / "cache"
+NET_ENV = (dl.MIRROR_ENV, dl.LOCK_ENV, CACHE_ENV, "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
+           "https_proxy", "all_proxy")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -65,23 +82,36 @@ def assert_clean(cache: Path, variant=V, verified_sha: str | None = None) -> Non
     assert not list(cache.glob("extracted/.*tmp-*")), "a temporary extraction directory was left behind"
 
 
+def read_or_none(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
+
+
 @pytest.fixture(autouse=True)
 def _isolation(monkeypatch):
     """Never read the user's env or write the project's real cache / lock file."""
-    for var in (dl.MIRROR_ENV, dl.LOCK_ENV, "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
-                "https_proxy", "all_proxy"):
+    for var in NET_ENV:
         monkeypatch.delenv(var, raising=False)
-    guarded = [dl.DEFAULT_LOCK, *(dl.DEFAULT_CACHE / d for d in ("archives", "extracted", "quarantine"))]
+    guarded = [dl.DEFAULT_LOCK, dl.DEFAULT_LOCK.with_name(dl.DEFAULT_LOCK.name + ".flock"),
+               PROJECT_CACHE / dl.CACHE_LOCK_NAME,
+               *(PROJECT_CACHE / d for d in ("archives", "extracted", "quarantine"))]
     before = [(p, p.stat().st_mtime_ns if p.exists() else None) for p in guarded]
+    lock_before = read_or_none(dl.DEFAULT_LOCK)
     yield
     after = [(p, p.stat().st_mtime_ns if p.exists() else None) for p in guarded]
     assert before == after, "a test touched the project's real lock file or download cache"
+    assert read_or_none(dl.DEFAULT_LOCK) == lock_before
 
 
 @pytest.fixture(scope="session")
 def factory_archive(small_archive) -> Path:
     """The factory-built official-layout 0.35_96 archive (tests/conftest.py)."""
     return small_archive
+
+
+@pytest.fixture(scope="module")
+def factory_v1_archive() -> Path:
+    """The factory-built official-layout mobilenet_v1_0.25_128 archive (built once, then cached)."""
+    return fixtures.cached_archive(V1.name)
 
 
 @pytest.fixture
@@ -102,13 +132,32 @@ def lock(tmp_path) -> Path:
     return tmp_path / "checksums.lock.json"
 
 
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Place ``src`` at ``dest`` (a hard link to save copying the big factory archives; never writing
+    through an existing link into the cached fixture)."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
 def put(server: FaultyServer, archive: Path, variant=V) -> str:
-    shutil.copyfile(archive, server.root / variant.archive_filename)
+    link_or_copy(archive, server.root / variant.archive_filename)
     return sha(archive)
 
 
 def go(server, cache, lock, variant=V, **kw):
+    kw.setdefault("ignore_pins", True)
     return fetch(variant, cache, mirror=server.url, lock_path=lock, quiet=True, net=kw.pop("net", FAST), **kw)
+
+
+def unpinned(variant=V):
+    return dataclasses.replace(variant, sha256=None, size=None)
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in NET_ENV}
 
 
 # ----------------------------------------------------------------------------- happy path and cache
@@ -117,11 +166,14 @@ def test_factory_archive_downloads_verifies_extracts_and_is_cached(served, cache
     want = put(served, factory_archive)
     result = go(served, cache, lock)
     assert result.downloaded and result.sha256 == want and result.source == f"{served.url}/{V.archive_filename}"
+    assert result.checked_against == "lock" and result.archive == cache / "archives" / V.archive_filename
     assert_clean(cache, verified_sha=want)
+    assert result.extracted == cache / "extracted" / V.name
     assert (result.extracted / f"{V.model_name}.ckpt.index").is_file()
     assert list(result.extracted.glob(f"{V.model_name}.ckpt.data-*"))
     assert (result.extracted / ".complete").read_text().strip() == want
-    assert result.checkpoint_prefix == result.extracted / f"{V.model_name}.ckpt"
+    assert find_checkpoint(result.extracted, V) == (result.extracted / f"{V.model_name}.ckpt",
+                                                    V.spec.layout.checkpoints[0])
     assert not list(cache.rglob("*.part"))
     entry = json.loads(lock.read_text())[V.archive_filename]
     assert entry["sha256"] == want and entry["size"] == factory_archive.stat().st_size
@@ -156,15 +208,18 @@ def test_server_ignoring_range_restarts_cleanly(served, cache, lock, factory_arc
 
 
 def test_stale_inconsistent_part_is_discarded_and_downloaded_again(served, cache, lock, tmp_path):
-    want = put(served, make_tgz(tmp_path / "a.tgz"))
+    archive = make_tgz(tmp_path / "a.tgz")
+    want = put(served, archive)
     part = cache / "archives" / (V.archive_filename + ".part")
     part.parent.mkdir(parents=True)
     part.write_bytes(b"\0" * 5_000)  # an earlier run's part of some other file
-    result = go(served, cache, lock, variant=dataclasses.replace(V, sha256=want))
+    pin = dataclasses.replace(V, sha256=want, size=archive.stat().st_size)
+    result = go(served, cache, lock, variant=pin, ignore_pins=False)
     gets = served.gets(V.archive_filename)
     assert [g.headers.get("Range") for g in gets] == ["bytes=5000-", None]
-    assert result.sha256 == want and not part.exists()
+    assert result.sha256 == want and result.checked_against == "pin" and not part.exists()
     assert_clean(cache, verified_sha=want)
+    assert not lock.exists()
 
 
 def test_part_longer_than_remote_file_starts_over(served, cache, lock, tmp_path):
@@ -214,7 +269,7 @@ def test_connection_refused_is_a_clear_error(cache, lock):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(DownloadError, match=r"cannot download http://127\.0\.0\.1:\d+/.*--mirror"):
-        fetch(V, cache, mirror=f"http://127.0.0.1:{port}", lock_path=lock, quiet=True, net=FAST)
+        fetch(V, cache, mirror=f"http://127.0.0.1:{port}", lock_path=lock, quiet=True, net=FAST, ignore_pins=True)
     assert_clean(cache)
     assert not list(cache.rglob("*.part"))
 
@@ -246,13 +301,13 @@ def test_read_timeout_every_time_fails_and_keeps_only_the_part(served, cache, lo
     assert part.read_bytes() == archive.read_bytes()[: part.stat().st_size]
 
 
-# ----------------------------------------------------------------------------- integrity
+# ----------------------------------------------------------------------------- integrity: pins
 
 def test_checksum_mismatch_against_pin_is_quarantined(served, cache, lock, tmp_path):
     got = put(served, make_tgz(tmp_path / "a.tgz"))
     pin = "ab" * 32
     with pytest.raises(DownloadError) as err:
-        go(served, cache, lock, variant=dataclasses.replace(V, sha256=pin))
+        go(served, cache, lock, variant=dataclasses.replace(V, sha256=pin), ignore_pins=False)
     assert got in str(err.value) and pin in str(err.value) and "manifest pin" in str(err.value)
     assert_clean(cache)
     quarantined = list((cache / "quarantine").iterdir())
@@ -260,9 +315,88 @@ def test_checksum_mismatch_against_pin_is_quarantined(served, cache, lock, tmp_p
     assert not list(cache.rglob("*.part")) and not lock.exists()
 
 
-def test_tofu_lock_is_written_then_enforced(served, cache, lock, tmp_path, capsys):
+def test_factory_archive_is_refused_by_the_genuine_pin(served, cache, lock, factory_archive):
+    """The manifest's real pin (the genuine 0.35_96 archive) against the factory-built archive."""
+    assert V.sha256 and dict(parse_genuine_tsv())[V.archive_filename][0] == V.sha256
+    got = put(served, factory_archive)
+    assert got != V.sha256
+    with pytest.raises(DownloadError) as err:
+        go(served, cache, lock, ignore_pins=False)
+    msg = str(err.value)
+    assert "sha256 mismatch" in msg and f"downloaded {got}" in msg and f"manifest pin says {V.sha256}" in msg
+    assert "--ignore-pins" in msg, "the refusal says how to accept a rebuilt archive"
+    # nothing under archives/ but the per-archive lock: no archive, no .part
+    assert sorted(p.name for p in (cache / "archives").iterdir()) == [f".{V.archive_filename}.flock"]
+    assert_clean(cache)
+    quarantined = list((cache / "quarantine").iterdir())
+    assert [q.name for q in quarantined] == [f"{V.archive_filename}.{got[:12]}"] and sha(quarantined[0]) == got
+    assert str(quarantined[0]) in msg
+    assert not lock.exists(), "a pinned archive is never recorded in a lock file"
+
+
+@pytest.mark.parametrize("source", ["http", "directory"])
+def test_size_pin_differing_from_the_announced_size_is_refused_before_hashing(
+        source, served, cache, lock, factory_archive, monkeypatch):
+    put(served, factory_archive)
+    real = factory_archive.stat().st_size
+    pinned = dataclasses.replace(V, size=real + 1)  # keeps the genuine sha256 pin
+    hashed = []
+    real_sha256_file = dl.sha256_file
+    monkeypatch.setattr(dl, "sha256_file", lambda path: hashed.append(Path(path)) or real_sha256_file(path))
+    mirror = served.url if source == "http" else str(served.root)
+    with pytest.raises(DownloadError) as err:
+        fetch(pinned, cache, mirror=mirror, lock_path=lock, quiet=True, net=FAST)
+    msg = str(err.value)
+    assert "size mismatch" in msg and f"announces {real} bytes" in msg and f"pin says {real + 1}" in msg
+    assert hashed == [], "a size mismatch is refused before any hashing"
+    assert len(served.gets(V.archive_filename)) == (1 if source == "http" else 0)
+    # refused on the announced size: no body was written, so nothing to keep or quarantine
+    assert not list(cache.rglob("*.part")) and not list(cache.glob("quarantine/*"))
+    assert_clean(cache)
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize("lock_arg", ["given", "default"])
+def test_ignore_pins_accepts_the_factory_archive_into_a_lock_file(lock_arg, served, cache, lock, factory_archive,
+                                                                  capsys):
+    project_lock = read_or_none(dl.DEFAULT_LOCK)
+    want = put(served, factory_archive)
+    with pytest.raises(DownloadError):  # the genuine pin refuses it ...
+        go(served, cache, lock, ignore_pins=False)
+    used = lock if lock_arg == "given" else cache / dl.CACHE_LOCK_NAME
+    result = fetch(V, cache, mirror=served.url, lock_path=lock if lock_arg == "given" else None, quiet=True,
+                   net=FAST, ignore_pins=True)  # ... --ignore-pins accepts it against a lock file
+    assert result.downloaded and result.sha256 == want and result.checked_against == "lock"
+    assert_clean(cache, verified_sha=want)
+    entry = json.loads(used.read_text())[V.archive_filename]
+    assert entry["sha256"] == want and entry["size"] == factory_archive.stat().st_size
+    assert f"recorded sha256 {want} in {used}" in capsys.readouterr().err
+    assert not (lock if lock_arg == "default" else cache / dl.CACHE_LOCK_NAME).exists()
+    assert read_or_none(dl.DEFAULT_LOCK) == project_lock, "--ignore-pins never writes the project's lock"
+    again = fetch(V, cache, mirror=served.url, lock_path=lock if lock_arg == "given" else None, quiet=True,
+                  net=FAST, ignore_pins=True)
+    assert not again.downloaded and again.sha256 == want and len(served.gets(V.archive_filename)) == 2
+
+
+def test_matching_pin_is_accepted_without_a_lock_file(served, cache, lock, factory_archive, capsys):
+    want = put(served, factory_archive)
+    pinned = dataclasses.replace(V, sha256=want, size=factory_archive.stat().st_size)
+    result = go(served, cache, lock, variant=pinned, ignore_pins=False)
+    assert result.downloaded and result.sha256 == want and result.checked_against == "pin"
+    assert_clean(cache, verified_sha=want)
+    assert (result.extracted / ".complete").read_text().strip() == want
+    again = go(served, cache, lock, variant=pinned, ignore_pins=False)
+    assert not again.downloaded and again.checked_against == "pin"
+    assert len(served.gets(V.archive_filename)) == 1
+    assert not lock.exists() and not (cache / dl.CACHE_LOCK_NAME).exists(), "a pin needs no lock file"
+    assert "trust on first use" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["unpinned", "ignore-pins"])
+def test_tofu_lock_is_written_then_enforced(mode, served, cache, lock, tmp_path, capsys):
+    variant, ignore = (unpinned(), False) if mode == "unpinned" else (V, True)
     first = put(served, make_tgz(tmp_path / "a.tgz", seed=1))
-    go(served, cache, lock)
+    assert go(served, cache, lock, variant=variant, ignore_pins=ignore).checked_against == "lock"
     assert f"recorded sha256 {first}" in capsys.readouterr().err
     recorded = lock.read_text()
     assert json.loads(recorded)[V.archive_filename]["sha256"] == first
@@ -270,22 +404,94 @@ def test_tofu_lock_is_written_then_enforced(served, cache, lock, tmp_path, capsy
     other = put(served, make_tgz(tmp_path / "b.tgz", seed=2))  # the server now serves something else
     cache2 = tmp_path / "cache2"
     with pytest.raises(DownloadError) as err:
-        go(served, cache2, lock)
+        go(served, cache2, lock, variant=variant, ignore_pins=ignore)
     assert first in str(err.value) and other in str(err.value) and str(lock) in str(err.value)
     assert_clean(cache2)
     assert [sha(q) for q in (cache2 / "quarantine").iterdir()] == [other]
     assert lock.read_text() == recorded
 
 
-def test_tampered_cached_archive_is_quarantined_and_fetched_again(served, cache, lock, tmp_path):
+def test_unpinned_archive_uses_the_lock_from_the_environment(served, cache, tmp_path, monkeypatch):
+    env_lock = tmp_path / "env.lock.json"
+    monkeypatch.setenv(dl.LOCK_ENV, str(env_lock))
     want = put(served, make_tgz(tmp_path / "a.tgz"))
-    go(served, cache, lock, extract=False)
+    result = fetch(unpinned(), cache, mirror=served.url, quiet=True, net=FAST)
+    assert result.checked_against == "lock" and result.sha256 == want
+    assert json.loads(env_lock.read_text())[V.archive_filename]["sha256"] == want
+    assert not (cache / dl.CACHE_LOCK_NAME).exists()
+
+
+def test_lock_for_picks_the_lock_file(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    assert dl.lock_for(cache, None, False).path == dl.DEFAULT_LOCK
+    monkeypatch.setenv(dl.LOCK_ENV, str(tmp_path / "env.json"))
+    assert dl.lock_for(cache, None, False).path == tmp_path / "env.json"
+    assert dl.lock_for(cache, None, True).path == cache / dl.CACHE_LOCK_NAME  # never the env's nor the project's
+    assert dl.lock_for(cache, tmp_path / "x.json", True).path == tmp_path / "x.json"
+    assert dl.lock_for(cache, dl.DEFAULT_LOCK, False).path == dl.DEFAULT_LOCK
+    link = tmp_path / "link.json"
+    link.symlink_to(dl.DEFAULT_LOCK)
+    for path in (dl.DEFAULT_LOCK, link, dl.DEFAULT_LOCK.parent / ".." / "manifests" / dl.DEFAULT_LOCK.name):
+        with pytest.raises(UserError, match="--ignore-pins never records into"):
+            dl.lock_for(cache, path, True)
+    monkeypatch.chdir(PROJECT_ROOT)
+    with pytest.raises(UserError):
+        dl.lock_for(cache, Path("manifests") / dl.DEFAULT_LOCK.name, True)
+
+
+def parse_genuine_tsv() -> list[tuple[str, tuple[str, int | None]]]:
+    """``(archive, (sha256, size or None))`` rows of the vendored list of the genuine archives."""
+    lines = GENUINE_TSV.read_text().splitlines()
+    header = lines[0].lstrip("# ").split("\t")
+    assert {"archive", "sha256", "size_bytes"} <= set(header), header
+    rows = []
+    for line in lines[1:]:
+        if not line.strip() or line.startswith("#"):
+            continue
+        row = dict(zip(header, line.split("\t")))
+        size = row["size_bytes"].strip()
+        rows.append((row["archive"], (row["sha256"].strip(), int(size) if size else None)))
+    return rows
+
+
+@pytest.mark.genuine
+def test_every_manifest_pin_matches_the_genuine_archive_list():
+    rows = parse_genuine_tsv()
+    genuine = dict(rows)
+    assert len(genuine) == len(rows), "an archive is listed twice in official_archives.tsv"
+    checked = {"v1": 0, "v2": 0, "v3": 0}
+    sized = 0
+    for v in default_manifest():
+        if v.archive_filename not in genuine:
+            assert v.sha256 is None and v.size is None, f"{v.name}: pinned, but not in {GENUINE_TSV.name}"
+            continue
+        want_sha, want_size = genuine[v.archive_filename]
+        assert v.sha256 == want_sha, f"{v.name}: manifest sha256 {v.sha256} != {GENUINE_TSV.name} {want_sha}"
+        if want_size is not None:
+            assert v.size == want_size, f"{v.name}: manifest size {v.size} != {GENUINE_TSV.name} {want_size}"
+            sized += 1
+        checked[v.family] += 1
+    assert checked == {"v1": 16, "v2": 22, "v3": 4}
+    in_manifest = {v.archive_filename for v in default_manifest()}
+    assert sized == sum(size is not None for name, (_, size) in rows if name in in_manifest)
+    assert sized >= 2  # 1.4_224 and 1.0_224 at least
+
+
+# ----------------------------------------------------------------------------- integrity: cache and lock
+
+@pytest.mark.parametrize("mode", ["lock", "pin"])
+def test_tampered_cached_archive_is_quarantined_and_fetched_again(mode, served, cache, lock, tmp_path):
+    archive = make_tgz(tmp_path / "a.tgz")
+    want = put(served, archive)
+    variant = V if mode == "lock" else dataclasses.replace(V, sha256=want, size=archive.stat().st_size)
+    go(served, cache, lock, variant=variant, extract=False, ignore_pins=mode == "lock")
     final = cache / "archives" / V.archive_filename
     final.write_bytes(b"tampered")
-    result = go(served, cache, lock)
-    assert result.downloaded and result.sha256 == want
-    assert len(list((cache / "quarantine").iterdir())) == 1
+    result = go(served, cache, lock, variant=variant, ignore_pins=mode == "lock")
+    assert result.downloaded and result.sha256 == want and result.checked_against == mode
+    assert [sha(q) for q in (cache / "quarantine").iterdir()] == [hashlib.sha256(b"tampered").hexdigest()]
     assert_clean(cache, verified_sha=want)
+    assert lock.exists() == (mode == "lock")
 
 
 def test_cached_archive_without_lock_entry_is_rechecked(served, cache, lock, tmp_path, capsys):
@@ -304,7 +510,6 @@ def test_cached_archive_without_lock_entry_is_rechecked(served, cache, lock, tmp
 
 
 def test_concurrent_lock_writes_merge(lock):
-    import threading
     locker = dl.ChecksumLock(lock)
     threads = [threading.Thread(target=locker.record, args=(f"f{i}.tgz", f"{i:064x}", i, "src")) for i in range(20)]
     for t in threads:
@@ -312,6 +517,113 @@ def test_concurrent_lock_writes_merge(lock):
     for t in threads:
         t.join()
     assert sorted(json.loads(lock.read_text())) == sorted(f"f{i}.tgz" for i in range(20))
+
+
+# ----------------------------------------------------------------------------- two processes, one cache
+
+def _wait_all(procs: list[subprocess.Popen], timeout: float = 120) -> list[tuple[int, str, str]]:
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
+_RECORDER = """
+import sys
+from convert.download import ChecksumLock
+lock, tag = ChecksumLock(sys.argv[1]), sys.argv[2]
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(60):
+    lock.record(f"{tag}-{i}.tgz", f"{i:064x}", i, tag)
+"""
+
+
+def test_lock_records_from_two_processes_all_survive(lock):
+    procs = [subprocess.Popen([sys.executable, "-c", _RECORDER, str(lock), tag], cwd=PROJECT_ROOT, env=clean_env(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for tag in ("a", "b")]
+    try:
+        for p in procs:  # both imported and waiting: then start them together
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()  # (communicate() closes it)
+    finally:
+        results = _wait_all(procs)
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    data = json.loads(lock.read_text())
+    assert sorted(data) == sorted(f"{tag}-{i}.tgz" for tag in "ab" for i in range(60)), "entries were lost"
+    assert all(data[f"{tag}-{i}.tgz"]["sha256"] == f"{i:064x}" for tag in "ab" for i in range(60))
+
+
+@pytest.mark.parametrize("case", ["same-variant", "two-variants"])
+def test_two_download_processes_share_one_cache(case, tmp_path, factory_archive, factory_v1_archive):
+    """Two real ``python -m convert download`` processes started together on one cache: both succeed,
+    each archive is downloaded, verified, recorded and extracted once, and the lock keeps every entry."""
+    sources = {V.name: (V, factory_archive), V1.name: (V1, factory_v1_archive)}
+    names = [V.name, V.name] if case == "same-variant" else [V.name, V1.name]
+    wanted = {name: sources[name] for name in names}
+    cache = tmp_path / "shared cache"
+    (tmp_path / "www").mkdir()
+    with FaultyServer(tmp_path / "www") as server:
+        for variant, archive in wanted.values():
+            put(server, archive, variant)
+            # the first download stays in flight for a second, so the other process arrives meanwhile
+            server.script(variant.archive_filename, Fault("delay", seconds=1.0))
+        procs = [subprocess.Popen([sys.executable, "-m", "convert", "download", name, "--mirror", server.url,
+                                   "--cache", str(cache), "--ignore-pins", "--quiet"],
+                                  cwd=PROJECT_ROOT, env=clean_env(), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in names]
+        results = _wait_all(procs)
+        gets = {name: len(server.gets(v.archive_filename)) for name, (v, _) in wanted.items()}
+    assert [code for code, _, _ in results] == [0, 0], "\n".join(err for _, _, err in results)
+    assert gets == {name: 1 for name in wanted}, "each archive is downloaded once, whoever gets there first"
+    errs = "".join(err for _, _, err in results)
+    lock = json.loads((cache / dl.CACHE_LOCK_NAME).read_text())
+    assert sorted(lock) == sorted(v.archive_filename for v, _ in wanted.values()), "lock entries were lost"
+    for name, (variant, archive) in wanted.items():
+        want = sha(archive)
+        assert_clean(cache, variant, verified_sha=want)
+        assert lock[variant.archive_filename]["sha256"] == want
+        assert lock[variant.archive_filename]["size"] == archive.stat().st_size
+        assert errs.count(f"first download of {variant.archive_filename}") == 1
+        root = cache / "extracted" / variant.name
+        assert (root / ".complete").read_text().strip() == want
+        assert find_checkpoint(root, variant)[0] == root / f"{variant.model_name}.ckpt"
+    assert sorted(p.name for p in (cache / "extracted").iterdir()) == sorted(wanted), "one extraction each"
+    assert sorted(p.name for p in (cache / "archives").iterdir()) == sorted(
+        [v.archive_filename for v, _ in wanted.values()] + [f".{v.archive_filename}.flock" for v, _ in wanted.values()])
+    assert not (cache / "quarantine").exists()
+
+
+# ----------------------------------------------------------------------------- threads and the umask
+
+def test_fetch_many_threads_never_touch_the_umask(served, cache, lock, tmp_path, monkeypatch):
+    variants = [resolve("0.35_96"), resolve("0.35_128")]
+    want = {v.name: put(served, make_tgz(tmp_path / "src" / v.archive_filename, v.model_name, seed=i), v)
+            for i, v in enumerate(variants)}
+    probe = tmp_path / "probe"
+    probe.touch()  # what a plain open() gives under the process umask
+    normal = stat.S_IMODE(probe.stat().st_mode)
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append((threading.current_thread().name, mask))
+                        or real_umask(mask))
+    results = dl.fetch_many(variants, cache, jobs=2, quiet=True, mirror=served.url, lock_path=lock, net=FAST,
+                            ignore_pins=True)
+    assert [type(r) for r in results] == [FetchResult, FetchResult], results
+    assert calls == [], "fetch_many's threads changed the process-wide umask"
+    assert {r.variant.name: r.sha256 for r in results} == want
+    written = [lock, *(r.archive for r in results), *(r.extracted / ".complete" for r in results)]
+    assert {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {str(p): oct(normal) for p in written}
 
 
 # ----------------------------------------------------------------------------- safe extraction
@@ -365,18 +677,34 @@ def test_archive_without_checkpoint_lists_its_members(served, cache, lock):
     assert_clean(cache)
 
 
+def test_members_are_checked_against_the_variants_layout(tmp_path):
+    v2 = make_tgz(tmp_path / "v2.tgz")
+    v1 = make_tgz(tmp_path / "v1.tgz", model_name=V1.model_name)
+    assert sorted(dl.check_archive(v2, V)) == sorted(f"{V.model_name}{s}" for s in SUFFIXES)
+    assert sorted(dl.check_archive(v1, V1)) == sorted(f"{V1.model_name}{s}" for s in SUFFIXES)
+    assert dl.check_archive(v1) == dl.check_archive(v1, V1)  # no variant: any checkpoint will do
+    with pytest.raises(DownloadError, match=rf"lacks the checkpoint \({V1.model_name}\.ckpt\.index"):
+        dl.check_archive(v2, V1)
+    with tarfile.open(v1) as tar:
+        with pytest.raises(DownloadError, match=rf"{V.model_name}\.ckpt\.index and {V.model_name}\.ckpt\.data-"):
+            dl.verify_members(tar.getmembers(), V, v1)
+
+
 def test_extract_archive_is_atomic_and_idempotent(tmp_path):
     tgz = make_tgz(tmp_path / "a.tgz")
     dest = tmp_path / "out" / "x"
-    assert dl.extract_archive(tgz, dest, V.model_name) == dest
+    assert dl.extract_archive(tgz, dest, V) == dest
     index = dest / f"{V.model_name}.ckpt.index"
     stamp = index.stat().st_mtime_ns
-    dl.extract_archive(tgz, dest, V.model_name)
+    dl.extract_archive(tgz, dest, V)
     assert index.stat().st_mtime_ns == stamp, "a complete extraction is not redone"
     (dest / ".complete").unlink()  # an interrupted earlier extraction is replaced
     (dest / "junk").write_text("x")
-    dl.extract_archive(tgz, dest, V.model_name)
+    dl.extract_archive(tgz, dest, V, sha256=sha(tgz))
     assert not (dest / "junk").exists() and (dest / ".complete").read_text().strip() == sha(tgz)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["x"]
+    with pytest.raises(DownloadError, match="lacks the checkpoint"):
+        dl.extract_archive(tgz, tmp_path / "out" / "y", V1)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["x"]
 
 
@@ -387,16 +715,29 @@ def test_local_mirrors(tmp_path, cache, lock, form, capsys):
     mirror_dir = tmp_path / "mirror dir"  # a space, to exercise file:// quoting
     want = sha(make_tgz(mirror_dir / V.archive_filename))
     mirror = mirror_dir.as_uri() if form == "file-url" else str(mirror_dir)
-    code = dl.main(["0.35_96", "--mirror", mirror, "--cache", str(cache), "--lock", str(lock), "--quiet"])
+    code = dl.main(["0.35_96", "--mirror", mirror, "--cache", str(cache), "--lock", str(lock), "--quiet",
+                    "--ignore-pins"])
     assert code == 0, capsys.readouterr().err
     assert_clean(cache, verified_sha=want)
     assert (cache / "extracted" / V.name / f"{V.model_name}.ckpt.index").is_file()
     assert not list(cache.rglob("*.part"))
+    assert json.loads(lock.read_text())[V.archive_filename]["sha256"] == want
+
+
+def test_pinned_download_via_the_cli_is_refused_without_ignore_pins(tmp_path, cache, lock, capsys):
+    mirror_dir = tmp_path / "mirror"
+    got = sha(make_tgz(mirror_dir / V.archive_filename))
+    code = dl.main(["0.35_96", "--mirror", str(mirror_dir), "--cache", str(cache), "--lock", str(lock)])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 of 1 archive(s) failed" in err and V.sha256 in err and got in err
+    assert_clean(cache)
+    assert not lock.exists()
 
 
 def test_local_mirror_missing_file(tmp_path, cache, lock, capsys):
     (tmp_path / "empty").mkdir()
-    code = dl.main(["0.35_96", "--mirror", str(tmp_path / "empty"), "--cache", str(cache), "--lock", str(lock)])
+    code = dl.main(["0.35_96", "--mirror", str(tmp_path / "empty"), "--cache", str(cache), "--lock", str(lock),
+                    "--ignore-pins"])
     assert code == 1 and "does not exist in the mirror" in capsys.readouterr().err
     assert_clean(cache)
 
@@ -404,11 +745,14 @@ def test_local_mirror_missing_file(tmp_path, cache, lock, capsys):
 def test_mirror_from_environment_and_no_extract(served, cache, lock, tmp_path, monkeypatch, capsys):
     want = put(served, make_tgz(tmp_path / "a.tgz"))
     monkeypatch.setenv(dl.MIRROR_ENV, served.url)
-    monkeypatch.setenv(dl.LOCK_ENV, str(lock))
-    assert dl.main(["mobilenet_v2_0.35_96", "--cache", str(cache), "--no-extract"]) == 0
-    assert f"ok  {V.name}" in capsys.readouterr().out
+    monkeypatch.setenv(dl.LOCK_ENV, str(lock))  # the lock of unpinned genuine archives: not --ignore-pins'
+    assert dl.main(["mobilenet_v2_0.35_96", "--cache", str(cache), "--no-extract", "--ignore-pins"]) == 0
+    out = capsys.readouterr().out
+    assert f"ok  {V.name}" in out and "downloaded" in out and "(checked against the lock)" in out
     assert_clean(cache, verified_sha=want)
-    assert not (cache / "extracted").exists() and json.loads(lock.read_text())[V.archive_filename]["sha256"] == want
+    assert not (cache / "extracted").exists()
+    assert json.loads((cache / dl.CACHE_LOCK_NAME).read_text())[V.archive_filename]["sha256"] == want
+    assert not lock.exists()
 
 
 def test_jobs_3_with_one_bad_archive(served, cache, lock, tmp_path, capsys):
@@ -422,7 +766,8 @@ def test_jobs_3_with_one_bad_archive(served, cache, lock, tmp_path, capsys):
             (served.root / v.archive_filename).write_bytes(data[: len(data) // 3])
         else:
             good[name] = put(served, archive, v)
-    code = dl.main([*names, "--jobs", "3", "--mirror", served.url, "--cache", str(cache), "--lock", str(lock)])
+    code = dl.main([*names, "--jobs", "3", "--mirror", served.url, "--cache", str(cache), "--lock", str(lock),
+                    "--ignore-pins"])
     captured = capsys.readouterr()
     assert code == 1
     assert "1 of 4 archive(s) failed" in captured.err and "0.35_128" in captured.err.split("failed:")[1]
@@ -446,11 +791,28 @@ def test_usage_errors_exit_2(argv, message, cache, lock, capsys):
     assert not cache.exists()
 
 
+def test_ignore_pins_with_the_project_lock_exits_2(tmp_path, cache, capsys):
+    project_lock = read_or_none(dl.DEFAULT_LOCK)
+    (tmp_path / "mirror").mkdir()
+    argv = ["0.35_96", "--ignore-pins", "--mirror", str(tmp_path / "mirror"), "--cache", str(cache)]
+    # in-process, absolute path
+    assert dl.main([*argv, "--lock", str(dl.DEFAULT_LOCK)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --ignore-pins never records into") and str(dl.DEFAULT_LOCK) in err
+    # the real command, relative path from the project root
+    out = subprocess.run([sys.executable, "-m", "convert", "download", *argv, "--lock", "manifests/checksums.lock.json"],
+                         cwd=PROJECT_ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: --ignore-pins never records into") and str(dl.DEFAULT_LOCK) in out.stderr
+    assert "--lock" in out.stderr and "Traceback" not in out.stderr and out.stdout == ""
+    assert not cache.exists() and read_or_none(dl.DEFAULT_LOCK) == project_lock
+
+
 def test_download_help_via_module():
     out = subprocess.run([sys.executable, "-m", "convert", "download", "--help"], cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for flag in ("--mirror", "--cache", "--jobs", "--quiet", "--no-extract", "--lock"):
+    for flag in ("--mirror", "--cache", "--jobs", "--quiet", "--no-extract", "--lock", "--ignore-pins"):
         assert flag in out.stdout
 
 
