@@ -521,7 +521,7 @@ def test_concurrent_lock_writes_merge(lock):
 
 # ----------------------------------------------------------------------------- two processes, one cache
 
-def _wait_all(procs: list[subprocess.Popen], timeout: float = 120) -> list[tuple[int, str, str]]:
+def _wait_all(procs: list[subprocess.Popen], timeout: float = 45) -> list[tuple[int, str, str]]:
     results = []
     try:
         for p in procs:
