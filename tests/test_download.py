@@ -29,7 +29,7 @@ from _faulty_server import Fault, FaultyServer
 from convert import download as dl
 from convert import fixtures
 from convert.archive import find_checkpoint
-from convert.download import DownloadError, FetchFailure, FetchResult, NetOptions, fetch
+from convert.download import DownloadError, FetchResult, NetOptions, fetch
 from convert.env import CACHE_ENV
 from convert.errors import UserError
 from convert.manifest import PROJECT_ROOT, default_manifest, resolve
@@ -800,7 +800,8 @@ def test_ignore_pins_with_the_project_lock_exits_2(tmp_path, cache, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --ignore-pins never records into") and str(dl.DEFAULT_LOCK) in err
     # the real command, relative path from the project root
-    out = subprocess.run([sys.executable, "-m", "convert", "download", *argv, "--lock", "manifests/checksums.lock.json"],
+    out = subprocess.run([sys.executable, "-m", "convert", "download", *argv,
+                          "--lock", "manifests/checksums.lock.json"],
                          cwd=PROJECT_ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("error: --ignore-pins never records into") and str(dl.DEFAULT_LOCK) in out.stderr

@@ -11,6 +11,8 @@ from convert import fixtures, parity
 from convert.manifest import default_manifest, resolve
 
 ALL = default_manifest().names
+LOGITS = "MobilenetV2/Logits/output:0"
+pytestmark = pytest.mark.genuine  # most of this file holds the factory against the genuine artifacts
 
 
 def _table(prefix: str) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -37,12 +39,28 @@ def test_genuine_variable_list_text_matches_the_factory_table(reference_dir):
     assert genuine == expected
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_conv_and_logits_parameters_match_the_published_count(name):
+@pytest.mark.parametrize("name", [n for n in ALL if not n.startswith("v3-small")])
+def test_parameters_match_the_published_count(name):
+    """Conv + logits parameters of the factory architecture against the slim README tables. V1's published
+    figures also count 3 values per BatchNorm channel; V3-small's published figures do not follow from the
+    architecture (keras.applications agrees with slim's layer shapes), so only the large models are held to them."""
     variant = resolve(name)
-    params = sum(int(np.prod(shape)) for var, (shape, _) in fixtures.model_variables(variant).items()
-                 if "/BatchNorm/" not in var)
-    assert abs(params / 1e6 - variant.params_m) <= 0.01, (name, params)
+    variables = fixtures.model_variables(variant)
+    params = sum(int(np.prod(shape)) for var, (shape, _) in variables.items() if "/BatchNorm/" not in var)
+    if variant.family == "v1":
+        params += 3 * sum(shape[0] for var, (shape, _) in variables.items() if var.endswith("/BatchNorm/gamma"))
+    assert abs(params / 1e6 - variant.params_m) <= (0.1 if variant.family == "v3" else 0.01), (name, params)
+
+
+@pytest.mark.parametrize("name", ["v3-large_224_0.75_float", "v3-small_224_0.75_float"])
+def test_v3_alpha_0_75_keeps_the_last_conv_unscaled(name):
+    """slim's finegrain_classification_mode: Conv_2 keeps 1280 (large) / 1024 (small) channels."""
+    variant = resolve(name)
+    shapes = {n: shape for n, (shape, _) in fixtures.model_variables(variant).items()}
+    width = 1280 if variant.kind == "large" else 1024
+    conv_1 = 720 if variant.kind == "large" else 432  # 960 * 0.75, 576 * 0.75
+    assert shapes["MobilenetV3/Conv_2/weights"] == (1, 1, conv_1, width)
+    assert shapes["MobilenetV3/Logits/Conv2d_1c_1x1/weights"] == (1, 1, width, 1001)
 
 
 def test_archive_members_follow_the_official_layout(small_archive):
@@ -50,14 +68,33 @@ def test_archive_members_follow_the_official_layout(small_archive):
         names = sorted(tar.getnames())
         assert all(m.isfile() for m in tar.getmembers())
     model = "mobilenet_v2_0.35_96"
-    assert names == sorted(f"./{model}{s}" for s in fixtures.MEMBER_SUFFIXES)
+    assert names == sorted(f"./{model}{s}" for s in (".ckpt.data-00000-of-00001", ".ckpt.index", ".ckpt.meta",
+                                                      "_frozen.pb", "_eval.pbtxt", "_info.txt"))
 
 
-def test_small_checkpoint_holds_exactly_the_official_variable_set(small_archive):
-    variant = resolve("0.35_96")
+def test_v3_archive_is_one_folder_with_ema_and_pristine_checkpoints():
+    variant = resolve("v3-small-minimalistic_224_1.0_float")
+    stem, step = variant.stem, variant.step
+    with tarfile.open(fixtures.cached_archive(variant.name)) as tar:
+        files = sorted(m.name for m in tar.getmembers() if m.isfile())
+    ckpt = (".index", ".data-00000-of-00001", ".meta")
+    assert files == sorted([f"{stem}/ema/model-{step}{s}" for s in ckpt]
+                           + [f"{stem}/pristine/model.ckpt-{step}{s}" for s in ckpt] + [f"{stem}/{stem}.pb"])
+
+
+def test_small_checkpoint_holds_exactly_the_official_variable_set(small_archive, reference_dir):
+    """The 0.35_96 checkpoint has the genuine 1.0_224 release's variable names (names do not depend on
+    alpha or rows), dtypes, and the shapes the Keras architecture implies (not the factory's own table)."""
+    from convert.mapping import expected_variables
+
+    genuine = _table(str(reference_dir / "mobilenet_v2_1.0_224.ckpt"))
     built = _table(fixtures.cached_checkpoint("0.35_96"))
-    expected = {k: (shape, dtype) for k, (shape, dtype) in fixtures.checkpoint_variables(variant).items()}
-    assert built == expected
+    assert sorted(built) == sorted(genuine)
+    assert {k: d for k, (_, d) in built.items()} == {k: d for k, (_, d) in genuine.items()}
+    keras_shapes = {n: e.shape for n, e in expected_variables(resolve("0.35_96")).items()}
+    for name, (shape, _) in built.items():
+        base = name.rsplit("/", 1)[0] if name.endswith(("/ExponentialMovingAverage", "/RMSProp", "/RMSProp_1")) else name
+        assert shape == (() if name == "global_step" else keras_shapes[base]), name
     reader = tf.train.load_checkpoint(fixtures.cached_checkpoint("0.35_96"))
     gamma = reader.get_tensor("MobilenetV2/Conv/BatchNorm/gamma")
     assert np.all(reader.get_tensor("MobilenetV2/Conv/BatchNorm/moving_variance") > 0)
@@ -70,15 +107,15 @@ def test_small_checkpoint_holds_exactly_the_official_variable_set(small_archive)
 @pytest.fixture(scope="module")
 def parity_1_0_224(reference_dir):
     """Logits of the genuine eval graph fed the factory's EMA values, and of the factory frozen graph."""
-    folder = fixtures.cached_dir("1.0_224")
+    folder = fixtures.cached_extracted("1.0_224")
     model = "mobilenet_v2_1.0_224"
     prefix = fixtures.cached_checkpoint("1.0_224")
     images = parity.random_inputs(224, count=4, seed=1)
     genuine = parity.load_graph_def(reference_dir / f"{model}_eval.pbtxt")
     feeds = parity.checkpoint_feeds(genuine, prefix)
     return {
-        "genuine": parity.run_graph(genuine, images, feeds.slim),
-        "frozen": parity.run_graph(parity.load_graph_def(folder / model / f"{model}_frozen.pb"), images),
+        "genuine": parity.run_graph(genuine, images, feeds.slim, LOGITS),
+        "frozen": parity.run_graph(parity.load_graph_def(folder / f"{model}_frozen.pb"), images, None, LOGITS),
         "genuine_graph": genuine, "sources": feeds.sources, "images": images, "prefix": prefix,
     }
 
@@ -98,7 +135,7 @@ def test_raw_weights_visibly_change_the_genuine_graph_logits(parity_1_0_224):
     genuine_graph, prefix = parity_1_0_224["genuine_graph"], parity_1_0_224["prefix"]
     reader = tf.train.load_checkpoint(prefix)
     raw_feeds = {f"{v}/read:0": reader.get_tensor(v) for v in parity.read_variables(genuine_graph)}
-    raw = parity.run_graph(genuine_graph, parity_1_0_224["images"], raw_feeds)
+    raw = parity.run_graph(genuine_graph, parity_1_0_224["images"], raw_feeds, LOGITS)
     ema = parity_1_0_224["genuine"]
     assert np.abs(raw - ema).max() > 100 * parity.logit_tolerance(ema)
 
@@ -107,7 +144,7 @@ def test_factory_eval_graph_has_the_genuine_inference_nodes(reference_dir):
     """Every op on the genuine inference path exists in the factory graph with the same name and type."""
     model = "mobilenet_v2_1.0_224"
     genuine = parity.load_graph_def(reference_dir / f"{model}_eval.pbtxt")
-    built = parity.load_graph_def(fixtures.cached_dir("1.0_224") / model / f"{model}_eval.pbtxt")
+    built = parity.load_graph_def(fixtures.cached_extracted("1.0_224") / f"{model}_eval.pbtxt")
     path_ops = {"Placeholder", "Conv2D", "DepthwiseConv2dNative", "FusedBatchNorm", "Relu6", "Add", "AvgPool",
                 "BiasAdd", "Squeeze", "Softmax", "Reshape", "Shape", "Identity", "VariableV2"}
     ops = lambda g: {(n.name, n.op) for n in g.node if n.op in path_ops and "Initializer" not in n.name}
@@ -119,7 +156,7 @@ def test_factory_cli_builds_and_rejects_bad_names(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from convert.manifest import PROJECT_ROOT
+    from convert.env import PROJECT_ROOT
 
     bad = subprocess.run([sys.executable, "-m", "convert.fixtures", "0.35_97", "--out", str(tmp_path)],
                          cwd=PROJECT_ROOT, capture_output=True, text=True)
