@@ -10,19 +10,34 @@ import sys
 import pytest
 
 import models_to_load
-from convert.manifest import (ALPHAS, DEFAULT_MANIFEST, ManifestError, UnknownVariantError, default_manifest,
+from convert.env import PROJECT_ROOT
+from convert.manifest import (DEFAULT_MANIFEST, MANIFEST_DIR, ManifestError, UnknownVariantError, default_manifest,
                               parse_manifest)
-from convert.manifest import PROJECT_ROOT
+
+ALPHAS = ("1.4", "1.3", "1.0", "0.75", "0.5", "0.35")
 
 DOC = json.loads(DEFAULT_MANIFEST.read_text())
 
 
-def test_manifest_has_the_22_official_variants_with_their_published_facts():
+def test_manifests_hold_the_44_official_float_variants():
     m = default_manifest()
+    assert len(m) == 44 and [len([v for v in m if v.family == f]) for f in ("v1", "v2", "v3")] == [16, 22, 6]
+    v1 = m.resolve("mobilenet_v1_0.5_160")
+    assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"
+    assert (v1.keras_weights, v1.keras_weights_no_top) == ("mobilenet_5_0_160_tf.h5", "mobilenet_5_0_160_tf_no_top.h5")
+    v3 = m.resolve("v3-large-minimalistic_224_1.0_float.tgz")
+    assert (v3.kind, v3.minimalistic, v3.step, v3.sha256) == ("large", True, 342500, None)
+    assert v3.keras_weights_no_top == "weights_mobilenet_v3_large_minimalistic_224_1.0_float_no_top_v2.h5"
+    assert m.resolve("v3-small_224_0.75_float").step == 497500
+
+
+def test_manifest_has_the_22_official_v2_variants_with_their_published_facts():
+    m = default_manifest().select(["v2"])
     assert len(m) == 22
     assert {v.alpha for v in m} == set(ALPHAS)
     assert [v.name for v in m if v.rows != 224] == [f"{a}_{r}" for a in ("1.0", "0.75", "0.5", "0.35")
                                                     for r in (192, 160, 128, 96)]
+    m = default_manifest()
     v = m.resolve("1.0_224")
     assert (v.macs_m, v.params_m, v.top1, v.top5, v.pixel1_latency_ms) == (300, 3.47, 71.8, 91.0, 73.8)
     assert v.url == "https://storage.googleapis.com/mobilenet_v2/checkpoints/mobilenet_v2_1.0_224.tgz"
@@ -51,6 +66,7 @@ def _bad(mutate):
 @pytest.mark.parametrize("mutate, expected", [
     (lambda d: d["variants"][2].update(colour="red"), r"variants\[2\] \(1\.0_224\): unknown key\(s\) \['colour'\]"),
     (lambda d: d["variants"].append(copy.deepcopy(d["variants"][0])), r"variants\[22\] \(1\.4_224\): duplicate variant"),
+    (lambda d: d.update(family="v4"), r"top-level field 'family' is 'v4'; valid: v1, v2, v3"),
     (lambda d: d["variants"][0].update(alpha="1.2"), r"variants\[0\] \(1\.2_224\): field 'alpha' is '1\.2'; valid alphas"),
     (lambda d: d["variants"][3].update(rows=200), r"variants\[3\] \(1\.0_200\): field 'rows' is 200; valid rows"),
     (lambda d: d["variants"][1].update(url="storage/mobilenet_v2_1.3_224.tgz"), r"variants\[1\] \(1\.3_224\): field 'url' is not"),
@@ -68,8 +84,10 @@ def test_validation_names_the_entry_and_the_field(mutate, expected):
 
 
 def test_models_to_load_filters_and_json():
-    assert [v.name for v in models_to_load.models_to_load(alpha="0.5")] == [f"0.5_{r}" for r in (224, 192, 160, 128, 96)]
-    assert [v.name for v in models_to_load.models_to_load(rows=224)] == [f"{a}_224" for a in ALPHAS]
+    assert [v.name for v in models_to_load.models_to_load(alpha="0.5", family="v2")] == [
+        f"0.5_{r}" for r in (224, 192, 160, 128, 96)]
+    assert [v.name for v in models_to_load.models_to_load(rows=224, family="v2")] == [f"{a}_224" for a in ALPHAS]
+    assert len(models_to_load.models_to_load(rows=224)) == 4 + 6 + 6
 
 
 def _run(*args):
@@ -77,12 +95,14 @@ def _run(*args):
 
 
 def test_models_to_load_cli_json_table_and_errors():
-    out = _run("--json", "--rows", "96")
+    out = _run("--json", "--rows", "96", "--family", "v2")
     assert out.returncode == 0
     rows = json.loads(out.stdout)
     assert [r["name"] for r in rows] == ["1.0_96", "0.75_96", "0.5_96", "0.35_96"]
     assert {"name", "alpha", "rows", "url"} <= set(rows[0])
     table = _run("--alpha", "1.4")
     assert table.returncode == 0 and "1.4_224" in table.stdout and "1.0_224" not in table.stdout
-    bad = _run("--alpha", "0.3")
+    bad = _run("--alpha", "0.3", "--family", "v2")
     assert bad.returncode == 2 and "valid: 1.4, 1.3, 1.0, 0.75, 0.5, 0.35" in bad.stderr and "Traceback" not in bad.stderr
+    bad = _run("--family", "v4")
+    assert bad.returncode == 2 and "--family 'v4' is not a family; valid: v1, v2, v3" in bad.stderr

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 
 from convert import fixtures, pipeline, report
-from convert.manifest import PROJECT_ROOT, resolve
+from convert.env import PROJECT_ROOT
+from convert.manifest import resolve
 from convert.serve import serve_directory
 
 from conftest import REFERENCE_DIR
 
-CI_VARIANTS = ["0.35_96", "1.0_224", "1.4_224"]
+CI_VARIANTS = ["0.35_96", "1.0_224", "1.4_224", "mobilenet_v1_0.25_128", "v3-large_224_0.75_float"]
 PANDA = REFERENCE_DIR / "panda.jpg"
 
 
@@ -35,7 +36,7 @@ def _mirror(tmp: Path, names: list[str]) -> Path:
 
 def _options(tmp: Path, **kw) -> pipeline.Options:
     base = dict(cache=tmp / "cache", work=tmp / "work", weights=tmp / "weights", results=tmp / "results",
-                lock=tmp / "checksums.lock.json", quiet=True)
+                lock=tmp / "checksums.lock.json", quiet=True, ignore_pins=True)
     return pipeline.Options(**{**base, **kw})
 
 
@@ -55,27 +56,38 @@ def e2e(tmp_path_factory):
 def test_end_to_end_parity_report(e2e):
     opts = e2e["opts"]
     assert [r["name"] for r in e2e["rows"]] == CI_VARIANTS
-    assert [r.get("error") for r in e2e["rows"]] == [None] * 3
+    assert [r.get("error") for r in e2e["rows"]] == [None] * len(CI_VARIANTS)
     records = {r["name"]: r for r in report.load_results(opts.results)}
     assert sorted(records) == sorted(CI_VARIANTS)
     for name in CI_VARIANTS:
-        r = records[name]
+        r, v = records[name], resolve(name)
         assert r["passed"] is True, r
-        assert r["max_abs_dlogit"] <= 1e-4 * max(1.0, r["max_abs_ref_logit"])
         assert r["top1_agree"] == r["inputs"] == len(e2e["images"]) + 4
         assert r["top5_agree"] == r["inputs"]
         assert r["no_top_passed"] is True
-        assert r["reference"] == "eval_pbtxt"
-        assert r["reference_sources"] == {"ema": 158, "raw": 104}
         assert r["frozen"] == "ema"
-        assert r["weight_source"] == "ema 158, raw 104"
         assert r["archive_source"].startswith("http://127.0.0.1:")
+        if v.family == "v3":  # two figures: the graph as it is, and with the SE gate constant set to 1/6
+            assert r["reference"] == "ckpt_meta" and r["reference_checkpoint"] == f"{v.stem}/ema/model-{v.step}"
+            assert r["max_abs_dlogit"] <= 1e-3 * max(1.0, r["max_abs_ref_logit"])
+            gate = r["rewrites"]["gate_1/6"]
+            assert gate["passed"] and gate["constants"] > 0
+            assert gate["max_abs_dlogit"] <= 1e-4 * max(1.0, r["max_abs_ref_logit"])
+            assert gate["max_abs_dlogit"] < r["max_abs_dlogit"] / 10  # the gate constant was the difference
+            assert r["reference_sources"] == {"ema": 266, "raw": 0} and r["weight_source"] == "ema 266"
+        else:
+            assert r["reference"] == "eval_pbtxt" and r["rewrites"] == {}
+            assert r["max_abs_dlogit"] <= 1e-4 * max(1.0, r["max_abs_ref_logit"])
+            n = {"v1": {"ema": 137, "raw": 0}, "v2": {"ema": 158, "raw": 104}}[v.family]
+            assert r["reference_sources"] == n
+            assert r["weight_source"] == ", ".join(f"{k} {c}" for k, c in sorted(n.items()) if c)
     # test_results.p carries the original converter's keys; PARITY.md has one row per variant
     with open(opts.results / "test_results.p", "rb") as fh:
         legacy = pickle.load(fh)
     assert all(set(report.LEGACY_KEYS) <= set(r) for r in legacy)
     table = (opts.results / "PARITY.md").read_text()
     assert all(f"| {n} | pass |" in table for n in CI_VARIANTS)
+    assert all(f"## {t}" in table for t in ("MobileNetV1", "MobileNetV2", "MobileNetV3"))
     report.update_results(list(records.values()), PROJECT_ROOT / "results")  # the CI parity report
 
 
@@ -88,20 +100,32 @@ def test_converted_h5_matches_the_archives_frozen_graph(e2e, name):
 
     v = resolve(name)
     opts = e2e["opts"]
-    frozen = opts.cache / "extracted" / name / f"{v.model_name}_frozen.pb"
+    member, logits = {"v1": ("{stem}_frozen.pb", "MobilenetV1/Logits/SpatialSqueeze:0"),
+                      "v2": ("{stem}_frozen.pb", "MobilenetV2/Logits/output:0"),
+                      "v3": ("{stem}/{stem}.pb", "MobilenetV3/Logits/output:0")}[v.family]
+    frozen = opts.cache / "extracted" / name / member.format(stem=v.stem)
     graph_def = tf.compat.v1.GraphDef.FromString(frozen.read_bytes())
     x = np.random.default_rng(123).uniform(-1, 1, (3, v.rows, v.rows, 3)).astype(np.float32)
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
-        slim = sess.run("MobilenetV2/Logits/output:0", {"input:0": x})
-    model = keras.applications.MobileNetV2(alpha=float(v.alpha), input_shape=(v.rows, v.rows, 3),
-                                           weights=str(opts.weights / v.keras_weights), classifier_activation=None)
-    ours = np.asarray(model(x, training=False))
+        slim = sess.run(logits, {"input:0": x})
+    apps, shape, path = keras.applications, (v.rows, v.rows, 3), str(opts.weights / v.keras_weights)
+    if v.family == "v1":
+        model = apps.MobileNet(alpha=float(v.alpha), input_shape=shape, weights=path, classifier_activation=None)
+    elif v.family == "v2":
+        model = apps.MobileNetV2(alpha=float(v.alpha), input_shape=shape, weights=path, classifier_activation=None)
+    else:
+        ctor = apps.MobileNetV3Large if v.kind == "large" else apps.MobileNetV3Small
+        model = ctor(alpha=float(v.alpha), minimalistic=v.minimalistic, input_shape=shape, weights=path,
+                     classifier_activation=None, include_preprocessing=False)
+    ours = np.asarray(model(x, training=False)).reshape(3, -1)
     keras.backend.clear_session()
     assert slim.shape == (3, 1001) and ours.shape == (3, 1000)
-    assert np.abs(slim[:, 1:] - ours).max() <= 1e-4 * max(1.0, np.abs(slim).max())
+    # V3's frozen graph keeps slim's gate constant 0.16667 (keras: 1/6): the as-is bound is 1e-3
+    bound = 1e-3 if v.family == "v3" else 1e-4
+    assert np.abs(slim[:, 1:] - ours).max() <= bound * max(1.0, np.abs(slim).max())
     assert np.array_equal(slim[:, 1:].argmax(1), ours.argmax(1))
 
 
@@ -180,7 +204,7 @@ def test_truncated_checkpoint_and_missing_archive_fail_only_their_variants(tmp_p
     with serve_directory(mirror) as url:
         argv = ["0.35_96", "0.5_96", "0.35_128", "--mirror", url, "--cache", str(tmp_path / "cache"), "--work",
                 str(tmp_path / "work"), "--weights-dir", str(tmp_path / "weights"), "--results",
-                str(tmp_path / "results"), "--lock", str(tmp_path / "lock.json"), "--quiet"]
+                str(tmp_path / "results"), "--lock", str(tmp_path / "lock.json"), "--quiet", "--ignore-pins"]
         code = pipeline.main(argv)
     out = capsys.readouterr().out
     assert code == 1
