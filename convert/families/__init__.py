@@ -15,13 +15,7 @@ _MODULES = ("v1", "v2", "v3")
 def _load() -> dict[str, Family]:
     families = {}
     for key in _MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{key}")
-        except ModuleNotFoundError as exc:  # a family whose module is not written yet
-            if exc.name != f"{__name__}.{key}":
-                raise
-            continue
-        family = module.FAMILY
+        family = importlib.import_module(f"{__name__}.{key}").FAMILY
         assert family.key == key, (key, family.key)
         families[key] = family
     return families
