@@ -218,6 +218,13 @@ def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1,
     }
 
 
+def sidecar_pin_status(weights_dir: Path, variant) -> str | None:
+    """Whether the archive the weights were converted from matches the manifest's pin, per the sidecar."""
+    from .keras_weights import read_sidecar
+
+    return ((read_sidecar(weights_dir, variant) or {}).get("provenance") or {}).get("pin_status")
+
+
 def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
     """What the converted weights were read from, per the converter's JSON sidecar (e.g. ``ema 158, raw 104``)."""
     from .keras_weights import read_sidecar
@@ -320,6 +327,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
         "reference_checkpoint": reference_checkpoint, "reference_sources": sources,
         "tolerance_factor": spec.tolerance,
         "weight_source": sidecar_weight_source(weights_dir, variant),
+        "archive_pin": sidecar_pin_status(weights_dir, variant),
         "preds_agree": record["top1_agree"] == record["inputs"],
         "max_vector_difference": record["max_abs_dlogit"],
         "inference_time_tf": tf_seconds, "inference_time_keras": keras_seconds,

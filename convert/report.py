@@ -80,12 +80,12 @@ def _section(title: str, rows: list[dict]) -> list[str]:
     for name in rewrites:
         head += [f"max abs Δlogit, {name}", "tolerance"]
     head += ["top-1", "top-5", "max abs Δprob", "no-top max abs Δ", "reference", "weights", "frozen", "TF s",
-             "Keras s", "archive"]
+             "Keras s", "archive", "pin"]
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         origin = archive_origin(r.get("archive_source"))
         if r.get("error"):
-            cells = [r["name"], "FAIL"] + ["–"] * (len(head) - 3) + [origin]
+            cells = [r["name"], "FAIL"] + ["–"] * (len(head) - 4) + [origin, "–"]
         else:
             n = r["inputs"]
             cells = [r["name"], "pass" if r["passed"] else "FAIL", _fmt(r["max_abs_dlogit"]), _fmt(r["tolerance"])]
@@ -96,7 +96,7 @@ def _section(title: str, rows: list[dict]) -> list[str]:
             cells += [f"{r['top1_agree']}/{n}", f"{r['top5_agree']}/{n}", _fmt(r["max_abs_dprob"]),
                       _fmt(r.get("no_top_max_abs_diff")), reference, r.get("weight_source") or "–",
                       r.get("frozen", "–"), _fmt(r["inference_time_tf"], ".3f"), _fmt(r["inference_time_keras"], ".3f"),
-                      origin]
+                      origin, r.get("archive_pin") or "–"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines + [""]
 
@@ -117,7 +117,8 @@ def render_markdown(rows: list[dict]) -> str:
         "the same graph with the squeeze-excite gate constant 0.16667 rewritten to 1/6, as keras.applications "
         "computes it (tolerance 1e-4·max); the first figure, against the graph as it is, states the architecture "
         "difference. `archive`: where the checkpoint archive came from (`loopback` = factory archives of "
-        "`make demo` / the tests).", "",
+        "`make demo` / the tests). `pin`: whether that archive's sha256 matches the manifest's pin of the genuine "
+        "release (`differs` for factory archives, fetched with `--ignore-pins`; `no pin` for the two V3 minimalistic archives).", "",
     ]
     for key, fam in FAMILIES.items():
         section = [r for r in rows if r.get("family", "v2") == key]
