@@ -1,6 +1,7 @@
-"""TF-slim MobileNetV2 checkpoints -> keras.applications MobileNetV2 weights, with proven parity.
+"""TF-slim MobileNet (V1, V2, V3) checkpoints -> keras.applications weights, with proven parity.
 
 Stages (one module each, data flows one way):
 manifest -> fixtures/download (archive) -> checkpoint (layer guide) -> keras_weights (.h5)
--> parity (record) -> report (test_results, PARITY.md); pipeline orchestrates them.
+-> parity (record) -> report (test_results, PARITY.md); pipeline orchestrates them. Everything
+family-specific lives in ``convert/families/<key>.py``.
 """

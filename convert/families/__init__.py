@@ -1,23 +1,27 @@
 """The MobileNet families, each one module of data and small functions (see :mod:`.base`).
 
-``FAMILIES`` maps a family key (``v1``, ``v2``, ``v3``) to its :class:`~.base.Family`. A family is
-registered by listing its module in ``_MODULES``; nothing else in the stages names a family.
+``FAMILIES`` maps a family key (``v1``, ``v2``, ``v3``) to its :class:`~.base.Family`, in key order. Every
+module of this package other than ``base`` is a family and defines ``FAMILY``: adding a family is adding
+its module (plus its manifest and tests); nothing else in the stages names a family.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from .base import Family
-
-_MODULES = ("v1", "v2", "v3")
 
 
 def _load() -> dict[str, Family]:
     families = {}
-    for key in _MODULES:
-        family = importlib.import_module(f"{__name__}.{key}").FAMILY
-        assert family.key == key, (key, family.key)
-        families[key] = family
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name == "base" or info.name.startswith("_"):
+            continue
+        family = importlib.import_module(f"{__name__}.{info.name}").FAMILY
+        if family.key != info.name:
+            raise RuntimeError(f"convert/families/{info.name}.py defines family {family.key!r}; the module name "
+                               f"must be the family key")
+        families[family.key] = family
     return families
 
 

@@ -1,0 +1,44 @@
+"""The three single-stage scripts for V1 and V3 (V2: test_checkpoint, test_keras_weights, test_pipeline):
+extract_weights.py -> load_weights.py -> verify.py on a factory archive, as a user runs them."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_main
+from convert import fixtures
+from convert.manifest import resolve
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1_0.25_128", "v3-small-minimalistic_224_1.0_float"])
+def test_extract_load_verify_scripts(name, tmp_path, capsys):
+    import extract_weights
+    import load_weights
+    import verify
+
+    v = resolve(name)
+    archive = fixtures.cached_archive(name)
+    work, weights, results = tmp_path / "work", tmp_path / "weights", tmp_path / "results"
+    code, out, err = run_main(extract_weights.main, [v.stem + ".tgz", "--archive", str(archive), "--out", str(work)],
+                              capsys)
+    assert code == 0, err
+    role = "ema" if v.family == "v3" else "combined"
+    assert f"from the {role} checkpoint" in out and "(0 raw)" not in out
+    code, out, err = run_main(load_weights.main, [name, "--guide", str(work / name / "layer_guide.p"),
+                                                  "--out", str(weights)], capsys)
+    assert code == 0, err
+    assert (weights / v.keras_weights).is_file() and (weights / v.keras_weights_no_top).is_file()
+    code, out, err = run_main(verify.main, [name, "--archive", str(archive), "--weights-dir", str(weights),
+                                            "--results", str(results), "--random-inputs", "2"], capsys)
+    assert code == 0, err + out
+    assert out.startswith(f"{name}: PASS")
+    [record] = json.loads((results / "test_results.json").read_text())
+    assert record["family"] == v.family and record["passed"] is True and record["inputs"] == 2
+    assert record["archive_pin"] == ("no pin" if v.sha256 is None else "differs")
+    if v.family == "v3":
+        assert "gate_1/6: max|dlogit|" in out and record["reference"] == "ckpt_meta"
+    else:
+        assert record["reference"] == "eval_pbtxt" and record["rewrites"] == {}
+    md = (results / "PARITY.md").read_text()
+    assert f"## {v.spec.title}" in md and f"| {name} | pass |" in md
