@@ -1,4 +1,4 @@
-"""``python -m convert COMMAND …``: run | demo | download | fixtures (each has --help)."""
+"""``python -m convert COMMAND …``: run | demo | download | fixtures | evaluate (each has --help)."""
 from __future__ import annotations
 
 import sys
@@ -10,6 +10,7 @@ COMMANDS = {
     "demo": ("convert.pipeline", "demo_main", "offline demo over factory archives served on loopback"),
     "download": ("convert.download", "main", "download, verify and extract archives into the cache"),
     "fixtures": ("convert.fixtures", "main", "build official-layout factory archives"),
+    "evaluate": ("convert.evaluate", "main", "ImageNet top-1/top-5 of converted weights and the slim graph"),
 }
 
 

@@ -283,6 +283,7 @@ def test_demo_command_runs_offline_end_to_end(tmp_path, capsys):
     assert json.loads((tmp_path / "demo" / "checksums.lock.json").read_text()).keys() == {"mobilenet_v2_0.35_96.tgz"}
 
 
+@pytest.mark.genuine
 def test_converted_1_0_224_matches_the_genuine_2018_eval_graph(e2e, reference_dir, tmp_path):
     """The reference swapped for the genuine release's own eval graph: the Keras weights converted from
     the factory checkpoint reproduce what the real 2018 slim graph computes from that checkpoint."""
