@@ -24,7 +24,7 @@ def _model_dir(args, variant, tmp: Path) -> Path:
     archive or checkpoint folder the converted weights were made from (their sidecar's provenance)."""
     from convert import download
     from convert.archive import find_checkpoint
-    from convert.keras_weights import read_sidecar
+    from convert.cards import read_sidecar
 
     archive = args.archive
     if archive is None:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="where test_results.{p,json} and PARITY.md go (default: results/)")
     args = p.parse_args(argv)
 
-    from convert import download, parity, report
+    from convert import cards, download, parity, report
     from convert.manifest import resolve
 
     variant = resolve(args.name)
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError, download.DownloadError) as exc:
             raise UserError(str(exc)) from None
     report.update_results([record], args.results)
+    cards.update(args.weights_dir, variant, parity=record)
     verdict = "PASS" if record["passed"] else "FAIL"
     print(f"{variant.name}: {verdict}  max|dlogit| {record['max_abs_dlogit']:.2e} (tolerance {record['tolerance']:.2e})"
           f"  top-1 {record['top1_agree']}/{record['inputs']}  top-5 {record['top5_agree']}/{record['inputs']}"

@@ -10,22 +10,20 @@ keras.applications constructors' ``weights=path``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .env import quiet_tf
 from .errors import ConversionError
-from .fsutil import atomic_write_bytes, file_lock, package_versions, sha256_file, temp_path_for
+from .fsutil import package_versions, sha256_file, temp_path_for
+from .cards import SUMS_FILENAME, update, update_sha256sums
 from .guide import GuideRecord, LayerGuide
 from .keras_model import build, legacy_weights
 
 quiet_tf()
 
-SUMS_FILENAME = "SHA256SUMS"
 # Keras 3 names a DepthwiseConv2D kernel "kernel"; the legacy (Keras 2) files call it "depthwise_kernel".
 _LEGACY_WEIGHT_NAMES = {("DepthwiseConv2D", "kernel"): "depthwise_kernel"}
 
@@ -164,32 +162,6 @@ def write_legacy_h5(model, values_by_weight: dict[str, np.ndarray], path: str | 
     return path
 
 
-def update_sha256sums(out_dir: Path, digests: dict[str, str]) -> Path:
-    """Merge ``{file name: sha256}`` into ``out_dir/SHA256SUMS`` (``sha256sum -c`` format), atomically."""
-    sums = out_dir / SUMS_FILENAME
-    with file_lock(out_dir / f".{SUMS_FILENAME}.lock"):
-        entries: dict[str, str] = {}
-        if sums.is_file():
-            for line in sums.read_text().splitlines():
-                digest, _, name = line.partition("  ")
-                if digest and name:
-                    entries[name] = digest
-        entries.update(digests)
-        text = "".join(f"{entries[n]}  {n}\n" for n in sorted(entries))
-        atomic_write_bytes(sums, text.encode())
-    return sums
-
-
-def sidecar_path(out_dir: str | Path, variant) -> Path:
-    """The JSON sidecar of a variant's converted files (the top file's name with ``.json``)."""
-    return Path(out_dir) / (Path(variant.keras_weights).stem + ".json")
-
-
-def read_sidecar(out_dir: str | Path, variant) -> dict | None:
-    path = sidecar_path(out_dir, variant)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 @dataclasses.dataclass(frozen=True)
 class Converted:
     """The files one conversion wrote."""
@@ -198,12 +170,13 @@ class Converted:
     h5: Path
     h5_no_top: Path
     sidecar: Path
+    card: Path
     sha256sums: Path
     sha256: dict[str, str]  # file name -> digest
 
 
 def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -> Converted:
-    """Write the variant's top and no-top ``.h5``, its JSON sidecar, and update ``SHA256SUMS``."""
+    """Write the variant's top and no-top ``.h5``, its JSON sidecar and model card, and update ``SHA256SUMS``."""
     if guide.variant != variant.name:
         raise WeightAssignmentError(f"the layer guide is for {guide.variant}, not {variant.name}")
     out_dir = Path(out_dir)
@@ -214,7 +187,8 @@ def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -
         paths[include_top] = write_legacy_h5(model, values, out_dir / filename)
         del model
     digests = {p.name: sha256_file(p) for p in paths.values()}
-    sidecar_doc = {
+    update_sha256sums(out_dir, digests)
+    conversion = {
         "variant": variant.name, "family": variant.family, "stem": variant.stem, "alpha": variant.alpha,
         "rows": variant.rows, "kind": variant.kind, "minimalistic": variant.minimalistic, "files": digests,
         "provenance": {**dataclasses.asdict(guide.provenance), "pin_status": guide.provenance.pin_status},
@@ -222,8 +196,6 @@ def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -
         "label_offset": variant.label_offset, "classes": variant.classes - variant.label_offset,
         "counts": dataclasses.asdict(guide.counts), "versions": package_versions(),
     }
-    sidecar = sidecar_path(out_dir, variant)
-    atomic_write_bytes(sidecar, (json.dumps(sidecar_doc, indent=2, sort_keys=True) + "\n").encode())
-    digests[sidecar.name] = sha256_file(sidecar)
-    sums = update_sha256sums(out_dir, digests)
-    return Converted(variant.name, paths[True], paths[False], sidecar, sums, digests)
+    sidecar, card = update(out_dir, variant, conversion=conversion)
+    digests.update({p.name: sha256_file(p) for p in (sidecar, card)})
+    return Converted(variant.name, paths[True], paths[False], sidecar, card, out_dir / SUMS_FILENAME, digests)

@@ -220,14 +220,14 @@ def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1,
 
 def sidecar_pin_status(weights_dir: Path, variant) -> str | None:
     """Whether the archive the weights were converted from matches the manifest's pin, per the sidecar."""
-    from .keras_weights import read_sidecar
+    from .cards import read_sidecar
 
     return ((read_sidecar(weights_dir, variant) or {}).get("provenance") or {}).get("pin_status")
 
 
 def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
     """What the converted weights were read from, per the converter's JSON sidecar (e.g. ``ema 158, raw 104``)."""
-    from .keras_weights import read_sidecar
+    from .cards import read_sidecar
 
     by_source = (read_sidecar(weights_dir, variant) or {}).get("weights", {}).get("by_source", {})
     return ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or None

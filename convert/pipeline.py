@@ -93,7 +93,7 @@ class StageError(RuntimeError):
 
 def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
     """Extract, load and verify one fetched variant. Returns the summary row (raises on failure)."""
-    from . import checkpoint, guide as guides, keras_weights, parity
+    from . import cards, checkpoint, guide as guides, keras_weights, parity
 
     stamp = Stamp(opts.work / variant.name / "stamp.json")
     row = {"name": variant.name, "downloaded": fetched.downloaded}
@@ -134,6 +134,7 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         record = parity.verify(variant, fetched.extracted, opts.weights, images=opts.images,
                                random_count=opts.random_inputs, seed=opts.seed)
         record["archive_source"] = fetched.source
+        cards.update(opts.weights, variant, parity=record)  # the sidecar and model card carry the figures
         return [], {"record": record}
 
     inputs = {"archive": fetched.sha256, "top": sha256_file(top), "no_top": sha256_file(no_top),

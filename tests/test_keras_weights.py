@@ -173,10 +173,15 @@ def test_outputs_sidecar_and_sums(converted):
     v, result, guide = converted["variant"], converted["result"], converted["guide"]
     out = result.h5.parent
     assert result.h5.name == v.keras_weights and result.h5_no_top.name == v.keras_weights_no_top
+    stem = Path(v.keras_weights).stem
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
-        [v.keras_weights, v.keras_weights_no_top, Path(v.keras_weights).stem + ".json", "SHA256SUMS"])
+        [v.keras_weights, v.keras_weights_no_top, stem + ".json", stem + "_card.md", "SHA256SUMS"])
     sums = dict(line.split("  ")[::-1] for line in (out / "SHA256SUMS").read_text().splitlines())
-    assert sums == {p.name: sha256_file(p) for p in (result.h5, result.h5_no_top, result.sidecar)}
+    assert sums == {p.name: sha256_file(p) for p in (result.h5, result.h5_no_top, result.sidecar, result.card)}
+    card = result.card.read_text()  # the model card: the sidecar's data, for people
+    assert v.url in card and f"MACs {v.macs_m} M" in card and f"top-1 {v.top1} %" in card
+    assert f'weights="{v.keras_weights}"' in card and "Apache License 2.0" in card
+    assert "not verified yet" in card and "not evaluated" in card
     side = json.loads(result.sidecar.read_text())
     assert side["variant"] == v.name and side["family"] == v.family
     assert side["provenance"]["archive_sha256"] == sha256_file(converted["archive"])
@@ -188,6 +193,8 @@ def test_outputs_sidecar_and_sums(converted):
     assert side["provenance"]["checkpoint_role"] == ("ema" if v.family == "v3" else "combined")
     assert side["files"] == {v.keras_weights: sums[v.keras_weights], v.keras_weights_no_top: sums[v.keras_weights_no_top]}
     assert side["versions"]["keras"] == keras.__version__ and side["versions"]["tensorflow"] == tf.__version__
+    assert side["card"]["published"] == {"macs_m": v.macs_m, "params_m": v.params_m, "top1": v.top1, "top5": v.top5}
+    assert side["card"]["url"] == v.url and "parity" not in side
     assert guide.counts.consumed == len(guide.records) == {"v2": 262, "v1": 137}.get(v.family, n)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import models_to_load
 from convert.env import PROJECT_ROOT
-from convert.manifest import (DEFAULT_MANIFEST, MANIFEST_DIR, ManifestError, UnknownVariantError, default_manifest,
+from convert.manifest import (DEFAULT_MANIFEST, ManifestError, UnknownVariantError, default_manifest,
                               parse_manifest)
 
 ALPHAS = ("1.4", "1.3", "1.0", "0.75", "0.5", "0.35")

@@ -88,6 +88,13 @@ def test_end_to_end_parity_report(e2e):
     table = (opts.results / "PARITY.md").read_text()
     assert all(f"| {n} | pass |" in table for n in CI_VARIANTS)
     assert all(f"## {t}" in table for t in ("MobileNetV1", "MobileNetV2", "MobileNetV3"))
+    for name in CI_VARIANTS:  # every converted variant has a model card carrying its parity figures
+        v = resolve(name)
+        side = json.loads((opts.weights / (Path(v.keras_weights).stem + ".json")).read_text())
+        assert side["parity"]["passed"] is True and side["parity"]["max_abs_dlogit"] == records[name]["max_abs_dlogit"]
+        card = (opts.weights / (Path(v.keras_weights).stem + "_card.md")).read_text()
+        assert f"- pass: max |Δlogit| {records[name]['max_abs_dlogit']:.2e}" in card
+        assert ("gate_1/6" in card) == (v.family == "v3")
     report.update_results(list(records.values()), PROJECT_ROOT / "results")  # the CI parity report
 
 

@@ -141,5 +141,7 @@ class Family:
     keras_files: Callable[[Any], tuple[str, str]] | None = None
     # short_name(variant) -> the variant's name (default: the stem); V2 keeps "1.0_224"
     short_name: Callable[[Any], str] | None = None
+    # keras_call(variant) -> the constructor call a user writes to load the converted top file (model cards)
+    keras_call: Callable[[Any], str] | None = None
     # validate(variant) -> an error message naming the field, or None (checks beyond the generic ones)
     validate: Callable[[Any], str | None] | None = None

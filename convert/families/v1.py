@@ -123,7 +123,13 @@ def keras_files(variant) -> tuple[str, str]:
     return f"{base}.h5", f"{base}_no_top.h5"
 
 
+def keras_call(variant) -> str:
+    return (f"model = keras.applications.MobileNet(alpha={variant.alpha}, input_shape=({variant.rows}, {variant.rows}, 3), "
+            f'weights="{keras_files(variant)[0]}")')
+
+
 FAMILY = Family(
+    keras_call=keras_call,
     key="v1", title="MobileNetV1", scope=SCOPE, manifest="mobilenet_v1.json", names=NAMES,
     layout=ArchiveLayout(
         # slim's train_image_classifier keeps EMA shadows of every model variable, BN moving statistics too

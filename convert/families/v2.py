@@ -143,7 +143,13 @@ def validate(variant) -> str | None:
     return None
 
 
+def keras_call(variant) -> str:
+    return (f"model = keras.applications.MobileNetV2(alpha={variant.alpha}, input_shape=({variant.rows}, {variant.rows}, 3), "
+            f'weights="{keras_files(variant)[0]}")')
+
+
 FAMILY = Family(
+    keras_call=keras_call,
     key="v2", title="MobileNetV2", scope=SCOPE, manifest="mobilenet_v2.json", names=NAMES,
     layout=ArchiveLayout(
         checkpoints=(CheckpointFile("combined", "{stem}.ckpt", "raw", factory_shadows="trainable"),),

@@ -317,7 +317,15 @@ def validate(variant) -> str | None:
     return None
 
 
+def keras_call(variant) -> str:
+    ctor = "MobileNetV3Large" if variant.kind == "large" else "MobileNetV3Small"
+    return (f"model = keras.applications.{ctor}(alpha={variant.alpha}, minimalistic={variant.minimalistic}, "
+            f'input_shape=({variant.rows}, {variant.rows}, 3), weights="{keras_files(variant)[0]}")  '
+            f"# inputs in [0, 255]; include_preprocessing=False for [-1, 1]")
+
+
 FAMILY = Family(
+    keras_call=keras_call,
     key="v3", title="MobileNetV3", scope=SCOPE, manifest="mobilenet_v3.json", names=NAMES,
     layout=ArchiveLayout(
         checkpoints=(
