@@ -4,6 +4,7 @@
 #   make convert-all [FAMILY=v1|v2|v3] [MIRROR=URL]  all 44 variants (or one family) from the manifest URLs
 #   make convert VARIANT=1.0_224   one variant (V2 short name, or any archive stem)
 #   make verify-all                re-verify every variant converted into weights/
+#   make evaluate VARIANT=… IMAGENET=DIR [LABELS=FILE] [LIMIT=N]   ImageNet accuracy (results/ACCURACY.md)
 #   make clean                     remove work/, weights/, results/ (keeps the download cache)
 PYTHON  ?= python3.11
 VENV    := .venv
@@ -16,7 +17,7 @@ RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
 # the official example notebook's image (vendored with the genuine artifacts)
 PANDA   := tests/data/genuine/panda.jpg
 
-.PHONY: setup test demo convert convert-all verify-all clean
+.PHONY: setup test demo convert convert-all verify-all evaluate clean
 
 setup: $(STAMP)
 
@@ -45,6 +46,10 @@ verify-all: setup
 	@rc=0; n=0; for v in $$($(PY) models_to_load.py --names --converted weights); do \
 	    n=$$((n+1)); $(PY) verify.py $$v $(if $(PANDA),--image $(PANDA)) || rc=1; done; \
 	[ $$n -gt 0 ] || { echo "error: no converted variants in weights/ (run make convert-all first)"; exit 2; }; exit $$rc
+
+evaluate: setup
+	@test -n "$(VARIANT)" -a -n "$(IMAGENET)" || { echo "error: set VARIANT and IMAGENET, e.g. make evaluate VARIANT=1.0_224 IMAGENET=/data/ilsvrc2012/val"; exit 2; }
+	$(PY) -m convert evaluate $(VARIANT) --imagenet-dir $(IMAGENET) $(if $(LABELS),--labels $(LABELS)) $(if $(LIMIT),--limit $(LIMIT))
 
 clean:
 	rm -rf work weights results .pytest_cache

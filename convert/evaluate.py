@@ -22,7 +22,8 @@ Preprocessing (``--preprocess slim|keras|both``):
 
 Dataset layouts: ``DIR/<wnid>/*.JPEG`` (the ILSVRC2012 val folder layout), or a flat folder with
 ``--labels FILE``: slim's ``imagenet_2012_validation_synset_labels.txt`` (one wnid per line, for the
-files in sorted name order) or lines ``filename,wnid``. Class ids are Keras' (``convert/data/
+files in sorted name order) or lines ``filename,wnid`` (a header line, file names without extension and
+more fields after the wnid, as in Kaggle's ``LOC_val_solution.csv``, are accepted). Class ids are Keras' (``convert/data/
 imagenet_class_index.json``, the 1000 ILSVRC2012 wnids in sorted order); slim class k = Keras class
 k - label_offset. Results merge into ``results/accuracy.json`` and ``results/ACCURACY.md``.
 """
@@ -43,6 +44,7 @@ import numpy as np
 
 from .env import default_cache, quiet_tf
 from .errors import UserError
+from . import cards
 from .fsutil import atomic_write_bytes, file_lock
 
 quiet_tf()
@@ -135,18 +137,22 @@ def _read_labels(labels_file: Path, root: Path) -> tuple[list[Path], list[int], 
             raise UserError(f"{labels_file}:{n}: {wnid!r} is not an ILSVRC2012 wnid (like n01440764)")
         return known[wnid]
 
-    if "," in lines[0][1]:  # filename,wnid
+    if "," in lines[0][1]:  # filename,wnid (also Kaggle's LOC_val_solution.csv: a header, no extension, boxes)
         by_name: dict[str, int] = {}
         for n, line in lines:
-            name, _, wnid = (part.strip() for part in line.rpartition(","))
+            name, _, rest = (part.strip() for part in line.partition(","))
+            wnid = rest.split()[0] if rest.split() else ""
+            if n == lines[0][0] and not _WNID.match(wnid):
+                continue  # a header line
             if not name:
                 raise UserError(f"{labels_file}:{n}: expected 'filename,wnid', got {line!r}")
             if name in by_name:
                 raise UserError(f"{labels_file}:{n}: {name!r} is listed twice")
             by_name[name] = cls(n, wnid)
-        present = {p.name: p for p in images}
+        key = lambda p: p.name if p.name in by_name else p.stem  # noqa: E731 (file name, or without extension)
+        present = {key(p) for p in images}
         missing = [name for name in by_name if name not in present]
-        unlabelled = [p.name for p in images if p.name not in by_name]
+        unlabelled = [p.name for p in images if key(p) not in by_name]
         if missing or unlabelled:
             parts = []
             if missing:
@@ -154,7 +160,7 @@ def _read_labels(labels_file: Path, root: Path) -> tuple[list[Path], list[int], 
             if unlabelled:
                 parts.append(f"{len(unlabelled)} image(s) in {root} not listed (e.g. {', '.join(unlabelled[:3])})")
             raise UserError(f"labels file {labels_file} does not match the files: {'; '.join(parts)}")
-        return images, [by_name[p.name] for p in images], "filename,wnid"
+        return images, [by_name[key(p)] for p in images], "filename,wnid"
     if len(lines) != len(images):
         raise UserError(f"labels file {labels_file} does not match the files: it has {len(lines)} wnid line(s) "
                         f"but {root} holds {len(images)} image(s) (one wnid per image, in sorted file-name order)")
@@ -300,6 +306,14 @@ class Scorer:
         self.images += len(images)
 
 
+def _compiled(model):
+    """``model`` as one traced inference function (batches are padded to one shape: one trace)."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False))
+    return lambda x: fn(tf.constant(x, tf.float32)).numpy()
+
+
 def keras_scorers(variant, model: str, preprocessings, weights: str) -> list[Scorer]:
     """The keras.applications model (``weights``: an .h5 path or "imagenet") for each preprocessing.
     V3 under keras preprocessing keeps its Rescaling layer (``include_preprocessing=True``) and takes
@@ -311,9 +325,9 @@ def keras_scorers(variant, model: str, preprocessings, weights: str) -> list[Sco
             kwargs = dict(variant.spec.parity_kwargs)
             if include_preprocessing:
                 kwargs["include_preprocessing"] = True
-            built[include_preprocessing] = variant.spec.keras_model(
-                variant, True, weights=weights, classifier_activation=None, **kwargs)
-        return built[include_preprocessing].predict_on_batch
+            built[include_preprocessing] = _compiled(variant.spec.keras_model(
+                variant, True, weights=weights, classifier_activation=None, **kwargs))
+        return built[include_preprocessing]
 
     scorers = []
     for p in preprocessings:
@@ -345,6 +359,28 @@ def _fixed_batch(graph_def, input_name: str) -> int | None:
     return None
 
 
+_graph_cache: dict[str, object] = {}
+
+
+def _archive_graph(model_dir: Path, variant):
+    """:func:`convert.parity.archive_graph`'s GraphDef, memoised by the reference file's content (parsing a
+    ``.pbtxt`` takes seconds; the same archive is often evaluated again in one process)."""
+    from .archive import reference_graph
+    from .fsutil import sha256_file
+    from .parity import archive_graph
+
+    path = reference_graph(model_dir, variant)
+    key = f"{variant.stem}:{sha256_file(path)}" if path is not None else None
+    if key is None or key not in _graph_cache:
+        graph_def = archive_graph(model_dir, variant)[0]
+        if key is None:
+            return graph_def
+        while len(_graph_cache) >= 3:  # keep a few graphs at most
+            _graph_cache.pop(next(iter(_graph_cache)))
+        _graph_cache[key] = graph_def
+    return _graph_cache[key]
+
+
 def _session(stack: contextlib.ExitStack, graph_def, input_tensor: str):
     """Like :func:`convert.parity.graph_session`, but the session is never made the thread's default (its
     context would put the whole thread in graph mode, and the tf.data pipeline needs eager mode)."""
@@ -361,10 +397,10 @@ def _session(stack: contextlib.ExitStack, graph_def, input_tensor: str):
 def slim_scorers(stack: contextlib.ExitStack, variant, model_dir: Path, preprocessings) -> list[Scorer]:
     """The archive's own slim graph, restored as parity restores it (one session for all preprocessings)."""
     from .archive import find_checkpoint, frozen_graph
-    from .parity import archive_graph, checkpoint_feeds, load_graph_def
+    from .parity import checkpoint_feeds, load_graph_def
 
     nodes = variant.spec.nodes
-    graph_def, _, _ = archive_graph(model_dir, variant)
+    graph_def = _archive_graph(model_dir, variant)
     feeds = None
     if graph_def is not None:
         try:
@@ -428,11 +464,12 @@ def evaluate_variant(variant, dataset: Dataset, *, weights_dir: Path, model_dir:
     labels = np.asarray(dataset.labels, dtype=np.int64)
     try:
         with contextlib.ExitStack() as stack:
+            # keras' own weights first: offline, that fails before the other models are built
+            reference = imagenet_scorers(variant, preprocessings) if compare_keras else []
             scorers = keras_scorers(variant, "converted", preprocessings, str(top))
             if include_slim:
                 scorers += slim_scorers(stack, variant, Path(model_dir), preprocessings)
-            if compare_keras:
-                scorers += imagenet_scorers(variant, preprocessings)
+            scorers += reference
             warm = np.zeros((min(batch_size, len(dataset)), rows, rows, 3), np.float32)
             for scorer in scorers:  # trace/build outside the timed calls
                 scorer.logits(warm, min(batch_size, len(dataset)))
@@ -543,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="ImageNet top-1/top-5 of the converted Keras weights and of the archive's own slim graph "
                     "(and, with --compare-keras, of keras.applications' weights=\"imagenet\").")
     p.add_argument("names", nargs="+", metavar="NAME",
-                   help="variants (0.35_96, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) or 'all'")
+                   help="variants (0.35_96, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) "
+                        "or 'all'")
     p.add_argument("--imagenet-dir", required=True, type=Path, metavar="DIR",
                    help="DIR/<wnid>/*.JPEG (ILSVRC2012 val folder layout), or a flat folder with --labels")
     p.add_argument("--labels", type=Path, metavar="FILE",
@@ -602,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .manifest import default_manifest
 
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     variants = default_manifest().select(args.names)
@@ -620,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
                                       preprocessings=preprocessings, compare_keras=args.compare_keras,
                                       batch_size=args.batch_size)
         update_accuracy(result.records, args.results)
+        cards.update(args.weights_dir, variant, accuracy=result.records)  # the model card's measured accuracy
         all_records += result.records
         for r in result.records:
             print(f"{r['name']:<36} {r['model']:<15} {r['preprocessing']:<6} top-1 {_pct(r['top1']):>6} "
