@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"layer guide {guide_path} is for variant {guide.variant}, not {variant.name}; "
                         f"pass the matching NAME or --guide")
     result = convert_guide(guide, variant, args.out)
-    for path in (result.h5, result.h5_no_top, result.sidecar):
+    for path in (result.h5, result.h5_no_top, result.sidecar, result.card):
         print(f"{result.sha256[path.name]}  {path}")
     print(f"updated {result.sha256sums}")
     return 0

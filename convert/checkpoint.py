@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from .archive import WEIGHT_MODES, find_checkpoint, fill
-from .env import quiet_tf
+from .env import default_cache, quiet_tf
 from .errors import ConversionError
 from .fsutil import package_versions, sha256_file
 from .guide import Accounting, GuideRecord, LayerGuide, Provenance, save_layer_guide, sha256_array
@@ -216,6 +216,7 @@ def extract(variant, *, archive: str | Path | None = None, checkpoint: str | Pat
     if checkpoint is not None:
         return save_layer_guide(build_layer_guide(checkpoint, variant, weights), out)
     if archive is None:
+        cache_dir = cache_dir if cache_dir is not None else default_cache()
         try:
             result = fetch(variant, cache_dir=cache_dir, ignore_pins=ignore_pins)
         except DownloadError as exc:

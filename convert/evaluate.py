@@ -660,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
                                       preprocessings=preprocessings, compare_keras=args.compare_keras,
                                       batch_size=args.batch_size)
         update_accuracy(result.records, args.results)
-        cards.update(args.weights_dir, variant, accuracy=result.records)  # the model card's measured accuracy
+        if cards.read_sidecar(args.weights_dir, variant) is not None:  # weights this project converted
+            cards.update(args.weights_dir, variant, accuracy=result.records)  # the model card's measured accuracy
         all_records += result.records
         for r in result.records:
             print(f"{r['name']:<36} {r['model']:<15} {r['preprocessing']:<6} top-1 {_pct(r['top1']):>6} "
