@@ -214,9 +214,16 @@ def scan_dataset(root: str | Path, labels_file: str | Path | None = None, limit:
 # --------------------------------------------------------------------------------------------------
 # Preprocessing (TF ops, run inside tf.data)
 
-def decode(tf, data):
-    """Encoded bytes -> uint8 RGB (grey and RGBA images become RGB; animations their first frame)."""
-    return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+def decode(tf, data, as_pillow: bool = False):
+    """Encoded bytes -> uint8 RGB (grey and RGBA images become RGB; animations their first frame).
+
+    ``as_pillow``: JPEGs with libjpeg's accurate integer IDCT, which gives Pillow's pixels exactly (what
+    ``keras.utils.load_img`` reads); otherwise TF's default JPEG decoding, as slim's evaluation reads."""
+    if not as_pillow:
+        return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    return tf.cond(tf.io.is_jpeg(data),
+                   lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                   lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False))
 
 
 def slim_preprocess(tf, image, rows: int):
@@ -245,10 +252,10 @@ def preprocess_file(path: str | Path, rows: int, preprocessing: str) -> np.ndarr
     ``keras`` -> 0..255 pixels (the model's own preprocessing follows)."""
     import tensorflow as tf
 
-    image = decode(tf, tf.io.read_file(str(path)))
+    data = tf.io.read_file(str(path))
     if preprocessing == "slim":
-        return slim_preprocess(tf, image, rows).numpy()
-    return keras_pixels(tf, image, rows).numpy()
+        return slim_preprocess(tf, decode(tf, data), rows).numpy()
+    return keras_pixels(tf, decode(tf, data, as_pillow=True), rows).numpy()
 
 
 def make_pipeline(dataset: Dataset, rows: int, preprocessings: tuple[str, ...], batch_size: int):
@@ -260,12 +267,12 @@ def make_pipeline(dataset: Dataset, rows: int, preprocessings: tuple[str, ...], 
     paths = [str(p) for p in dataset.files]
 
     def load(index, path):
-        image = decode(tf, tf.io.read_file(path))
+        data = tf.io.read_file(path)
         out = {"index": index}
         if "slim" in preprocessings:
-            out["slim"] = slim_preprocess(tf, image, rows)
+            out["slim"] = slim_preprocess(tf, decode(tf, data), rows)
         if "keras" in preprocessings:
-            out["keras"] = keras_pixels(tf, image, rows)
+            out["keras"] = keras_pixels(tf, decode(tf, data, as_pillow=True), rows)
         return out
 
     ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int32), tf.constant(paths)))

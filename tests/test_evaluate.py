@@ -402,3 +402,19 @@ def test_help_and_registration(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--imagenet-dir" in out and "--preprocess" in out and "--compare-keras" in out
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_keras_path_gives_exactly_what_keras_load_img_gives(fmt, tmp_path):
+    """The keras preprocessing runs inside tf.data, so it is held against keras.utils.load_img (Pillow)
+    itself: the same pixels, bit for bit, for PNG and JPEG and odd sizes."""
+    import keras
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for i, (h, w) in enumerate([(375, 500), (333, 251), (97, 96)]):
+        path = tmp_path / f"{i}.{fmt}"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        for rows in (96, 224):
+            want = np.asarray(keras.utils.load_img(path, target_size=(rows, rows)), dtype=np.float32)
+            assert np.array_equal(ev.preprocess_file(path, rows, "keras"), want), (path.name, rows)
