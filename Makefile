@@ -4,6 +4,7 @@
 #   make convert-all [FAMILY=v1|v2|v3] [MIRROR=URL]  all 44 variants (or one family) from the manifest URLs
 #   make convert VARIANT=1.0_224   one variant (V2 short name, or any archive stem)
 #   make verify-all                re-verify every variant converted into weights/
+#   make bench                     where the time goes: results/bench.json and results/BENCH.md
 #   make evaluate VARIANT=… IMAGENET=DIR [LABELS=FILE] [LIMIT=N]   ImageNet accuracy (results/ACCURACY.md)
 #   make clean                     remove work/, weights/, results/ (keeps the download cache)
 PYTHON  ?= python3.11
@@ -17,7 +18,7 @@ RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
 # the official example notebook's image (vendored with the genuine artifacts)
 PANDA   := tests/data/genuine/panda.jpg
 
-.PHONY: setup test demo convert convert-all verify-all evaluate clean
+.PHONY: setup test demo convert convert-all verify-all evaluate bench clean
 
 setup: $(STAMP)
 
@@ -50,6 +51,9 @@ verify-all: setup
 evaluate: setup
 	@test -n "$(VARIANT)" -a -n "$(IMAGENET)" || { echo "error: set VARIANT and IMAGENET, e.g. make evaluate VARIANT=1.0_224 IMAGENET=/data/ilsvrc2012/val"; exit 2; }
 	$(PY) -m convert evaluate $(VARIANT) --imagenet-dir $(IMAGENET) $(if $(LABELS),--labels $(LABELS)) $(if $(LIMIT),--limit $(LIMIT))
+
+bench: setup
+	$(PY) -m convert bench --jobs $(JOBS)
 
 clean:
 	rm -rf work weights results .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .timing import timed
 from .fsutil import atomic_write_bytes, file_lock, sha256_file
 
 SUMS_FILENAME = "SHA256SUMS"
@@ -59,6 +60,7 @@ def _parity_summary(record: dict) -> dict:
     return out
 
 
+@timed("report")
 def update(out_dir: str | Path, variant, conversion: dict | None = None, parity: dict | None = None,
            accuracy: list[dict] | None = None) -> tuple[Path, Path]:
     """Merge the given sections into the variant's sidecar (a ``conversion`` replaces it whole: new

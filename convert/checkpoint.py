@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .timing import timed
 from .archive import WEIGHT_MODES, find_checkpoint, fill
 from .env import default_cache, quiet_tf
 from .errors import ConversionError
@@ -83,6 +84,7 @@ def _layout_file(prefix: str, variant):
     return None
 
 
+@timed("layer guide")
 def build_layer_guide(checkpoint_prefix: str | Path, variant, weights: str = "auto",
                       provenance: Provenance | None = None) -> LayerGuide:
     """Read a TF1 checkpoint by name and build the layer guide of ``variant``.

@@ -41,6 +41,7 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util import Retry
 
+from .timing import timed
 from .archive import checkpoint_members
 from .env import PROJECT_ROOT, default_cache
 from .errors import UserError
@@ -397,6 +398,7 @@ def check_archive(tgz: str | os.PathLike, variant: Variant | None = None) -> lis
         return verify_members(members, variant, tgz)
 
 
+@timed("archive extraction")
 def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, variant: Variant | None = None,
                     sha256: str | None = None) -> Path:
     """Safely extract ``tgz`` into ``dest_dir`` (temp dir + rename). A complete extraction, whose
@@ -447,6 +449,7 @@ def lock_for(cache_dir: str | os.PathLike, lock_path: str | os.PathLike | None, 
     return ChecksumLock(path)
 
 
+@timed("download/verify")
 def fetch(variant: Variant, cache_dir: str | os.PathLike | None = None, mirror: str | None = None,
           lock_path: str | os.PathLike | None = None, session: requests.Session | None = None,
           quiet: bool = False, extract: bool = True, net: NetOptions = NetOptions(),

@@ -9,7 +9,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from .timing import timed
 
+
+@timed("hashing")
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .timing import timed
 from .errors import ConversionError
 from .fsutil import atomic_write_bytes
 
@@ -111,6 +112,7 @@ def sha256_array(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
+@timed("layer guide")
 def save_layer_guide(guide: LayerGuide, out_dir: str | Path) -> Path:
     """Write ``out_dir/weights.npz`` then ``out_dir/layer_guide.p`` (both atomically); returns the pickle."""
     out_dir = Path(out_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
+from .timing import timed
 from .env import quiet_tf
 
 quiet_tf()
@@ -29,6 +30,7 @@ def fresh_layer_names():
         global_state.set_global_attribute("object_name_uids", saved)
 
 
+@timed("keras build")
 def build(variant, include_top: bool, **kwargs):
     """The variant's keras.applications model (random weights unless ``weights=`` is given), with the
     input layer named as in the legacy files and layer names independent of earlier builds."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .timing import timed
 from .env import quiet_tf
 from .errors import ConversionError
 from .fsutil import package_versions, sha256_file, temp_path_for
@@ -63,6 +64,7 @@ def port_weight(variable, record: GuideRecord, array: np.ndarray, hook=None) -> 
     return value
 
 
+@timed(".h5")
 def assign_guide(model, guide: LayerGuide, variant, include_top: bool = True) -> dict[str, np.ndarray]:
     """Set every weight of ``model`` by name from ``guide``; returns ``{variable.path: value}``.
 
@@ -115,6 +117,7 @@ def _keras_version() -> str:
     return keras.__version__
 
 
+@timed(".h5")
 def write_legacy_h5(model, values_by_weight: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write ``values_by_weight`` (``{variable.path: array}``) in the legacy Keras HDF5 weights layout.
 

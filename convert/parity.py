@@ -17,6 +17,7 @@ import numpy as np
 from .archive import fill, find_checkpoint, frozen_graph
 from .env import quiet_tf
 from .fsutil import sha256_file
+from .timing import stage, timed
 
 quiet_tf()
 
@@ -182,11 +183,15 @@ def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple
 
     kwargs = dict(variant.spec.parity_kwargs)
     try:
-        model = variant.spec.keras_model(variant, True, weights=str(top), classifier_activation=None, **kwargs)
-        model(images[:1], training=False)  # build/trace outside the timed call
-        logits, seconds = _timed(lambda: np.asarray(model(images, training=False)))
-        model = variant.spec.keras_model(variant, False, weights=str(no_top), pooling="avg", **kwargs)
-        pooled = np.asarray(model(images, training=False))
+        with stage("keras build"):
+            model = variant.spec.keras_model(variant, True, weights=str(top), classifier_activation=None, **kwargs)
+            model(images[:1], training=False)  # build/trace outside the timed call
+        with stage("keras inference"):
+            logits, seconds = _timed(lambda: np.asarray(model(images, training=False)))
+        with stage("keras build"):
+            model = variant.spec.keras_model(variant, False, weights=str(no_top), pooling="avg", **kwargs)
+        with stage("keras inference"):
+            pooled = np.asarray(model(images, training=False))
         return logits.reshape(len(images), -1), seconds, pooled
     finally:
         keras.backend.clear_session(free_memory=True)
@@ -233,6 +238,60 @@ def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
     return ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or None
 
 
+@dataclass
+class SlimReference:
+    """What the archive's own graph computes for a batch (see :func:`slim_reference`)."""
+
+    graph_def: object | None  # the inference graph (None: the frozen graph is the reference)
+    kind: str  # eval_pbtxt | ckpt_meta | graph_pb | frozen_pb
+    graph_path: Path
+    feeds: CheckpointFeeds | None
+    sources: dict[str, int]  # how many fed variables hold EMA / raw values
+    checkpoint: str | None  # the layout path of the checkpoint fed
+    logits: np.ndarray
+    pooled: np.ndarray
+    seconds: float  # one timed run (after a warm-up with the same fetches)
+    raw_logits: np.ndarray | None  # the same graph fed the raw training values, when the archive has them
+
+
+@timed("tf reference")
+def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference:
+    """Run the archive's inference graph fed slim's evaluation values (or its frozen graph, when it has no
+    inference graph) on ``batch``; also with the raw values when the frozen cross-check will need them."""
+    nodes = variant.spec.nodes
+    graph_def, kind, graph_path = archive_graph(model_dir, variant)
+    frozen_path = frozen_graph(model_dir, variant)
+    outputs = [nodes.logits, nodes.pooled]
+    if graph_def is None:
+        if not frozen_path.exists():
+            raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
+                                    f"{', '.join(variant.spec.layout.reference_graphs)} is an inference graph "
+                                    f"and {frozen_path.name} is missing")
+        with graph_session(load_graph_def(frozen_path), nodes.input) as run:
+            run(batch, None, outputs)
+            (logits, pooled), seconds = _timed(lambda: run(batch, None, outputs))
+        return SlimReference(None, "frozen_pb", frozen_path, None, {}, None, logits, pooled, seconds, None)
+    prefix, cf = find_checkpoint(model_dir, variant, "ema")
+    feeds = checkpoint_feeds(graph_def, str(prefix))
+    try:
+        raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
+        raw_feeds = feeds.raw if raw_prefix == prefix else checkpoint_feeds(graph_def, str(raw_prefix)).raw
+    except FileNotFoundError:
+        raw_feeds = None
+    raw = None
+    with graph_session(graph_def, nodes.input) as run:
+        run(batch, feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
+        (logits, pooled), seconds = _timed(lambda: run(batch, feeds.slim, outputs))
+        if raw_feeds is not None and frozen_path.exists():
+            raw = run(batch, raw_feeds, nodes.logits)
+    sources = {"ema": sum(s == "ema" for s in feeds.sources.values()),
+               "raw": sum(s == "raw" for s in feeds.sources.values())}
+    if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
+        sources = {"ema": sources["ema"] + sources["raw"], "raw": 0}
+    return SlimReference(graph_def, kind, graph_path, feeds, sources, fill(cf.prefix, variant), logits, pooled,
+                         seconds, raw)
+
+
 def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count: int = 4, seed: int = 0,
            ) -> dict:
     """Prove one conversion: slim logits (the archive's own inference graph, fed slim's evaluation values;
@@ -250,37 +309,12 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
             raise FileNotFoundError(f"converted weights not found: {path} (run load_weights.py {variant.name} first)")
     batch = np.concatenate([*(load_image(p, rows)[None] for p in images), random_inputs(rows, random_count, seed)])
 
-    graph_def, kind, graph_path = archive_graph(model_dir, variant)
     frozen_path = frozen_graph(model_dir, variant)
     outputs = [nodes.logits, nodes.pooled]
-    raw = None
-    if graph_def is not None:
-        prefix, cf = find_checkpoint(model_dir, variant, "ema")
-        feeds = checkpoint_feeds(graph_def, str(prefix))
-        try:
-            raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
-            raw_feeds = feeds.raw if raw_prefix == prefix else checkpoint_feeds(graph_def, str(raw_prefix)).raw
-        except FileNotFoundError:
-            raw_feeds = None
-        with graph_session(graph_def, nodes.input) as run:
-            run(batch, feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
-            (reference, pooled), tf_seconds = _timed(lambda: run(batch, feeds.slim, outputs))
-            if raw_feeds is not None and frozen_path.exists():
-                raw = run(batch, raw_feeds, nodes.logits)
-        sources = {"ema": sum(s == "ema" for s in feeds.sources.values()),
-                   "raw": sum(s == "raw" for s in feeds.sources.values())}
-        if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
-            sources = {"ema": sources["ema"] + sources["raw"], "raw": 0}
-        reference_checkpoint = fill(cf.prefix, variant)
-    elif frozen_path.exists():
-        kind, graph_path, feeds, sources, reference_checkpoint = "frozen_pb", frozen_path, None, {}, None
-        with graph_session(load_graph_def(frozen_path), nodes.input) as run:
-            run(batch, None, outputs)
-            (reference, pooled), tf_seconds = _timed(lambda: run(batch, None, outputs))
-    else:
-        raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
-                                f"{', '.join(spec.layout.reference_graphs)} is an inference graph and "
-                                f"{frozen_path.name} is missing")
+    ref = slim_reference(variant, model_dir, batch)
+    graph_def, kind, graph_path, feeds = ref.graph_def, ref.kind, ref.graph_path, ref.feeds
+    reference, pooled, tf_seconds, raw = ref.logits, ref.pooled, ref.seconds, ref.raw_logits
+    sources, reference_checkpoint = ref.sources, ref.checkpoint
     candidate, keras_seconds, embedding = keras_outputs(variant, top, no_top, batch)
     record = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
     record["no_top_max_abs_diff"] = float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding)))
@@ -292,8 +326,9 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
             base, base_feeds = load_graph_def(frozen_path), None
         else:
             base, base_feeds = graph_def, feeds.slim
-        rewritten, count = rewrite(base)
-        rewritten_logits, rewritten_pooled = run_graph(rewritten, batch, base_feeds, outputs, nodes.input)
+        with stage("tf reference"):
+            rewritten, count = rewrite(base)
+            rewritten_logits, rewritten_pooled = run_graph(rewritten, batch, base_feeds, outputs, nodes.input)
         figures = compare(rewritten_logits, candidate, variant.label_offset, spec.rewrite_tolerance)
         record["rewrites"][name] = {
             "description": description, "constants": count, "max_abs_dlogit": figures["max_abs_dlogit"],
@@ -307,7 +342,8 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
 
     record["frozen"] = "absent"
     if frozen_path.exists() and graph_def is not None:
-        frozen = run_graph(load_graph_def(frozen_path), batch, None, nodes.logits, nodes.input)
+        with stage("frozen cross-check"):
+            frozen = run_graph(load_graph_def(frozen_path), batch, None, nodes.logits, nodes.input)
         record["frozen_max_abs_dlogit"] = float(np.max(np.abs(frozen - reference)))
         tol = logit_tolerance(reference)
         record["frozen"] = "ema" if record["frozen_max_abs_dlogit"] <= tol else "neither"

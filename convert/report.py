@@ -9,6 +9,7 @@ import pickle
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .timing import timed
 from .fsutil import atomic_write_bytes, file_lock
 from .manifest import default_manifest
 
@@ -36,6 +37,7 @@ def _order(record: dict) -> int:
     return names.index(record["name"]) if record.get("name") in names else len(names)
 
 
+@timed("report")
 def update_results(records: list[dict], results_dir: str | Path) -> list[dict]:
     """Merge ``records`` (by variant) into the results folder and rewrite all three files."""
     results_dir = Path(results_dir)

@@ -1,0 +1,238 @@
+"""``python -m convert bench``: where the pipeline's time goes, against the floor and a naive baseline.
+
+Over factory archives (default: every variant of every family) served on loopback, in one process:
+
+1. the pipeline from a warm download cache with every stage forced (``run --force``), timed per variant
+   and per stage (:mod:`convert.timing`), with resident memory at start and end;
+2. a warm re-run (every stage up to date);
+3. the floor: TF and Keras imported once, then for every variant read the archive, decompress it and
+   read every checkpoint tensor; no conversion, no inference;
+4. a naive baseline: ``extract_weights.py``, ``load_weights.py`` and ``verify.py`` as separate processes
+   for a few variants, as the original converter was used.
+
+Writes ``results/bench.json`` and ``results/BENCH.md`` (ratios, the targets, and for each missed target
+the stage that holds it back).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .env import PROJECT_ROOT, default_cache, quiet_tf
+from .fsutil import atomic_write_bytes
+
+quiet_tf()
+
+# issue 10's targets (2 cores, all variants, warm cache)
+TARGETS = {"pipeline_over_floor": 3.0, "v2_wall_s": 60.0, "last_over_first": 1.25, "rss_growth_mb": 300.0,
+           "rerun_s": 5.0}
+
+
+def _rss_mb() -> float:
+    from .pipeline import _rss_mb as rss
+
+    return rss() or 0.0
+
+
+def floor_seconds(variants, archives: dict[str, Path]) -> float:
+    """Read each archive, decompress it and read every tensor of every checkpoint in it (TF already
+    imported): the least any conversion must do."""
+    import tensorflow as tf
+
+    from .archive import fill
+
+    start = time.perf_counter()
+    for v in variants:
+        with tempfile.TemporaryDirectory(prefix="floor-") as tmp:
+            with tarfile.open(archives[v.name], "r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+            for cf in v.spec.layout.checkpoints:
+                reader = tf.train.load_checkpoint(str(Path(tmp) / fill(cf.prefix, v)))
+                for name in reader.get_variable_to_shape_map():
+                    reader.get_tensor(name)
+    return time.perf_counter() - start
+
+
+def baseline_seconds(variants, archives: dict[str, Path]) -> dict[str, float]:
+    """The three single-stage scripts as separate processes per variant (each imports TF and Keras)."""
+    out = {}
+    for v in variants:
+        with tempfile.TemporaryDirectory(prefix="baseline-") as tmp:
+            tmp = Path(tmp)
+            steps = [["extract_weights.py", v.name, "--archive", archives[v.name], "--out", tmp / "work"],
+                     ["load_weights.py", v.name, "--guide", tmp / "work" / v.name / "layer_guide.p", "--out",
+                      tmp / "weights"],
+                     ["verify.py", v.name, "--archive", archives[v.name], "--weights-dir", tmp / "weights",
+                      "--results", tmp / "results"]]
+            start = time.perf_counter()
+            for step in steps:
+                done = subprocess.run([sys.executable, *map(str, step)], cwd=PROJECT_ROOT, capture_output=True,
+                                      text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"baseline {step[0]} {v.name} failed: {done.stderr.strip()[-500:]}")
+            out[v.name] = time.perf_counter() - start
+    return out
+
+
+def _holding_stage(stages: dict[str, float]) -> str:
+    name, seconds = max(stages.items(), key=lambda kv: kv[1])
+    total = sum(stages.values()) or 1.0
+    return f"{name} ({seconds:.1f} s, {100 * seconds / total:.0f} % of the staged time)"
+
+
+def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool) -> dict:
+    from . import download, fixtures, pipeline, timing
+    from .manifest import default_manifest
+    from .serve import serve_directory
+
+    import keras  # noqa: F401  (imported before the start figure: the growth is the run's, not the imports')
+    import tensorflow  # noqa: F401
+
+    variants = default_manifest().select(names)
+    mirror = fixtures.publish([v.name for v in variants], root / "mirror", seed, progress=not quiet and sys.stderr.isatty())
+    opts = pipeline.Options(cache=root / "cache", work=root / "work", weights=root / "weights",
+                            results=root / "results", lock=root / "checksums.lock.json", ignore_pins=True,
+                            jobs=jobs, quiet=quiet)
+    with serve_directory(mirror) as url:
+        opts.mirror = url
+        # a warm download cache: the archives are downloaded and verified before the timed run
+        download.fetch_many(variants, opts.cache, jobs=jobs, quiet=True, mirror=url, lock_path=opts.lock,
+                            ignore_pins=True, extract=False)
+        timing.reset()
+        opts.force = True
+        rss_start = _rss_mb()
+        start = time.perf_counter()
+        rows = pipeline.run(variants, opts)
+        wall = time.perf_counter() - start
+        stages = timing.snapshot()
+        rss_end = _rss_mb()
+        timing.reset()
+        opts.force = False
+        start = time.perf_counter()
+        rerun_rows = pipeline.run(variants, opts)
+        rerun = time.perf_counter() - start
+        rerun_stages = timing.snapshot()
+    failed = [r["name"] for r in rows + rerun_rows if not r.get("passed")]
+    if failed:
+        raise RuntimeError(f"the benchmarked pipeline failed for {', '.join(sorted(set(failed)))}")
+    archives = {v.name: download.archive_path(opts.cache, v) for v in variants}
+    floor = floor_seconds(variants, archives)
+    picks = _baseline_picks(variants, baseline_count)
+    baseline = baseline_seconds(picks, archives)
+    per_variant = {r["name"]: r["seconds"] for r in rows}
+    staged = {k: round(v, 2) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])}
+    staged["other"] = round(max(0.0, wall - sum(stages.values())), 2)
+    v2 = [v.name for v in variants if v.family == "v2"]
+    fetch_share = stages.get("download/verify", 0.0) + stages.get("archive extraction", 0.0)
+    result = {
+        "variants": len(variants), "wall_s": round(wall, 2), "floor_s": round(floor, 2),
+        "pipeline_s_per_variant": round(wall / len(variants), 3),
+        "baseline_s_per_variant": round(sum(baseline.values()) / len(baseline), 3) if baseline else None,
+        "baseline_variants": {k: round(s, 2) for k, s in baseline.items()},
+        "first_variant_s": rows[0]["seconds"], "last_variant_s": rows[-1]["seconds"],
+        "rss_start_mb": rss_start, "rss_end_mb": rss_end, "rerun_s": round(rerun, 2),
+        "v2_wall_s": round(sum(per_variant[n] for n in v2) + fetch_share * len(v2) / len(variants), 2) if v2 else None,
+        "stages": staged, "rerun_stages": {k: round(v, 2) for k, v in rerun_stages.items()},
+        "per_variant_s": per_variant, "cpu_count": os.cpu_count(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "jobs": jobs,
+    }
+    result["ratios"] = {
+        "pipeline_over_floor": round(wall / floor, 2) if floor else None,
+        "baseline_over_pipeline": (round(result["baseline_s_per_variant"] / result["pipeline_s_per_variant"], 2)
+                                   if baseline else None),
+        "last_over_first": round(rows[-1]["seconds"] / rows[0]["seconds"], 2) if rows[0]["seconds"] else None,
+        "rss_growth_mb": round(rss_end - rss_start, 1),
+    }
+    measured = {"pipeline_over_floor": result["ratios"]["pipeline_over_floor"], "v2_wall_s": result["v2_wall_s"],
+                "last_over_first": result["ratios"]["last_over_first"],
+                "rss_growth_mb": result["ratios"]["rss_growth_mb"], "rerun_s": result["rerun_s"]}
+    result["targets"] = {}
+    for key, limit in TARGETS.items():
+        value = measured[key]
+        met = None if value is None else value <= limit  # None: not measured (e.g. no V2 variant in the run)
+        entry = {"limit": limit, "value": value, "met": met}
+        if not met and value is not None:
+            entry["held_back_by"] = ("memory kept across variants (see rss_start_mb / rss_end_mb)"
+                                     if key == "rss_growth_mb" else
+                                     _holding_stage(rerun_stages if key == "rerun_s" else stages))
+        result["targets"][key] = entry
+    return result
+
+
+def _baseline_picks(variants, count: int):
+    """``count`` variants for the naive baseline: the first of each family, then the next ones."""
+    picks, seen = [], set()
+    for v in variants:
+        if v.family not in seen:
+            picks.append(v)
+            seen.add(v.family)
+    picks += [v for v in variants if v not in picks]
+    return picks[:count]
+
+
+def render(result: dict) -> str:
+    r, t = result["ratios"], result["targets"]
+    lines = ["# Benchmark: where the conversion time goes", "",
+             f"{result['variants']} variants, {result['cpu_count']} cores, `--jobs {result['jobs']}`, "
+             f"{result['date']}.", "",
+             "| figure | value |", "|---|---|",
+             f"| pipeline wall (every stage forced, warm download cache) | {result['wall_s']:.1f} s "
+             f"({result['pipeline_s_per_variant']:.2f} s a variant) |",
+             f"| floor (read, decompress, read every tensor) | {result['floor_s']:.1f} s |",
+             f"| pipeline / floor | {r['pipeline_over_floor']} |",
+             f"| naive baseline (3 processes a variant) | {result['baseline_s_per_variant']} s a variant |",
+             f"| baseline / pipeline | {r['baseline_over_pipeline']} |",
+             f"| first / last variant | {result['first_variant_s']:.2f} s / {result['last_variant_s']:.2f} s |",
+             f"| RSS start / end | {result['rss_start_mb']:.0f} MB / {result['rss_end_mb']:.0f} MB |",
+             f"| warm re-run (everything up to date) | {result['rerun_s']:.1f} s |",
+             f"| the V2 variants alone | {result['v2_wall_s']} s |", "",
+             "## Targets", "", "| target | limit | measured | met | held back by |", "|---|---|---|---|---|"]
+    for key, e in t.items():
+        met = "n/a" if e["met"] is None else "yes" if e["met"] else "no"
+        lines.append(f"| {key} | {e['limit']} | {e['value']} | {met} | "
+                     f"{e.get('held_back_by', '–')} |")
+    lines += ["", "## Stages (exclusive wall time, forced run)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in result["stages"].items()]
+    lines += ["", "## Stages of the warm re-run", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in sorted(result["rerun_stages"].items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import UserError
+
+    p = argparse.ArgumentParser(prog="python -m convert bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", default=["all"], metavar="NAME", help="variants or families (default: all)")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel downloads (default 2)")
+    p.add_argument("--baseline", type=int, default=3, metavar="N",
+                   help="variants for the naive three-process baseline (default 3)")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="bench downloads, guides and weights (default: <project>/cache/bench)")
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+                   help="where bench.json and BENCH.md go (default: results/)")
+    p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    args = p.parse_args(argv)
+    if args.jobs < 1 or args.baseline < 0:
+        raise UserError(f"--jobs must be >= 1 and --baseline >= 0, got {args.jobs} and {args.baseline}")
+    result = run_bench(args.names, args.cache or default_cache() / "bench", args.jobs, args.baseline, args.seed,
+                       args.quiet)
+    atomic_write_bytes(args.results / "bench.json", (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write_bytes(args.results / "BENCH.md", render(result).encode())
+    print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_cli
+
+    run_cli(main)
