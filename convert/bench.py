@@ -36,12 +36,6 @@ TARGETS = {"pipeline_over_floor": 3.0, "v2_wall_s": 60.0, "last_over_first": 1.2
            "rerun_s": 5.0}
 
 
-def _rss_mb() -> float:
-    from .pipeline import _rss_mb as rss
-
-    return rss() or 0.0
-
-
 def floor_seconds(variants, archives: dict[str, Path]) -> float:
     """Read each archive, decompress it and read every tensor of every checkpoint in it (TF already
     imported): the least any conversion must do."""
@@ -90,6 +84,7 @@ def _holding_stage(stages: dict[str, float]) -> str:
 
 def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool) -> dict:
     from . import download, fixtures, pipeline, timing
+    from .pipeline import _rss_mb
     from .manifest import default_manifest
     from .serve import serve_directory
 
@@ -108,12 +103,12 @@ def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quie
                             ignore_pins=True, extract=False)
         timing.reset()
         opts.force = True
-        rss_start = _rss_mb()
+        rss_start = _rss_mb() or 0.0
         start = time.perf_counter()
         rows = pipeline.run(variants, opts)
         wall = time.perf_counter() - start
         stages = timing.snapshot()
-        rss_end = _rss_mb()
+        rss_end = _rss_mb() or 0.0
         timing.reset()
         opts.force = False
         start = time.perf_counter()

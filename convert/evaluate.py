@@ -388,23 +388,10 @@ def _archive_graph(model_dir: Path, variant):
     return _graph_cache[key]
 
 
-def _session(stack: contextlib.ExitStack, graph_def, input_tensor: str):
-    """Like :func:`convert.parity.graph_session`, but the session is never made the thread's default (its
-    context would put the whole thread in graph mode, and the tf.data pipeline needs eager mode)."""
-    import tensorflow as tf
-
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-    sess = tf.compat.v1.Session(graph=graph)
-    stack.callback(sess.close)
-    return lambda images, feeds, output: sess.run(output, {input_tensor: images, **(feeds or {})})
-
-
 def slim_scorers(stack: contextlib.ExitStack, variant, model_dir: Path, preprocessings) -> list[Scorer]:
     """The archive's own slim graph, restored as parity restores it (one session for all preprocessings)."""
     from .archive import find_checkpoint, frozen_graph
-    from .parity import checkpoint_feeds, load_graph_def
+    from .parity import checkpoint_feeds, graph_session, load_graph_def
 
     nodes = variant.spec.nodes
     graph_def = _archive_graph(model_dir, variant)
@@ -420,7 +407,7 @@ def slim_scorers(stack: contextlib.ExitStack, variant, model_dir: Path, preproce
     else:
         raise UserError(f"{model_dir} holds no slim graph of {variant.name} (neither an inference graph nor "
                         f"{frozen_graph(model_dir, variant).name})")
-    run = _session(stack, graph_def, nodes.input)
+    run = stack.enter_context(graph_session(graph_def, nodes.input))
     fixed = _fixed_batch(graph_def, nodes.input.split(":")[0])
     offset = variant.label_offset
 

@@ -186,16 +186,17 @@ def ema_values(variant, seed: int = 0) -> dict[str, np.ndarray]:
     return ema
 
 
-def checkpoint_values(variant, seed: int = 0, role: str | None = None) -> dict[str, np.ndarray]:
+def checkpoint_values(variant, seed: int = 0, role: str | None = None,
+                      ema: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Seeded values for the full variable table of one of the variant's factory checkpoints.
 
     A checkpoint of raw values holds the EMA values as ``/ExponentialMovingAverage`` shadows (for the
     variables its layout shadows) and raw values that differ from them by 10 % of their spread (so reading
     the wrong one is visible in the logits); an EMA checkpoint holds the EMA values under the plain names.
-    RMSProp slots are small; ``global_step`` is an int64.
+    RMSProp slots are small; ``global_step`` is an int64. ``ema``: :func:`ema_values` already computed.
     """
     cf = _checkpoint_file(variant, role)
-    ema = ema_values(variant, seed)
+    ema = ema if ema is not None else ema_values(variant, seed)
     specs = model_variables(variant)
     rng = np.random.default_rng([seed, zlib.crc32(variant.name.encode()), 1])
     values: dict[str, np.ndarray] = {"global_step": np.array(int(rng.integers(1_000_000, 9_000_000)), np.int64)}
@@ -262,10 +263,11 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
     v1 = tf.compat.v1
     layout, nodes = variant.spec.layout, variant.spec.nodes
     members: list[Path] = []
-    ema = None
+    ema = ema_values(variant, seed)  # the calibration runs the network once, whatever the layout holds
+    restored = None  # what slim's evaluation restores from the layout's first checkpoint: the frozen values
     for cf in layout.checkpoints:
-        values = checkpoint_values(variant, seed, cf.role)
-        ema = ema or eval_values(values, model_variables(variant))
+        values = checkpoint_values(variant, seed, cf.role, ema)
+        restored = restored or eval_values(values, model_variables(variant))
         prefix = root / fill(cf.prefix, variant)
         _save_checkpoint(variant, values, prefix)
         members += sorted(prefix.parent.glob(prefix.name + ".*"))
@@ -277,7 +279,7 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
             tf.io.write_graph(eval_graph_def, str(path.parent), path.name, as_text=True)
             members.append(path)
     with v1.Session(graph=graph) as sess:
-        _assign(sess, variables, ema)
+        _assign(sess, variables, restored)
         outputs = [nodes.logits.split(":")[0], nodes.predictions]
         frozen = v1.graph_util.convert_variables_to_constants(sess, eval_graph_def, outputs)
     frozen_path = root / fill(layout.frozen, variant)

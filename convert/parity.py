@@ -98,8 +98,13 @@ def graph_session(graph_def, input_tensor: str = "input:0"):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as sess:
+    # not entered as the default session: that would put the whole thread in graph mode (tf.data, eager
+    # Keras models and `convert evaluate`'s input pipeline need eager mode)
+    sess = tf.compat.v1.Session(graph=graph)
+    try:
         yield lambda images, feeds, output: sess.run(output, {input_tensor: images, **(feeds or {})})
+    finally:
+        sess.close()
 
 
 def run_graph(graph_def, images: np.ndarray, feeds: dict[str, np.ndarray] | None, output,
@@ -223,19 +228,15 @@ def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1,
     }
 
 
-def sidecar_pin_status(weights_dir: Path, variant) -> str | None:
-    """Whether the archive the weights were converted from matches the manifest's pin, per the sidecar."""
+def sidecar_facts(weights_dir: Path, variant) -> tuple[str | None, str | None]:
+    """What the converted weights were read from (e.g. ``ema 158, raw 104``) and whether their archive
+    matches the manifest's pin, per the converter's JSON sidecar (read once)."""
     from .cards import read_sidecar
 
-    return ((read_sidecar(weights_dir, variant) or {}).get("provenance") or {}).get("pin_status")
-
-
-def sidecar_weight_source(weights_dir: Path, variant) -> str | None:
-    """What the converted weights were read from, per the converter's JSON sidecar (e.g. ``ema 158, raw 104``)."""
-    from .cards import read_sidecar
-
-    by_source = (read_sidecar(weights_dir, variant) or {}).get("weights", {}).get("by_source", {})
-    return ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or None
+    sidecar = read_sidecar(weights_dir, variant) or {}
+    by_source = sidecar.get("weights", {}).get("by_source", {})
+    return (", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or None,
+            (sidecar.get("provenance") or {}).get("pin_status"))
 
 
 @dataclass
@@ -315,6 +316,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
     graph_def, kind, graph_path, feeds = ref.graph_def, ref.kind, ref.graph_path, ref.feeds
     reference, pooled, tf_seconds, raw = ref.logits, ref.pooled, ref.seconds, ref.raw_logits
     sources, reference_checkpoint = ref.sources, ref.checkpoint
+    weight_source, archive_pin = sidecar_facts(weights_dir, variant)
     candidate, keras_seconds, embedding = keras_outputs(variant, top, no_top, batch)
     record = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
     record["no_top_max_abs_diff"] = float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding)))
@@ -362,8 +364,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
         "reference": kind, "reference_graph": str(Path(graph_path).relative_to(model_dir)),
         "reference_checkpoint": reference_checkpoint, "reference_sources": sources,
         "tolerance_factor": spec.tolerance,
-        "weight_source": sidecar_weight_source(weights_dir, variant),
-        "archive_pin": sidecar_pin_status(weights_dir, variant),
+        "weight_source": weight_source, "archive_pin": archive_pin,
         "preds_agree": record["top1_agree"] == record["inputs"],
         "max_vector_difference": record["max_abs_dlogit"],
         "inference_time_tf": tf_seconds, "inference_time_keras": keras_seconds,

@@ -38,6 +38,14 @@ def has_bn(kind: str) -> bool:
     return kind in ("conv", "depthwise")
 
 
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """slim's ``_make_divisible`` (``nets/mobilenet/mobilenet.py``, shared by V2 and V3): the nearest multiple
+    of ``divisor``, at least ``min_value``, and never more than 10 % below ``v``."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
 @dataclass(frozen=True)
 class NameRule:
     """One row of a family's name table: a slim scope template and its Keras layer(s).

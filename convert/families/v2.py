@@ -8,7 +8,7 @@ squeezed to ``[C, 1000]``.
 """
 from __future__ import annotations
 
-from .base import (ArchiveLayout, CheckpointFile, FactoryLayer, Family, GraphNodes, NameRule)
+from .base import ArchiveLayout, CheckpointFile, FactoryLayer, Family, GraphNodes, NameRule, make_divisible
 
 SCOPE = "MobilenetV2"
 # (expansion factor, output channels before alpha, stride) of slim's V2_DEF, block ids 0..16.
@@ -27,13 +27,6 @@ NAMES = (
     NameRule("Conv_1", "conv", "Conv_1", "Conv_1_bn"),
     NameRule("Logits/Conv2d_1c_1x1", "head", "predictions"),
 )
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """slim's ``_make_divisible``: nearest multiple of ``divisor``, at least ``min_value``, the 10 % rule."""
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
 
 
 def block_scope(block_id: int) -> str:

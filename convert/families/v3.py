@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import ArchiveLayout, CheckpointFile, FactoryLayer, Family, GraphNodes, NameRule
+from .base import ArchiveLayout, CheckpointFile, FactoryLayer, Family, GraphNodes, NameRule, make_divisible
 
 SCOPE = "MobilenetV3"
 KINDS = ("large", "small")
@@ -85,13 +85,6 @@ NAMES = (
     NameRule("Conv_2", "conv_bias", "conv_2"),
     NameRule("Logits/Conv2d_1c_1x1", "head", "logits"),
 )
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """slim's ``_make_divisible``: nearest multiple of ``divisor``, at least ``min_value``, the 10 % rule."""
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
 
 
 def block_scope(block_id: int) -> str:
