@@ -45,7 +45,7 @@ from .timing import timed
 from .archive import checkpoint_members
 from .env import PROJECT_ROOT, default_cache
 from .errors import UserError
-from .fsutil import atomic_write_bytes, file_lock, sha256_file
+from .fsutil import atomic_write_bytes, file_lock, sha256_file, sha256_remembered
 from .manifest import ManifestError, UnknownVariantError, Variant, default_manifest
 
 DEFAULT_LOCK = PROJECT_ROOT / "manifests" / "checksums.lock.json"
@@ -332,6 +332,7 @@ def _quarantine(path: Path, cache_dir: Path, sha256: str) -> Path:
     qdir.mkdir(parents=True, exist_ok=True)
     target = qdir / f"{path.name.removesuffix('.part')}.{sha256[:12]}"
     os.replace(path, target)
+    path.with_name(f".{path.name}.sha256.json").unlink(missing_ok=True)  # sha256_remembered's memo
     return target
 
 
@@ -341,25 +342,31 @@ def _member_name(name: str) -> str:
     return name[2:] if name.startswith("./") else name
 
 
+def _refuse_unsafe(m: tarfile.TarInfo, archive: str | os.PathLike) -> None:
+    """Raise DownloadError for an absolute, ``..``, link, device or other special member."""
+    name = _member_name(m.name)
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith("/") or m.name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        problem = "has an absolute path"
+    elif ".." in parts:
+        problem = "escapes the extraction directory with '..'"
+    elif m.issym() or m.islnk():
+        problem = f"is a {'symbolic' if m.issym() else 'hard'} link to {m.linkname!r}"
+    elif not (m.isfile() or m.isdir()):
+        problem = "is a device, FIFO or other special file"
+    else:
+        return
+    raise DownloadError(f"{Path(archive).name}: refusing to extract member {m.name!r}: it {problem}; "
+                        f"only regular files and directories inside the archive are allowed")
+
+
 def verify_members(members: Iterable[tarfile.TarInfo], variant: Variant | None, archive: str | os.PathLike) -> list[str]:
     """Refuse unsafe members (absolute, ``..``, links, devices) and require one of the layout's checkpoints
     (its ``.index`` and ``.data-*``; any ``*.ckpt`` without a variant); returns the member names."""
     members = list(members)
     names = [_member_name(m.name) for m in members]
-    for m, name in zip(members, names):
-        parts = name.replace("\\", "/").split("/")
-        if name.startswith("/") or m.name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-            problem = "has an absolute path"
-        elif ".." in parts:
-            problem = "escapes the extraction directory with '..'"
-        elif m.issym() or m.islnk():
-            problem = f"is a {'symbolic' if m.issym() else 'hard'} link to {m.linkname!r}"
-        elif not (m.isfile() or m.isdir()):
-            problem = "is a device, FIFO or other special file"
-        else:
-            continue
-        raise DownloadError(f"{Path(archive).name}: refusing to extract member {m.name!r}: it {problem}; "
-                            f"only regular files and directories inside the archive are allowed")
+    for m in members:
+        _refuse_unsafe(m, archive)
     files = {n for m, n in zip(members, names) if m.isfile()}
     wanted = checkpoint_members(variant) if variant is not None else [(None, None)]
     for index, data in wanted:
@@ -412,14 +419,21 @@ def extract_archive(tgz: str | os.PathLike, dest_dir: str | os.PathLike, variant
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the extraction is an ordinary directory
-        tar, members = _open_members(tgz)
-        with tar:
-            verify_members(members, variant, tgz)
-            try:
-                tar.extractall(tmp, members=members, filter="data")
-            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-                raise DownloadError(f"{tgz.name}: extraction failed ({exc}); the archive is corrupt or "
-                                    f"truncated") from None
+        # one pass over the gzip stream: each member is checked, then extracted as its header is read
+        # (forward reads only), then the rest is read so gzip checks its CRC and length
+        members = []
+        try:
+            with tarfile.open(tgz, "r:gz") as tar:
+                for m in tar:
+                    _refuse_unsafe(m, tgz)
+                    tar.extract(m, tmp, filter="data")
+                    members.append(m)
+                while tar.fileobj.read(1 << 20):
+                    pass
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DownloadError(f"{tgz.name}: extraction failed ({exc}); the archive is corrupt or "
+                                f"truncated; delete it and download again") from None
+        verify_members(members, variant, tgz)  # the layout's checkpoint is there
         (tmp / COMPLETE_MARKER).write_text(sha256 + "\n")
         if dest.exists():
             shutil.rmtree(dest)  # stale or incomplete earlier extraction
@@ -479,7 +493,7 @@ def _fetch_locked(variant, cache_dir, url, lock, final, session, quiet, extract,
         want, origin, want_size = lock.get(final.name), f"the lock file {lock.path}", None
 
     downloaded = False
-    sha = sha256_file(final) if final.is_file() else None
+    sha = sha256_remembered(final) if final.is_file() else None  # stat-keyed: re-read only when changed
     if sha is not None and want is None:  # cached, but the lock lost its entry: trust it only if sound
         try:
             check_archive(final, variant)

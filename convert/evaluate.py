@@ -322,29 +322,29 @@ def _compiled(model):
 
 
 def keras_scorers(variant, model: str, preprocessings, weights: str) -> list[Scorer]:
-    """The keras.applications model (``weights``: an .h5 path or "imagenet") for each preprocessing.
-    V3 under keras preprocessing keeps its Rescaling layer (``include_preprocessing=True``) and takes
-    0..255; everything else is the model of parity (inputs in [-1, 1]), built once and shared."""
-    built: dict[bool, object] = {}
+    """The keras.applications model as a user builds it (``weights``: an .h5 path or "imagenet"), built
+    once and shared by every preprocessing. Under keras preprocessing it gets what keras' own
+    ``preprocess_input`` gives (V3's model rescales 0..255 itself); under slim preprocessing, the [-1, 1]
+    input mapped onto the model's input range."""
+    from .families.base import to_keras_input
 
-    def net(include_preprocessing: bool):
-        if include_preprocessing not in built:
-            kwargs = dict(variant.spec.parity_kwargs)
-            if include_preprocessing:
-                kwargs["include_preprocessing"] = True
-            built[include_preprocessing] = _compiled(variant.spec.keras_model(
-                variant, True, weights=weights, classifier_activation=None, **kwargs))
-        return built[include_preprocessing]
+    built = []
 
+    def net():
+        if not built:
+            built.append(_compiled(variant.spec.keras_model(variant, True, weights=weights,
+                                                            classifier_activation=None)))
+        return built[0]
+
+    takes_pixels = tuple(variant.spec.keras_input_range) == (0.0, 255.0)
     scorers = []
     for p in preprocessings:
-        if p == "keras" and variant.family == "v3":
-            scorers.append(Scorer(model, p, net(True)))
-        elif p == "keras":
-            predict = net(False)
-            scorers.append(Scorer(model, p, lambda x, predict=predict: predict(to_unit_range(x))))
+        predict = net()
+        if p == "keras":
+            fn = predict if takes_pixels else (lambda x, predict=predict: predict(to_unit_range(x)))
         else:
-            scorers.append(Scorer(model, p, net(False)))
+            fn = lambda x, predict=predict: predict(to_keras_input(x, variant.spec.keras_input_range))
+        scorers.append(Scorer(model, p, fn))
     return scorers
 
 

@@ -13,6 +13,7 @@ CLI: ``python -m convert.fixtures NAME... --out DIR [--seed N]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import os
@@ -27,6 +28,7 @@ import numpy as np
 
 from .archive import fill
 from .env import PROJECT_ROOT, quiet_tf
+from .fsutil import file_lock
 from .families.base import BN_LEAVES, MOVING_STATS, FactoryLayer, has_bn, kernel_leaf
 from .manifest import default_manifest
 
@@ -339,15 +341,16 @@ def build_archive(name: str, out_dir: str | Path, seed: int = 0, keep_files: boo
 # --------------------------------------------------------------------------------------------------
 # Cache: one folder per (variant, seed, factory version)
 
-def _factory_version() -> str:
-    """Hash of the factory's code: this module and every family module (their graphs and layouts)."""
+@functools.lru_cache(maxsize=None)
+def factory_version(family: str) -> str:
+    """Hash of the code a family's factory archives come from: this module, the family contract
+    (``families/base.py``) and the family's own module (its graph and layout). Editing one family
+    rebuilds only that family's cached archives."""
+    families = Path(__file__).parent / "families"
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    for path in sorted((Path(__file__).parent / "families").glob("*.py")):
+    for path in (families / "base.py", families / f"{family}.py"):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:10]
-
-
-FACTORY_VERSION = _factory_version()
 
 
 def cache_root() -> Path:
@@ -357,11 +360,14 @@ def cache_root() -> Path:
 def cached_dir(name: str, seed: int = 0) -> Path:
     """The cache folder of a (variant, seed), built on first use: ``<model>.tgz`` and ``<model>/`` members."""
     variant = default_manifest().resolve(name)
-    folder = cache_root() / f"{variant.stem}-seed{seed}-{FACTORY_VERSION}"
+    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family)}"
     if not (folder / variant.archive_filename).exists():
-        for stale in cache_root().glob(f"{variant.stem}-seed{seed}-*"):  # builds of older factory code
-            shutil.rmtree(stale, ignore_errors=True)
-        build_archive(variant.name, folder, seed, keep_files=True)
+        # one builder at a time per (variant, seed): test workers and demo runs share this cache
+        with file_lock(cache_root() / f".{variant.stem}-seed{seed}.lock"):
+            if not (folder / variant.archive_filename).exists():
+                for stale in cache_root().glob(f"{variant.stem}-seed{seed}-*"):  # builds of older factory code
+                    shutil.rmtree(stale, ignore_errors=True)
+                build_archive(variant.name, folder, seed, keep_files=True)
     return folder
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -54,16 +56,18 @@ def temp_path_for(path: Path) -> str:
     return tmp
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temp file in the same directory, fsync, then rename over ``path``."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) -> Path:
+    """Write ``data`` to a temp file in the same directory, fsync (unless ``sync=False``: a cache that
+    may be lost), then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,14 +75,53 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def stat_signature(path: str | os.PathLike) -> list[int]:
+    """What changes whenever a file's content may have changed: size, modification and change times
+    (ns) and inode. ``ctime`` cannot be set back by a user, so an unchanged signature means an unchanged file
+    (the check ``git status`` and ``make`` rely on)."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def sha256_remembered(path: str | os.PathLike) -> str:
+    """``sha256_file(path)``, remembered across runs in ``.<name>.sha256.json`` beside the file together
+    with its :func:`stat_signature`: a file whose signature is unchanged is not read again (large
+    archives: hashing one costs ~0.3 s)."""
+    path = Path(path)
+    memo = path.with_name(f".{path.name}.sha256.json")
+    signature = stat_signature(path)
+    try:
+        known = json.loads(memo.read_text())
+        if known["stat"] == signature and len(known["sha256"]) == 64:
+            return known["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = sha256_file(path)
+    if stat_signature(path) == signature:  # unchanged while it was read
+        atomic_write_bytes(memo, json.dumps({"sha256": digest, "stat": signature}).encode(), sync=False)
+    return digest
+
+
+# the distributions behind the import names (tensorflow may be installed as tensorflow-cpu)
+_DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly"),
+                  "keras": ("keras",), "h5py": ("h5py",), "numpy": ("numpy",)}
+
+
+@functools.lru_cache(maxsize=None)
 def package_versions() -> dict[str, str]:
-    """Versions of Python and of the packages a conversion's result depends on."""
+    """Versions of Python and of the packages a conversion's result depends on (read from the installed
+    distributions' metadata: no import of TF or Keras needed)."""
     import platform
+    from importlib import metadata
 
-    import h5py
-    import keras
-    import numpy
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "h5py": h5py.__version__, "numpy": numpy.__version__}
+    versions = {"python": platform.python_version()}
+    for module, dists in _DISTRIBUTIONS.items():
+        for dist in dists:
+            try:
+                versions[module] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        else:
+            versions[module] = __import__(module).__version__
+    return dict(versions)

@@ -1,6 +1,17 @@
 """The Keras side: keras.applications models built as the legacy weight files expect them.
 
-Family-agnostic: the constructor call itself is the family's (``variant.spec.keras_model``)."""
+Family-agnostic: the constructor call itself is the family's (``variant.spec.keras_model``).
+
+Building a keras.applications model costs about a second (mostly creating and initialising its
+variables), more than any other step of a conversion, so one conversion builds each of its two models
+(with and without top) once: :func:`model_for` keeps them for the variant being converted and every stage
+shares them: the expected variable set (extract), the .h5 writer (load) and parity, which loads the
+written files back into them with ``model.load_weights`` (what the constructors do with ``weights=path``).
+:func:`release` drops them when the variant is done.
+
+The models are built with ``classifier_activation=None``: the head's layer names and weights are those
+of the default softmax model (the activation is not stored in a weights file), and parity needs logits.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -40,6 +51,26 @@ def build(variant, include_top: bool, **kwargs):
     with fresh_layer_names():
         return variant.spec.keras_model(variant, include_top, input_tensor=keras.Input(shape=shape, name=INPUT_LAYER),
                                         **kwargs)
+
+
+_models: dict[tuple[str, bool], object] = {}  # the models of the variant being converted (see module doc)
+
+
+def model_for(variant, include_top: bool):
+    """The variant's model (logits head when ``include_top``), built on first use and shared by every
+    stage until :func:`release`. Its weights are whatever the last stage put there: a stage that needs
+    particular values sets all of them (the .h5 writer from the guide, parity from the written file)."""
+    key = (variant.name, include_top)
+    if key not in _models:
+        if any(name != variant.name for name, _ in _models):
+            release()  # another variant's models: never two variants' models alive at once
+        _models[key] = build(variant, include_top, **({"classifier_activation": None} if include_top else {}))
+    return _models[key]
+
+
+def release() -> None:
+    """Drop the shared models (the caller then clears the Keras session)."""
+    _models.clear()
 
 
 def legacy_weights(layer) -> list:

@@ -21,7 +21,7 @@ from .errors import ConversionError
 from .fsutil import package_versions, sha256_file, temp_path_for
 from .cards import SUMS_FILENAME, update, update_sha256sums
 from .guide import GuideRecord, LayerGuide
-from .keras_model import build, legacy_weights
+from .keras_model import legacy_weights, model_for
 
 quiet_tf()
 
@@ -185,10 +185,9 @@ def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -
     out_dir = Path(out_dir)
     paths = {}
     for include_top, filename in ((True, variant.keras_weights), (False, variant.keras_weights_no_top)):
-        model = build(variant, include_top)
+        model = model_for(variant, include_top)
         values = assign_guide(model, guide, variant, include_top)
         paths[include_top] = write_legacy_h5(model, values, out_dir / filename)
-        del model
     digests = {p.name: sha256_file(p) for p in paths.values()}
     update_sha256sums(out_dir, digests)
     conversion = {

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .env import default_cache, quiet_tf
 from .errors import UserError
-from .fsutil import atomic_write_bytes, package_versions, sha256_file
+from .fsutil import atomic_write_bytes, package_versions, sha256_file, stat_signature
 from .manifest import Variant, default_manifest
 
 quiet_tf()
@@ -58,7 +58,9 @@ def code_version() -> str:
 
 
 class Stamp:
-    """Per-variant record of what each stage consumed and produced (content hashes)."""
+    """Per-variant record of what each stage consumed and produced (content hashes). Each output's
+    :func:`~convert.fsutil.stat_signature` is recorded with its hash, so checking an unchanged output
+    costs a ``stat``, not a read."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -67,14 +69,30 @@ class Stamp:
         except (FileNotFoundError, json.JSONDecodeError):  # none yet, or unreadable: every stage re-runs
             self.data = {}
 
+    def _unchanged(self, entry: dict, path: str) -> bool:
+        try:
+            return (entry.get("stat", {}).get(path) == stat_signature(path)
+                    or sha256_file(Path(path)) == entry["outputs"][path])
+        except FileNotFoundError:
+            return False
+
     def fresh(self, stage: str, inputs: dict) -> bool:
         entry = self.data.get(stage)
         if not entry or entry["inputs"] != inputs:
             return False
-        return all(Path(p).exists() and sha256_file(Path(p)) == sha for p, sha in entry["outputs"].items())
+        return all(self._unchanged(entry, p) for p in entry["outputs"])
+
+    def digest(self, path: Path) -> str:
+        """sha256 of a file, taken from this stamp when it is a recorded output with an unchanged stat."""
+        key = str(path)
+        for entry in self.data.values():
+            if key in entry.get("outputs", {}) and entry.get("stat", {}).get(key) == stat_signature(path):
+                return entry["outputs"][key]
+        return sha256_file(path)
 
     def record(self, stage: str, inputs: dict, outputs: list[Path], extra: dict | None = None) -> None:
-        self.data[stage] = {"inputs": inputs, "outputs": {str(p): sha256_file(p) for p in outputs}, **(extra or {})}
+        self.data[stage] = {"inputs": inputs, "outputs": {str(p): sha256_file(p) for p in outputs},
+                            "stat": {str(p): stat_signature(p) for p in outputs}, **(extra or {})}
         atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -91,8 +109,14 @@ class StageError(RuntimeError):
     """A stage of one variant failed; the message starts with the stage's name."""
 
 
-def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
-    """Extract, load and verify one fetched variant. Returns the summary row (raises on failure)."""
+class NeedsWork(Exception):
+    """Raised by ``convert_variant(..., only_if_fresh=True)`` at the first stage that would run."""
+
+
+def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: bool = False) -> dict:
+    """Extract, load and verify one fetched variant. Returns the summary row (raises on failure).
+    With ``only_if_fresh``, raise :class:`NeedsWork` instead of running a stage (the up-to-date check the
+    main process makes before handing a variant to a worker)."""
     from . import cards, checkpoint, guide as guides, keras_weights, parity
 
     stamp = Stamp(opts.work / variant.name / "stamp.json")
@@ -101,6 +125,8 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
 
     def timed(stage, inputs, run):
         start = time.perf_counter()
+        if only_if_fresh and (opts.force or not stamp.fresh(stage, inputs)):
+            raise NeedsWork(stage)
         try:
             ran, entry = _stage(stamp, stage, inputs, opts.force, run)
         except Exception as exc:
@@ -126,7 +152,7 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         out = keras_weights.convert_guide(guides.load_layer_guide(guide_path), variant, opts.weights)
         return [out.h5, out.h5_no_top], {"convert": _jsonable(out.sha256)}
 
-    entry = timed("load", {"guide": sha256_file(guide_path), "out": str(opts.weights.resolve()),
+    entry = timed("load", {"guide": stamp.digest(guide_path), "out": str(opts.weights.resolve()),
                            "code": code_version()}, load)
     top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
 
@@ -137,7 +163,7 @@ def convert_variant(variant: Variant, fetched, opts: Options) -> dict:
         cards.update(opts.weights, variant, parity=record)  # the sidecar and model card carry the figures
         return [], {"record": record}
 
-    inputs = {"archive": fetched.sha256, "top": sha256_file(top), "no_top": sha256_file(no_top),
+    inputs = {"archive": fetched.sha256, "top": stamp.digest(top), "no_top": stamp.digest(no_top),
               "images": {str(p): sha256_file(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
               "seed": opts.seed, "code": code_version()}
     entry = timed("verify", inputs, verify)
@@ -168,36 +194,68 @@ def _release() -> None:
     """Drop every TF/Keras object of a variant so per-variant time and memory stay flat."""
     import keras
 
+    from .keras_model import release
+
+    release()
     keras.backend.clear_session(free_memory=True)
     gc.collect()
 
 
+def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
+    """One fetched (or failed) variant -> its summary row; never raises, except :class:`NeedsWork`.
+    The row carries the time and exclusive stage times (:mod:`convert.timing`) it took in this process,
+    and this process's id and resident memory afterwards."""
+    from . import download, timing
+
+    start, before = time.perf_counter(), timing.snapshot()
+    if isinstance(item, download.FetchFailure):
+        row = {"name": item.variant.name, "passed": False, "error": f"download: {item.error}"}
+    else:
+        try:
+            row = convert_variant(item.variant, item, opts, only_if_fresh)
+        except NeedsWork:
+            raise
+        except Exception as exc:  # one failing variant never stops the others
+            detail = str(exc) if isinstance(exc, StageError) else \
+                traceback.format_exception_only(type(exc), exc)[-1].strip()
+            row = {"name": item.variant.name, "passed": False, "error": detail}
+        finally:
+            if not only_if_fresh:
+                _release()
+    after = timing.snapshot()
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    row["stages"] = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+    row["pid"], row["rss_mb"], row["finished"] = os.getpid(), _rss_mb(), time.time()
+    return row
+
+
+def _worker_init() -> None:
+    """A worker process of ``--jobs N``: TF and Keras imported once, quiet, before its first variant."""
+    quiet_tf()
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+
 def run(variants: list[Variant], opts: Options) -> list[dict]:
-    """The whole pipeline over ``variants``; returns one summary row per variant (``error`` on failure)."""
+    """The whole pipeline over ``variants``; returns one summary row per variant (``error`` on failure),
+    in the order of ``variants``.
+
+    Variants whose every stage is up to date are settled here, without TF; the others are converted in
+    this process (``jobs`` 1) or spread over ``jobs`` worker processes (spawned; each imports TF once
+    and converts one variant after another). Only this process writes the results."""
     from tqdm import tqdm
 
-    from . import download, report
+    from . import download, report, timing
 
-    rows = []
     fetched = download.fetch_many(variants, opts.cache, jobs=opts.jobs, quiet=opts.quiet, mirror=opts.mirror,
                                   lock_path=opts.lock, ignore_pins=opts.ignore_pins)
-    bar = tqdm(fetched, desc="variants", unit="variant", disable=opts.quiet or not sys.stderr.isatty())
-    for item in bar:
-        bar.set_postfix_str(item.variant.name)
-        start = time.perf_counter()
-        if isinstance(item, download.FetchFailure):
-            row = {"name": item.variant.name, "passed": False, "error": f"download: {item.error}"}
-        else:
-            try:
-                row = convert_variant(item.variant, item, opts)
-            except Exception as exc:  # one failing variant never stops the others
-                detail = str(exc) if isinstance(exc, StageError) else \
-                    traceback.format_exception_only(type(exc), exc)[-1].strip()
-                row = {"name": item.variant.name, "passed": False, "error": detail}
-            finally:
-                _release()
-        row["seconds"] = round(time.perf_counter() - start, 2)
-        row["rss_mb"] = _rss_mb()
+    rows: dict[str, dict] = {}
+    bar = tqdm(total=len(fetched), desc="variants", unit="variant",
+               disable=opts.quiet or not sys.stderr.isatty())
+
+    def done(item, row):
+        rows[item.variant.name] = row
+        bar.update(1)
         if not opts.quiet:
             verdict = "pass" if row.get("passed") else "FAIL"
             detail = row.get("error") or f"max|dlogit| {row['max_abs_dlogit']:.2e} (tol {row['tolerance']:.2e})"
@@ -205,8 +263,47 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
         record = row.pop("record", None) or report.failure_record(
             item.variant, row["error"], download.source_url(item.variant, opts.mirror))
         report.update_results([record], opts.results)  # the one place the pipeline writes results
-        rows.append(row)
-    return rows
+
+    pending = []
+    for item in fetched:
+        try:
+            done(item, _convert_one(item, opts, only_if_fresh=True))
+        except NeedsWork:
+            pending.append(item)
+    try:
+        if opts.jobs <= 1 or len(pending) <= 1:
+            for item in pending:
+                bar.set_postfix_str(item.variant.name)
+                done(item, _convert_one(item, opts))
+        else:
+            _run_in_workers(pending, opts, done, timing)
+    finally:
+        bar.close()
+    return [rows[item.variant.name] for item in fetched]
+
+
+def _run_in_workers(pending, opts: Options, done, timing) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")  # never fork a process that holds TF threads
+    with ProcessPoolExecutor(max_workers=min(opts.jobs, len(pending)), mp_context=context,
+                             initializer=_worker_init) as pool:
+        futures = {pool.submit(_convert_one, item, opts): item for item in pending}
+        try:
+            for future in as_completed(futures):
+                item = futures[future]
+                try:
+                    row = future.result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                    row = {"name": item.variant.name, "passed": False, "seconds": 0.0,
+                           "error": f"worker process died: {exc}"}
+                timing.merge(row.get("stages", {}))  # the workers' stage times count in this process's totals
+                done(item, row)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -242,7 +339,9 @@ def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
                        help="converted .h5 files (default: weights/)")
     p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                    help="test_results.{p,json} and PARITY.md (default: results/)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="download up to N archives at once")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="download up to N archives at once, and convert up to N variants at once in N worker "
+                        "processes (default 1: in this process)")
     p.add_argument("--force", action="store_true", help="re-run every stage even when its outputs are up to date")
     p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
                    help="checkpoint values to convert (default auto: EMA shadows when present)")

@@ -50,6 +50,13 @@ def snapshot() -> dict[str, float]:
         return dict(_totals)
 
 
+def merge(totals: dict[str, float]) -> None:
+    """Add stage totals measured elsewhere (a worker process) to this process's."""
+    with _lock:
+        for name, seconds in totals.items():
+            _totals[name] += seconds
+
+
 def reset() -> None:
     with _lock:
         _totals.clear()

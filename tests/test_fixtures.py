@@ -174,3 +174,18 @@ def test_builds_are_byte_reproducible(small_archive, tmp_path):
     assert sha256_file(again) == sha256_file(small_archive)
     other = fixtures.build_archive("0.35_96", tmp_path / "b", seed=1)
     assert sha256_file(other) != sha256_file(small_archive)
+
+
+def test_text_graph_parser_equals_protobufs_text_format(reference_dir):
+    """parity's C++ text parse (tf.io.decode_proto) gives exactly what google.protobuf.text_format
+    gives, on the genuine 2018 eval graph and on the factory's; bad text is an error naming the file."""
+    from google.protobuf import text_format
+
+    for path in (reference_dir / "mobilenet_v2_1.0_224_eval.pbtxt",
+                 fixtures.cached_extracted("mobilenet_v1_0.25_128") / "mobilenet_v1_0.25_128_eval.pbtxt"):
+        expected = text_format.Parse(path.read_text(), tf.compat.v1.GraphDef())
+        parsed = parity.load_graph_def(path)
+        assert len(parsed.node) > 100 and parsed.versions.producer > 0
+        assert parsed.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
+    with pytest.raises(ValueError, match=r"cannot parse broken\.pbtxt as a text GraphDef: 4:1"):
+        parity.parse_text_graph_def(b'node {\n  name: "a"\n  op: \n', "broken.pbtxt")

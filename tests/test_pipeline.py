@@ -24,7 +24,7 @@ from convert.env import PROJECT_ROOT
 from convert.manifest import resolve
 from convert.serve import serve_directory
 
-from conftest import REFERENCE_DIR
+from conftest import REFERENCE_DIR, run_main
 
 CI_VARIANTS = ["0.35_96", "1.0_224", "1.4_224", "mobilenet_v1_0.25_128", "v3-large_224_0.75_float"]
 PANDA = REFERENCE_DIR / "panda.jpg"
@@ -43,11 +43,11 @@ def _options(tmp: Path, **kw) -> pipeline.Options:
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     """One pipeline run of the CI variants over a loopback HTTP mirror (panda image included when the
-    genuine reference folder is there)."""
+    genuine reference folder is there), in two worker processes, then a re-run in this process."""
     tmp = tmp_path_factory.mktemp("e2e")
     images = [PANDA] if PANDA.exists() else []
     with serve_directory(_mirror(tmp, CI_VARIANTS)) as url:
-        opts = _options(tmp, mirror=url, images=images)
+        opts = _options(tmp, mirror=url, images=images, jobs=2)
         rows = pipeline.run([resolve(n) for n in CI_VARIANTS], opts)
         again = pipeline.run([resolve(n) for n in CI_VARIANTS], opts)
     return {"tmp": tmp, "opts": opts, "rows": rows, "again": again, "images": images}
@@ -154,11 +154,11 @@ def test_keras_outputs_are_legacy_h5_with_sidecars(e2e):
     assert all(resolve(n).keras_weights_no_top in sums for n in CI_VARIANTS)
 
 
-def _verify(tmp: Path, name: str, weights_dir: Path) -> dict:
+def _verify(cache: Path, name: str, weights_dir: Path) -> dict:
     from convert import download, parity
 
     variant = resolve(name)
-    model_dir = download.extracted_dir(tmp / "cache", variant)
+    model_dir = download.extracted_dir(cache, variant)
     return parity.verify(variant, model_dir, weights_dir)
 
 
@@ -174,12 +174,12 @@ def test_raw_weights_fail_parity(tmp_path):
     assert "| 0.35_96 | FAIL |" in (tmp_path / "results" / "PARITY.md").read_text()
 
 
-def test_bn_gamma_beta_swap_fails_parity(tmp_path):
-    with serve_directory(_mirror(tmp_path, ["0.35_96"])) as url:
-        (row,) = pipeline.run([resolve("0.35_96")], _options(tmp_path, mirror=url))
-    assert row["passed"] is True
+def test_bn_gamma_beta_swap_fails_parity(e2e, tmp_path):
     v = resolve("0.35_96")
-    weights = tmp_path / "weights"
+    weights = tmp_path / "weights"  # a copy of the passing conversion, with one BN layer's gamma and beta swapped
+    weights.mkdir()
+    for name in (v.keras_weights, v.keras_weights_no_top):
+        shutil.copyfile(e2e["opts"].weights / name, weights / name)
     with h5py.File(weights / v.keras_weights, "r+") as f:
         group = f["block_5_project_BN"]
         names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
@@ -187,7 +187,7 @@ def test_bn_gamma_beta_swap_fails_parity(tmp_path):
         assert names[0].endswith("gamma:0") and names[1].endswith("beta:0")
         g, b = gamma[...], beta[...]
         gamma[...], beta[...] = b, g
-    record = _verify(tmp_path, "0.35_96", weights)
+    record = _verify(e2e["opts"].cache, "0.35_96", weights)
     assert record["passed"] is False
     assert record["max_abs_dlogit"] > 10 * record["tolerance"]
 
@@ -236,12 +236,15 @@ def test_cli_help_and_bad_variant():
     assert run("frobnicate").returncode == 2
 
 
-def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path):
+def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path, capsys):
+    import verify
+
     opts = e2e["opts"]
     results = tmp_path / "results"
     shutil.copytree(opts.results, results)
     before = {r["name"]: r for r in report.load_results(results)}
     archive = opts.cache / "archives" / "mobilenet_v2_0.35_96.tgz"
+    # once as a script, as users run it; the other cases in this process (same main, no TF re-import)
     out = subprocess.run([sys.executable, "verify.py", "0.35_96", "--archive", str(archive), "--weights-dir",
                           str(opts.weights), "--results", str(results)], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -250,19 +253,16 @@ def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path):
     assert sorted(after) == sorted(before)
     assert after["1.0_224"] == before["1.0_224"] and after["1.4_224"] == before["1.4_224"]
     assert after["0.35_96"]["random_inputs"] == 4 and after["0.35_96"]["images"] == []
-    missing = subprocess.run([sys.executable, "verify.py", "0.35_96", "--weights-dir", str(tmp_path / "none"),
-                              "--archive", str(archive), "--results", str(results)],
-                             cwd=PROJECT_ROOT, capture_output=True, text=True)
-    assert missing.returncode == 2 and "converted weights not found" in missing.stderr
+    code, _, err = run_main(verify.main, ["0.35_96", "--weights-dir", str(tmp_path / "none"), "--archive",
+                                          str(archive), "--results", str(results)], capsys)
+    assert code == 2 and "converted weights not found" in err
     # without --archive and without a download cache: the checkpoint named in the weights' sidecar
-    fallback = subprocess.run([sys.executable, "verify.py", "0.35_96", "--cache", str(tmp_path / "no-cache"),
-                               "--weights-dir", str(opts.weights), "--results", str(results)],
-                              cwd=PROJECT_ROOT, capture_output=True, text=True)
-    assert fallback.returncode == 0 and "0.35_96: PASS" in fallback.stdout, fallback.stderr
-    no_input = subprocess.run([sys.executable, "verify.py", "0.35_96", "--random-inputs", "0", "--weights-dir",
-                               str(opts.weights), "--archive", str(archive), "--results", str(results)],
-                              cwd=PROJECT_ROOT, capture_output=True, text=True)
-    assert no_input.returncode == 2 and "error: --random-inputs 0: give at least one input" in no_input.stderr
+    code, out, err = run_main(verify.main, ["0.35_96", "--cache", str(tmp_path / "no-cache"), "--weights-dir",
+                                            str(opts.weights), "--results", str(results)], capsys)
+    assert code == 0 and "0.35_96: PASS" in out, err
+    code, _, err = run_main(verify.main, ["0.35_96", "--random-inputs", "0", "--weights-dir", str(opts.weights),
+                                          "--archive", str(archive), "--results", str(results)], capsys)
+    assert code == 2 and "error: --random-inputs 0: give at least one input" in err
 
 
 def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):

@@ -38,6 +38,12 @@ def has_bn(kind: str) -> bool:
     return kind in ("conv", "depthwise")
 
 
+def to_keras_input(x, keras_input_range: tuple[float, float]):
+    """Inputs in [-1, 1] (slim's range) mapped linearly onto a Keras model's ``keras_input_range``."""
+    lo, hi = keras_input_range
+    return x if (lo, hi) == (-1.0, 1.0) else (x + 1.0) * ((hi - lo) / 2.0) + lo
+
+
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
     """slim's ``_make_divisible`` (``nets/mobilenet/mobilenet.py``, shared by V2 and V3): the nearest multiple
     of ``divisor``, at least ``min_value``, and never more than 10 % below ``v``."""
@@ -137,9 +143,9 @@ class Family:
     rewrite_tolerance: float = 1e-4
     # top-5 must agree on every input for the as-is comparison (V3, whose gate constant differs)
     require_top5: bool = False
-    # extra keyword arguments of keras_model() for parity, whose inputs are already in [-1, 1]
-    # (V3: include_preprocessing=False)
-    parity_kwargs: dict[str, Any] = field(default_factory=dict)
+    # the input range of the default keras.applications model: (-1, 1) for V1/V2; V3's includes its
+    # Rescaling layer and takes (0, 255). Parity and evaluate map [-1, 1] inputs onto it.
+    keras_input_range: tuple[float, float] = (-1.0, 1.0)
     # manifest data: released alphas / rows, the family's extra per-variant fields {name: type(s)}
     alphas: tuple[str, ...] = ()
     rows: tuple[int, ...] = ()

@@ -335,7 +335,7 @@ FAMILY = Family(
     reference_rewrites={"gate_1/6": (
         "squeeze-excite gate constant 0.16667 -> 1/6 (Keras' hard sigmoid)", rewrite_gate)},
     tolerance=1e-3, rewrite_tolerance=1e-4, require_top5=True,
-    parity_kwargs={"include_preprocessing": False},  # parity feeds images already in [-1, 1]
+    keras_input_range=(0.0, 255.0),  # the default model starts with Rescaling(1/127.5, offset=-1)
     alphas=("1.0", "0.75"), rows=(224,), extra_fields={"kind": str, "minimalistic": bool, "step": int},
     stem=stem, keras_files=keras_files, short_name=None, validate=validate,
 )
