@@ -13,6 +13,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 MIRROR  ?=
 JOBS    ?= 2
+TEST_JOBS ?= 2
 FAMILY  ?= all
 RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
 # the official example notebook's image (vendored with the genuine artifacts)
@@ -30,11 +31,12 @@ $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
 	touch $(STAMP)
 
+# two test processes (pytest-xdist), a test file per process at a time: a file's module fixtures are built once
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
 
 demo: setup
-	$(PY) -m convert demo $(if $(PANDA),--image $(PANDA))
+	$(PY) -m convert demo --jobs $(JOBS) $(if $(PANDA),--image $(PANDA))
 
 convert-all: setup
 	$(PY) -m convert run $(FAMILY) $(RUNFLAGS)

@@ -104,7 +104,8 @@ def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quie
     import tensorflow  # noqa: F401
 
     variants = default_manifest().select(names)
-    mirror = fixtures.publish([v.name for v in variants], root / "mirror", seed, progress=not quiet and sys.stderr.isatty())
+    mirror = fixtures.publish([v.name for v in variants], root / "mirror", seed,
+                              progress=not quiet and sys.stderr.isatty(), jobs=jobs)
     opts = pipeline.Options(cache=root / "cache", work=root / "work", weights=root / "weights",
                             results=root / "results", lock=root / "checksums.lock.json", ignore_pins=True,
                             jobs=jobs, quiet=quiet)

@@ -389,15 +389,42 @@ def cached_checkpoint(name: str, seed: int = 0, role: str | None = None) -> str:
     return str(cached_extracted(name, seed) / fill(_checkpoint_file(variant, role).prefix, variant))
 
 
-def publish(names, mirror_dir: str | Path, seed: int = 0, progress: bool = False) -> Path:
-    """Place the cached factory archives of ``names`` in ``mirror_dir`` (hard links, else copies), the
-    folder a mirror or loopback server serves. Returns ``mirror_dir``."""
+def is_cached(name: str, seed: int = 0) -> bool:
+    variant = default_manifest().resolve(name)
+    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family)}"
+    return (folder / variant.archive_filename).exists()
+
+
+def build_cached(names, seed: int = 0, jobs: int = 1, progress: bool = False) -> None:
+    """Build the cached archives of ``names`` that are missing, in up to ``jobs`` spawned processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
+    missing = [n for n in dict.fromkeys(names) if not is_cached(n, seed)]
+    bar = tqdm(total=len(missing), desc="building factory archives", unit="archive", disable=not progress)
+    with bar:
+        if jobs <= 1 or len(missing) <= 1:
+            for name in missing:
+                cached_archive(name, seed)
+                bar.update(1)
+            return
+        with ProcessPoolExecutor(max_workers=min(jobs, len(missing)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            for _ in pool.map(cached_archive, missing, [seed] * len(missing)):
+                bar.update(1)
+
+
+def publish(names, mirror_dir: str | Path, seed: int = 0, progress: bool = False, jobs: int = 1) -> Path:
+    """Place the cached factory archives of ``names`` in ``mirror_dir`` (hard links, else copies), the
+    folder a mirror or loopback server serves; missing ones are built first (``jobs`` at once).
+    Returns ``mirror_dir``."""
     mirror_dir = Path(mirror_dir)
     mirror_dir.mkdir(parents=True, exist_ok=True)
-    for name in tqdm(list(names), desc="factory archives", unit="archive", disable=not progress):
-        source = cached_archive(name, seed)  # built on first use (~10 s each), then cached
+    build_cached(names, seed, jobs, progress)
+    for name in names:
+        source = cached_archive(name, seed)
         target = mirror_dir / source.name
         if target.exists() and os.path.samefile(source, target):
             continue

@@ -64,8 +64,23 @@ def model_for(variant, include_top: bool):
     if key not in _models:
         if any(name != variant.name for name, _ in _models):
             release()  # another variant's models: never two variants' models alive at once
-        _models[key] = build(variant, include_top, **({"classifier_activation": None} if include_top else {}))
+        _models[key] = (build(variant, True, classifier_activation=None) if include_top
+                        else features_model(model_for(variant, True)))
     return _models[key]
+
+
+def features_model(top):
+    """The no-top model as a view of the top model: its layers up to the head, sharing their variables
+    (no second build). keras.applications' heads start with the last GlobalAveragePooling2D (V3's
+    squeeze-excite blocks have earlier ones); its input is what ``include_top=False`` outputs. The view's
+    layers, their order and weights are those of the constructor's ``include_top=False`` model (tested
+    for every family), so the no-top .h5 written from it is the same file."""
+    import keras
+
+    pools = [layer for layer in top.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    if not pools:
+        raise RuntimeError(f"{top.name} has no GlobalAveragePooling2D layer: cannot find where its head starts")
+    return keras.Model(top.inputs, pools[-1].input, name=top.name)
 
 
 def release() -> None:

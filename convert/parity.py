@@ -215,33 +215,35 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """Logits (no softmax) of the keras.applications model loaded from ``top`` with the inference time in
-    seconds, and the average-pooled features of the no-top model loaded from ``no_top`` (what
-    ``pooling="avg"`` outputs). ``images`` are in [-1, 1]; they are mapped onto the model's input range
-    (V3's default model rescales 0..255 itself).
+def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, list[str]]:
+    """Logits (no softmax) of the keras.applications model loaded from ``top``, the seconds its one
+    (eager, first) call took, the average-pooled features of that call (what the no-top model with
+    ``pooling="avg"`` outputs), and the no-top weights that differ from the top file's.
 
-    The models are the conversion's own (:func:`convert.keras_model.model_for`, built once per variant);
-    each file is loaded into them with ``model.load_weights``, the call the constructors make for
-    ``weights=path``, which sets every weight of the model from the file or fails."""
+    ``images`` are in [-1, 1]; they are mapped onto the model's input range (V3's default model rescales
+    0..255 itself). The models are the conversion's own (:func:`convert.keras_model.model_for`, built
+    once per variant; the no-top model is a view of the top model's layers); each file is loaded with
+    ``model.load_weights``, the call the constructors make for ``weights=path``, which sets every weight
+    of the model from the file or fails. The no-top file is loaded after the call, and every weight it
+    sets must equal, bit for bit, what the top file had set: then its features are the ones computed."""
+    import keras
+
     from .families.base import to_keras_input
     from .keras_model import model_for
 
     inputs = to_keras_input(images, variant.spec.keras_input_range).astype(np.float32)
     with stage("keras build"):
-        model = model_for(variant, True)
+        model, features = model_for(variant, True), model_for(variant, False)
+        both = keras.Model(model.inputs, [model.outputs[0], features.outputs[0]])  # one pass, two outputs
     with stage("keras load"):
         model.load_weights(str(top))
     with stage("keras inference"):
-        model([inputs[:1]], training=False)  # the first call traces; kept out of the timed call
-        logits, seconds = _timed(lambda: np.asarray(model([inputs], training=False)))
-    with stage("keras build"):
-        model = model_for(variant, False)
+        (logits, pooled), seconds = _timed(lambda: [np.asarray(t) for t in both([inputs], training=False)])
     with stage("keras load"):
-        model.load_weights(str(no_top))
-    with stage("keras inference"):
-        pooled = np.asarray(model([inputs], training=False)).mean(axis=(1, 2))
-    return logits.reshape(len(images), -1), seconds, pooled
+        from_top = [np.array(w) for w in features.weights]
+        features.load_weights(str(no_top))
+        differing = [w.path for w, before in zip(features.weights, from_top) if not np.array_equal(np.array(w), before)]
+    return logits.reshape(len(images), -1), seconds, pooled.mean(axis=(1, 2)), differing
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1, tolerance: float = 1e-4,
@@ -311,7 +313,7 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
                                     f"{', '.join(variant.spec.layout.reference_graphs)} is an inference graph "
                                     f"and {frozen_path.name} is missing")
         with graph_session(load_graph_def(frozen_path), nodes.input) as run:
-            run(batch, None, outputs)
+            run(batch[:1], None, outputs)  # warm-up with the same fetches, outside the timed run
             (logits, pooled), seconds = _timed(lambda: run(batch, None, outputs))
         return SlimReference(None, "frozen_pb", frozen_path, None, {}, None, logits, pooled, seconds, None)
     prefix, cf = find_checkpoint(model_dir, variant, "ema")
@@ -323,7 +325,7 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
         raw_feeds = None
     raw = None
     with graph_session(graph_def, nodes.input) as run:
-        run(batch, feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
+        run(batch[:1], feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
         (logits, pooled), seconds = _timed(lambda: run(batch, feeds.slim, outputs))
         if raw_feeds is not None and frozen_path.exists():
             raw = run(batch, raw_feeds, nodes.logits)
@@ -359,7 +361,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
     reference, pooled, tf_seconds, raw = ref.logits, ref.pooled, ref.seconds, ref.raw_logits
     sources, reference_checkpoint = ref.sources, ref.checkpoint
     weight_source, archive_pin = sidecar_facts(weights_dir, variant)
-    candidate, keras_seconds, embedding = keras_outputs(variant, top, no_top, batch)
+    candidate, keras_seconds, embedding, no_top_differs = keras_outputs(variant, top, no_top, batch)
     record = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
     record["no_top_max_abs_diff"] = float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding)))
     no_top_reference, no_top_factor = pooled, spec.tolerance
@@ -382,7 +384,9 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
         # the no-top weights are proven against the rewritten graph, with the rewrite's bound
         no_top_reference, no_top_factor = rewritten_pooled, spec.rewrite_tolerance
     no_top_diff = float(np.max(np.abs(no_top_reference.reshape(embedding.shape) - embedding)))
-    record["no_top_passed"] = no_top_diff <= no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference))))
+    record["no_top_weights_differing"] = no_top_differs  # no-top file vs top file, per weight (must be none)
+    record["no_top_passed"] = (not no_top_differs and
+                               no_top_diff <= no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference)))))
 
     record["frozen"] = "absent"
     if frozen_path.exists() and graph_def is not None:

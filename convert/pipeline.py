@@ -422,7 +422,7 @@ def demo_main(argv: list[str] | None = None) -> int:
         print(f"factory archives for {len(variants)} variant(s): built on first use (~10 s each), cached in "
               f"{fixtures.cache_root()}", file=sys.stderr)
     mirror_dir = fixtures.publish([v.name for v in variants], root / "mirror", args.seed,
-                                  progress=not args.quiet and sys.stderr.isatty())
+                                  progress=not args.quiet and sys.stderr.isatty(), jobs=args.jobs)
     with serve_directory(mirror_dir) as url:
         print(f"serving {len(variants)} factory archives from {url}", file=sys.stderr)
         opts.mirror = url

@@ -112,7 +112,7 @@ def render_markdown(rows: list[dict]) -> str:
         f"{passed} of {len(rows)} variants pass. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.", "",
         "Pass: max |Δlogit| over the 1000 shared classes (slim 1..1000 = Keras 0..999) ≤ tolerance · max(1, max "
         "|slim logit|), top-1 equal on every input (V3: top-5 too), and the no-top file's pooled features equal "
-        "slim's average pool (V3: in the gate-rewritten graph, to 1e-4). Reference: the archive's own inference graph (`eval_pbtxt`: V1/V2's `_eval.pbtxt`; "
+        "slim's average pool (V3: in the gate-rewritten graph, to 1e-4), its every weight equal to the top file's. Reference: the archive's own inference graph (`eval_pbtxt`: V1/V2's `_eval.pbtxt`; "
         "`ckpt_meta`: the graph in a checkpoint's `.meta`, V3's `ema/model-STEP.meta`) with every `<var>/read` fed "
         "slim's evaluation values (EMA values where the checkpoint has them), or `frozen_pb` when the archive has "
         "no inference graph. `frozen`: which weights the archive's frozen graph matches. V3 adds a second figure: "
@@ -120,7 +120,9 @@ def render_markdown(rows: list[dict]) -> str:
         "computes it (tolerance 1e-4·max); the first figure, against the graph as it is, states the architecture "
         "difference. `archive`: where the checkpoint archive came from (`loopback` = factory archives of "
         "`make demo` / the tests). `pin`: whether that archive's sha256 matches the manifest's pin of the genuine "
-        "release (`differs` for factory archives, fetched with `--ignore-pins`; `no pin` for the two V3 minimalistic archives).", "",
+        "release (`differs` for factory archives, fetched with `--ignore-pins`; `no pin` for the two V3 minimalistic archives). "
+        "`TF s`: one run of the reference graph on the batch, after a warm-up run; `Keras s`: the Keras model's "
+        "one eager call on the batch (no warm-up: it includes first-call set-up).", "",
     ]
     for key, fam in FAMILIES.items():
         section = [r for r in rows if r.get("family", "v2") == key]

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -599,8 +600,14 @@ def test_two_download_processes_share_one_cache(case, tmp_path, factory_archive,
         assert (root / ".complete").read_text().strip() == want
         assert find_checkpoint(root, variant)[0] == root / f"{variant.model_name}.ckpt"
     assert sorted(p.name for p in (cache / "extracted").iterdir()) == sorted(wanted), "one extraction each"
-    assert sorted(p.name for p in (cache / "archives").iterdir()) == sorted(
+    listed = sorted(p.name for p in (cache / "archives").iterdir())
+    memos = [n for n in listed if n.endswith(".sha256.json")]  # written when a process reuses the cached file
+    assert sorted(set(listed) - set(memos)) == sorted(
         [v.archive_filename for v, _ in wanted.values()] + [f".{v.archive_filename}.flock" for v, _ in wanted.values()])
+    for memo in memos:  # sha256_remembered's memo holds the archive's true hash
+        name = memo[1:].removesuffix(".sha256.json")
+        assert json.loads((cache / "archives" / memo).read_text())["sha256"] == sha(cache / "archives" / name)
+    assert len(memos) == (1 if case == "same-variant" else 0)
     assert not (cache / "quarantine").exists()
 
 
@@ -835,3 +842,26 @@ def test_serve_directory_ranges_and_confinement(tmp_path):
     assert parse_range("bytes=0-1,5-6", 100) is None and parse_range("items=1-", 100) is None
     with pytest.raises(NotADirectoryError):
         DirectoryServer(tmp_path / "pub" / "f.bin")
+
+
+def test_remembered_sha256_is_reread_whenever_the_file_changes(tmp_path):
+    """The stat-keyed memo saves re-reading an unchanged archive, and never hides a change: rewriting
+    the file (same size, even with its old mtime put back) changes its ctime, and the hash is taken again."""
+    import hashlib
+
+    from convert.fsutil import sha256_remembered, stat_signature
+
+    path = tmp_path / "a.tgz"
+    path.write_bytes(b"x" * 1000)
+    memo = tmp_path / ".a.tgz.sha256.json"
+    assert sha256_remembered(path) == hashlib.sha256(b"x" * 1000).hexdigest()
+    recorded = json.loads(memo.read_text())
+    assert recorded["stat"] == stat_signature(path)
+    assert sha256_remembered(path) == recorded["sha256"]  # unchanged: served from the memo
+    old = path.stat()
+    time.sleep(0.01)
+    path.write_bytes(b"y" * 1000)
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # same size, same mtime: only ctime tells
+    assert sha256_remembered(path) == hashlib.sha256(b"y" * 1000).hexdigest()
+    memo.write_text("not json")
+    assert sha256_remembered(path) == hashlib.sha256(b"y" * 1000).hexdigest()  # a broken memo is ignored

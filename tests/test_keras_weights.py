@@ -247,6 +247,23 @@ def test_conversion_is_byte_reproducible(small, tmp_path):
     assert again.sha256 == small["result"].sha256
 
 
+@pytest.mark.parametrize("name", VARIANTS)
+def test_no_top_view_is_the_constructors_no_top_model(name):
+    """The converter writes the no-top file from a view of the top model (no second build): its layers,
+    their order, classes, weight names and shapes are those of keras.applications' include_top=False
+    model, for every family (V3-large's squeeze-excite blocks hold GlobalAveragePooling2D layers too)."""
+    from convert.keras_model import features_model, legacy_weights
+
+    def signature(model):
+        return [(layer.name, type(layer).__name__, [(w.name, tuple(w.shape)) for w in legacy_weights(layer)])
+                for layer in model.layers]
+
+    v = resolve(name)
+    view = features_model(build(v, include_top=True))
+    assert signature(view) == signature(build(v, include_top=False))
+    assert len(view.layers) > 50
+
+
 @pytest.fixture(scope="module")
 def top_model():
     return build(resolve(SMALL), include_top=True)
