@@ -50,9 +50,11 @@ def head_hook(record: GuideRecord, array: np.ndarray, variant, keras_shape: tupl
     raise WeightAssignmentError(f"{record.key}: the logits layer takes weights/biases, not {record.leaf}")
 
 
-def port_weight(variable, record: GuideRecord, array: np.ndarray, hook=None) -> np.ndarray:
+def port_weight(variable, record: GuideRecord, array: np.ndarray, hook=None, assign: bool = True) -> np.ndarray:
     """Check shapes and assign one guide record to one Keras variable; returns the value assigned.
-    ``hook(record, array, keras_shape)`` transforms the value first (the head)."""
+    ``hook(record, array, keras_shape)`` transforms the value first (the head). With ``assign=False``
+    the value is checked and returned but the variable is left as it is (the .h5 writer only needs the
+    values; parity loads the written file into the model)."""
     want = tuple(int(d) for d in variable.shape)
     value = hook(record, array, want) if hook is not None else array
     if tuple(value.shape) != want or value.size != int(np.prod(want)):
@@ -60,17 +62,19 @@ def port_weight(variable, record: GuideRecord, array: np.ndarray, hook=None) -> 
                                     f"{variable.path} (shape {list(want)})")
     if value.dtype != np.float32:
         raise WeightAssignmentError(f"{record.key} is {value.dtype}, Keras weight {variable.path} needs float32")
-    variable.assign(value)
+    if assign:
+        variable.assign(value)
     return value
 
 
 @timed(".h5")
-def assign_guide(model, guide: LayerGuide, variant, include_top: bool = True) -> dict[str, np.ndarray]:
+def assign_guide(model, guide: LayerGuide, variant, include_top: bool = True, assign: bool = True) -> dict[str, np.ndarray]:
     """Set every weight of ``model`` by name from ``guide``; returns ``{variable.path: value}``.
 
     Every Keras weight must be set exactly once and every record used exactly once; a model without top
     may leave exactly the records of layers it does not have unused (the head, and V3's ``conv_2``);
-    otherwise :class:`WeightAssignmentError` lists the leftovers.
+    otherwise :class:`WeightAssignmentError` lists the leftovers. ``assign=False`` checks and returns the
+    values without setting the variables.
     """
     index: dict[tuple[str, str], GuideRecord] = {}
     duplicates = []
@@ -95,7 +99,7 @@ def assign_guide(model, guide: LayerGuide, variant, include_top: bool = True) ->
                 continue
             hook = (lambda r, a, shape: head_hook(r, a, variant, shape)) if record.kind == "head" else None
             try:
-                values[var.path] = port_weight(var, record, guide.array_for(record), hook)
+                values[var.path] = port_weight(var, record, guide.array_for(record), hook, assign)
             except WeightAssignmentError as exc:
                 problems.append(str(exc))
             used.add(k)
@@ -186,7 +190,7 @@ def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -
     paths = {}
     for include_top, filename in ((True, variant.keras_weights), (False, variant.keras_weights_no_top)):
         model = model_for(variant, include_top)
-        values = assign_guide(model, guide, variant, include_top)
+        values = assign_guide(model, guide, variant, include_top, assign=False)  # the file gets the values
         paths[include_top] = write_legacy_h5(model, values, out_dir / filename)
     digests = {p.name: sha256_file(p) for p in paths.values()}
     update_sha256sums(out_dir, digests)

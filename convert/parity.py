@@ -135,7 +135,13 @@ def graph_session(graph_def, input_tensor: str = "input:0"):
         tf.compat.v1.import_graph_def(graph_def, name="")
     # not entered as the default session: that would put the whole thread in graph mode (tf.data, eager
     # Keras models and `convert evaluate`'s input pipeline need eager mode)
-    sess = tf.compat.v1.Session(graph=graph)
+    threading = tf.config.threading  # the process's TF thread pools (a --jobs worker sizes them down)
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threading.get_intra_op_parallelism_threads(),
+                                      inter_op_parallelism_threads=threading.get_inter_op_parallelism_threads())
+    # the graph runs as written: grappler's rewrites (op fusion, layout changes) cost ~0.4 s on a session's
+    # first run, more than the model's own compute, and reassociate float sums (~3e-6 on V2 1.0_224's logits)
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    sess = tf.compat.v1.Session(graph=graph, config=config)
     try:
         yield lambda images, feeds, output: sess.run(output, {input_tensor: images, **(feeds or {})})
     finally:

@@ -229,11 +229,16 @@ def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
     return row
 
 
-def _worker_init() -> None:
-    """A worker process of ``--jobs N``: TF and Keras imported once, quiet, before its first variant."""
+def _worker_init(threads: int) -> None:
+    """A worker process of ``--jobs N``: TF and Keras imported once, quiet, before its first variant, and
+    TF's thread pools sized to this worker's share of the cores (N workers with a pool of every core
+    each would only take turns)."""
     quiet_tf()
     import keras  # noqa: F401
-    import tensorflow  # noqa: F401
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def run(variants: list[Variant], opts: Options) -> list[dict]:
@@ -288,8 +293,10 @@ def _run_in_workers(pending, opts: Options, done, timing) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")  # never fork a process that holds TF threads
-    with ProcessPoolExecutor(max_workers=min(opts.jobs, len(pending)), mp_context=context,
-                             initializer=_worker_init) as pool:
+    workers = min(opts.jobs, len(pending))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                             initargs=(threads,)) as pool:
         futures = {pool.submit(_convert_one, item, opts): item for item in pending}
         try:
             for future in as_completed(futures):
