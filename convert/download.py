@@ -546,6 +546,17 @@ def _fetch_locked(variant, cache_dir, url, lock, final, session, quiet, extract,
     return FetchResult(variant, final, sha, downloaded, extracted, url, "pin" if pinned else "lock")
 
 
+def extract_fetched(result: FetchResult, cache_dir: str | os.PathLike) -> Path:
+    """The extraction root of a fetched archive, extracting it first (under the archive's lock) unless
+    an extraction of that archive is already complete. The pipeline extracts in its worker processes,
+    next to each variant's conversion, not in the download threads."""
+    if result.extracted is not None:
+        return result.extracted
+    final = Path(result.archive)
+    with file_lock(final.with_name(f".{final.name}.flock")):
+        return extract_archive(final, extracted_dir(cache_dir, result.variant), result.variant, result.sha256)
+
+
 def fetch_many(variants: Iterable[Variant], cache_dir: str | os.PathLike | None = None, jobs: int = 1,
                quiet: bool = False, **kwargs) -> list[FetchResult | FetchFailure]:
     """``fetch`` each variant (up to ``jobs`` at once); failures are returned, not raised, in input order."""

@@ -137,9 +137,18 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
         return entry
 
     guide_dir = opts.work / variant.name
+    model_dir = None
+
+    def extracted() -> Path:  # the archive is extracted only when a stage needs its members
+        nonlocal model_dir
+        if model_dir is None:
+            from .download import extract_fetched
+
+            model_dir = extract_fetched(fetched, opts.cache)
+        return model_dir
 
     def extract():
-        guide = checkpoint.guide_from_extracted(fetched.extracted, variant, opts.weight_choice, fetched.archive,
+        guide = checkpoint.guide_from_extracted(extracted(), variant, opts.weight_choice, fetched.archive,
                                                 fetched.sha256, fetched.source)
         guide_path = guides.save_layer_guide(guide, guide_dir)
         return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], {"guide": str(guide_path)}
@@ -157,7 +166,7 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
     top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
 
     def verify():
-        record = parity.verify(variant, fetched.extracted, opts.weights, images=opts.images,
+        record = parity.verify(variant, extracted(), opts.weights, images=opts.images,
                                random_count=opts.random_inputs, seed=opts.seed)
         record["archive_source"] = fetched.source
         cards.update(opts.weights, variant, parity=record)  # the sidecar and model card carry the figures
@@ -252,8 +261,9 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
 
     from . import download, report, timing
 
+    # downloads in threads here; each archive is extracted by whoever converts it (and only if needed)
     fetched = download.fetch_many(variants, opts.cache, jobs=opts.jobs, quiet=opts.quiet, mirror=opts.mirror,
-                                  lock_path=opts.lock, ignore_pins=opts.ignore_pins)
+                                  lock_path=opts.lock, ignore_pins=opts.ignore_pins, extract=False)
     rows: dict[str, dict] = {}
     bar = tqdm(total=len(fetched), desc="variants", unit="variant",
                disable=opts.quiet or not sys.stderr.isatty())

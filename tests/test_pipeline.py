@@ -195,7 +195,8 @@ def test_bn_gamma_beta_swap_fails_parity(e2e, tmp_path):
 def _truncated_copy(archive: Path, out: Path) -> Path:
     """The archive with its checkpoint data member cut to half its size."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as src, gzip.open(out, "wb") as gz, tarfile.open(fileobj=gz, mode="w") as dst:
+    with tarfile.open(archive) as src, gzip.open(out, "wb", compresslevel=1) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as dst:
         for member in src.getmembers():
             data = src.extractfile(member).read()
             if member.name.endswith(".data-00000-of-00001"):
