@@ -162,10 +162,11 @@ def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quie
     if failed:
         raise RuntimeError(f"the benchmarked pipeline failed for {', '.join(sorted(set(failed)))}")
     archives = {v.name: download.archive_path(opts.cache, v) for v in variants}
-    floor_parts = measure_floor(variants, archives)
     # like with like: worker processes start up and import TF inside the timed run, a run in this
-    # process does not (TF is imported above)
+    # process does not (TF is imported above), so its floor is the reading alone, measured here
     in_workers = jobs > 1 and len(variants) > 1
+    floor_parts = (measure_floor(variants, archives) if in_workers
+                   else {"import_s": 0.0, "work_s": floor_seconds(variants, archives)})
     floor = floor_parts["process_s"] if in_workers else floor_parts["work_s"]
     picks = _baseline_picks(variants, baseline_count)
     baseline = baseline_seconds(picks, archives)
@@ -230,12 +231,12 @@ def render(result: dict) -> str:
              "| figure | value |", "|---|---|",
              f"| pipeline wall (every stage forced, warm download cache) | {result['wall_s']:.1f} s "
              f"({result['pipeline_s_per_variant']:.2f} s a variant) |",
-             f"| floor: one process imports TF and Keras, then reads, decompresses and reads every tensor | "
-             f"{result['floor_import_s'] + result['floor_work_s']:.1f} s ({result['floor_import_s']:.1f} s "
-             f"start-up and imports, {result['floor_work_s']:.1f} s reading) |",
-             f"| floor compared with the pipeline | {result['floor_s']:.1f} s ("
-             + ("with start-up: the pipeline ran in worker processes" if result["floor_compared"] == "process_s"
-                else "reading only: the pipeline ran in this process, TF already imported") + ") |",
+             (f"| floor: a fresh process imports TF and Keras, then reads, decompresses and reads every "
+              f"tensor | {result['floor_s']:.1f} s ({result['floor_import_s']:.1f} s start-up and imports, "
+              f"{result['floor_work_s']:.1f} s reading; with start-up, as the pipeline's worker processes) |"
+              if result["floor_compared"] == "process_s" else
+              f"| floor: read, decompress and read every tensor, in this process (TF imported, as for the "
+              f"pipeline run here) | {result['floor_s']:.1f} s |"),
              f"| pipeline / floor | {r['pipeline_over_floor']} |",
              f"| naive baseline (3 processes a variant) | {result['baseline_s_per_variant']} s a variant |",
              f"| baseline / pipeline | {r['baseline_over_pipeline']} |",
