@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -557,9 +557,10 @@ def extract_fetched(result: FetchResult, cache_dir: str | os.PathLike) -> Path:
         return extract_archive(final, extracted_dir(cache_dir, result.variant), result.variant, result.sha256)
 
 
-def fetch_many(variants: Iterable[Variant], cache_dir: str | os.PathLike | None = None, jobs: int = 1,
-               quiet: bool = False, **kwargs) -> list[FetchResult | FetchFailure]:
-    """``fetch`` each variant (up to ``jobs`` at once); failures are returned, not raised, in input order."""
+def fetch_iter(variants: Iterable[Variant], cache_dir: str | os.PathLike | None = None, jobs: int = 1,
+               quiet: bool = False, **kwargs) -> Iterator[FetchResult | FetchFailure]:
+    """``fetch`` each variant (up to ``jobs`` at once), yielding each result as soon as it is ready (in
+    the order they finish); failures are yielded, not raised."""
     unique = list({v.name: v for v in variants}.values())
 
     def one(variant: Variant) -> FetchResult | FetchFailure:
@@ -573,12 +574,23 @@ def fetch_many(variants: Iterable[Variant], cache_dir: str | os.PathLike | None 
             return FetchFailure(variant, f"{variant.archive_filename}: unexpected {type(exc).__name__}: {exc}")
 
     disable = quiet or not sys.stderr.isatty() or len(unique) < 2
-    with tqdm(total=len(unique), desc="archives", unit="archive", disable=disable) as overall, \
-            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, v) for v in unique]
-        for _ in as_completed(futures):
-            overall.update(1)
-    return [f.result() for f in futures]
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        with tqdm(total=len(unique), desc="archives", unit="archive", disable=disable) as overall:
+            futures = [pool.submit(one, v) for v in unique]
+            for future in as_completed(futures):
+                overall.update(1)
+                yield future.result()
+    finally:  # also when the consumer stops early: no new download starts, running ones finish
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def fetch_many(variants: Iterable[Variant], cache_dir: str | os.PathLike | None = None, jobs: int = 1,
+               quiet: bool = False, **kwargs) -> list[FetchResult | FetchFailure]:
+    """``fetch`` each variant (up to ``jobs`` at once); failures are returned, not raised, in input order."""
+    unique = list({v.name: v for v in variants}.values())
+    results = {r.variant.name: r for r in fetch_iter(unique, cache_dir, jobs, quiet, **kwargs)}
+    return [results[v.name] for v in unique]
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -254,18 +254,17 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
     """The whole pipeline over ``variants``; returns one summary row per variant (``error`` on failure),
     in the order of ``variants``.
 
-    Variants whose every stage is up to date are settled here, without TF; the others are converted in
-    this process (``jobs`` 1) or spread over ``jobs`` worker processes (spawned; each imports TF once
-    and converts one variant after another). Only this process writes the results."""
+    Archives are downloaded in ``jobs`` threads; each one is handed on as soon as it is ready, so
+    conversions run while later archives download. A variant whose every stage is up to date is settled
+    here, without TF; the others are converted in this process (``jobs`` 1) or in ``jobs`` worker
+    processes (spawned when the first variant needs one; each imports TF once and converts one variant
+    after another). Only this process writes the results."""
     from tqdm import tqdm
 
-    from . import download, report, timing
+    from . import download, report
 
-    # downloads in threads here; each archive is extracted by whoever converts it (and only if needed)
-    fetched = download.fetch_many(variants, opts.cache, jobs=opts.jobs, quiet=opts.quiet, mirror=opts.mirror,
-                                  lock_path=opts.lock, ignore_pins=opts.ignore_pins, extract=False)
     rows: dict[str, dict] = {}
-    bar = tqdm(total=len(fetched), desc="variants", unit="variant",
+    bar = tqdm(total=len({v.name for v in variants}), desc="variants", unit="variant",
                disable=opts.quiet or not sys.stderr.isatty())
 
     def done(item, row):
@@ -279,48 +278,70 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
             item.variant, row["error"], download.source_url(item.variant, opts.mirror))
         report.update_results([record], opts.results)  # the one place the pipeline writes results
 
-    pending = []
-    for item in fetched:
-        try:
-            done(item, _convert_one(item, opts, only_if_fresh=True))
-        except NeedsWork:
-            pending.append(item)
+    workers = _Workers(opts, len(variants))
     try:
-        if opts.jobs <= 1 or len(pending) <= 1:
-            for item in pending:
-                bar.set_postfix_str(item.variant.name)
-                done(item, _convert_one(item, opts))
-        else:
-            _run_in_workers(pending, opts, done, timing)
+        # each archive is extracted by whoever converts it (and only when a stage needs its members)
+        for item in download.fetch_iter(variants, opts.cache, jobs=opts.jobs, quiet=opts.quiet, mirror=opts.mirror,
+                                        lock_path=opts.lock, ignore_pins=opts.ignore_pins, extract=False):
+            try:
+                done(item, _convert_one(item, opts, only_if_fresh=True))
+            except NeedsWork:
+                if opts.jobs <= 1:
+                    bar.set_postfix_str(item.variant.name)
+                    done(item, _convert_one(item, opts))
+                else:
+                    workers.submit(item)
+            for item, row in workers.finished(block=False):
+                done(item, row)
+        for item, row in workers.finished(block=True):
+            done(item, row)
     finally:
+        workers.close()
         bar.close()
-    return [rows[item.variant.name] for item in fetched]
+    return [rows[name] for name in dict.fromkeys(v.name for v in variants)]
 
 
-def _run_in_workers(pending, opts: Options, done, timing) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
+class _Workers:
+    """``opts.jobs`` spawned worker processes for :func:`_convert_one`, started on the first submit."""
 
-    context = multiprocessing.get_context("spawn")  # never fork a process that holds TF threads
-    workers = min(opts.jobs, len(pending))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                             initargs=(threads,)) as pool:
-        futures = {pool.submit(_convert_one, item, opts): item for item in pending}
-        try:
-            for future in as_completed(futures):
-                item = futures[future]
+    def __init__(self, opts: Options, count: int):
+        self.opts, self.size = opts, max(1, min(opts.jobs, count))
+        self.pool, self.futures = None, {}
+
+    def submit(self, item) -> None:
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            threads = max(1, (os.cpu_count() or 1) // self.size)  # each worker's share of the cores for TF
+            self.pool = ProcessPoolExecutor(max_workers=self.size, initializer=_worker_init, initargs=(threads,),
+                                            mp_context=multiprocessing.get_context("spawn"))  # never fork TF
+        self.futures[self.pool.submit(_convert_one, item, self.opts)] = item
+
+    def finished(self, block: bool):
+        """(item, row) of each finished conversion; with ``block``, until none is left."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        from . import timing
+
+        while self.futures:
+            ready, _ = wait(self.futures, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            if not ready:
+                return
+            for future in ready:
+                item = self.futures.pop(future)
                 try:
                     row = future.result()
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
                     row = {"name": item.variant.name, "passed": False, "seconds": 0.0,
                            "error": f"worker process died: {exc}"}
                 timing.merge(row.get("stages", {}))  # the workers' stage times count in this process's totals
-                done(item, row)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+                yield item, row
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def summary_table(rows: list[dict]) -> str:
