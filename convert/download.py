@@ -45,7 +45,7 @@ from .timing import timed
 from .archive import checkpoint_members
 from .env import PROJECT_ROOT, default_cache
 from .errors import UserError
-from .fsutil import atomic_write_bytes, file_lock, sha256_file, sha256_remembered
+from .fsutil import atomic_write_bytes, file_lock, remember_sha256, sha256_file, sha256_remembered
 from .manifest import ManifestError, UnknownVariantError, Variant, default_manifest
 
 DEFAULT_LOCK = PROJECT_ROOT / "manifests" / "checksums.lock.json"
@@ -539,6 +539,7 @@ def _fetch_locked(variant, cache_dir, url, lock, final, session, quiet, extract,
             _notice(f"notice: first download of {label}: recorded sha256 {sha} in {lock.path} "
                     f"(trust on first use; later downloads must match)")
         os.replace(part, final)
+        remember_sha256(final, sha)  # verified just now: the next run need not read it again
         downloaded = True
     extracted = None
     if extract:

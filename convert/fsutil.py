@@ -83,12 +83,23 @@ def stat_signature(path: str | os.PathLike) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def _memo_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sha256.json")
+
+
+def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Record ``digest`` as the sha256 of ``path`` as it is now (its writer has just hashed and verified it)."""
+    path = Path(path)
+    atomic_write_bytes(_memo_path(path), json.dumps({"sha256": digest, "stat": stat_signature(path)}).encode(),
+                       sync=False)
+
+
 def sha256_remembered(path: str | os.PathLike) -> str:
     """``sha256_file(path)``, remembered across runs in ``.<name>.sha256.json`` beside the file together
     with its :func:`stat_signature`: a file whose signature is unchanged is not read again (large
     archives: hashing one costs ~0.3 s)."""
     path = Path(path)
-    memo = path.with_name(f".{path.name}.sha256.json")
+    memo = _memo_path(path)
     signature = stat_signature(path)
     try:
         known = json.loads(memo.read_text())
@@ -98,7 +109,7 @@ def sha256_remembered(path: str | os.PathLike) -> str:
         pass
     digest = sha256_file(path)
     if stat_signature(path) == signature:  # unchanged while it was read
-        atomic_write_bytes(memo, json.dumps({"sha256": digest, "stat": signature}).encode(), sync=False)
+        remember_sha256(path, digest)
     return digest
 
 

@@ -221,17 +221,49 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+def legacy_file_mismatches(model, path: Path) -> list[str]:
+    """Where the legacy-layout HDF5 weights file ``path`` would not set ``model`` to exactly its current
+    weights, read the way Keras' legacy loader reads such a file (``load_weights`` with ``by_name=False``):
+    the file's layers that hold weights, in ``layer_names`` order, against the model's layers that hold
+    weights, in order; per layer, the arrays in its ``weight_names`` order against the layer's trainable
+    then non-trainable weights. Empty when the file holds every weight of the model, bit for bit."""
+    import h5py
+
+    def names(attrs, key):
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in np.atleast_1d(attrs.get(key, []))]
+
+    from .keras_model import legacy_weights
+
+    layers = [layer for layer in model.layers if legacy_weights(layer)]
+    problems = []
+    with h5py.File(path, "r") as f:
+        stored = [n for n in names(f.attrs, "layer_names") if names(f[n].attrs, "weight_names")]
+        if stored != [layer.name for layer in layers]:
+            extra, missing = sorted(set(stored) - {l.name for l in layers}), sorted({l.name for l in layers} - set(stored))
+            return [f"{path.name} holds {len(stored)} layers with weights, the model {len(layers)} "
+                    f"(only in the file: {extra[:5]}; only in the model: {missing[:5]})"]
+        for layer in layers:
+            group, weights = f[layer.name], legacy_weights(layer)
+            arrays = [group[n][()] for n in names(group.attrs, "weight_names")]
+            if len(arrays) != len(weights):
+                problems.append(f"{layer.name}: {len(arrays)} arrays in the file, {len(weights)} weights")
+                continue
+            problems += [f"{w.path}" for w, a in zip(weights, arrays)
+                         if a.shape != tuple(w.shape) or not np.array_equal(a, np.asarray(w))]
+    return problems
+
+
 def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, list[str]]:
     """Logits (no softmax) of the keras.applications model loaded from ``top``, the seconds its one
     (eager, first) call took, the average-pooled features of that call (what the no-top model with
-    ``pooling="avg"`` outputs), and the no-top weights that differ from the top file's.
+    ``pooling="avg"`` outputs), and where the no-top file differs from the no-top model so loaded.
 
     ``images`` are in [-1, 1]; they are mapped onto the model's input range (V3's default model rescales
-    0..255 itself). The models are the conversion's own (:func:`convert.keras_model.model_for`, built
-    once per variant; the no-top model is a view of the top model's layers); each file is loaded with
+    0..255 itself). The model is the conversion's own (:func:`convert.keras_model.model_for`, built once
+    per variant; the no-top model is a view of its layers). The top file is loaded with
     ``model.load_weights``, the call the constructors make for ``weights=path``, which sets every weight
-    of the model from the file or fails. The no-top file is loaded after the call, and every weight it
-    sets must equal, bit for bit, what the top file had set: then its features are the ones computed."""
+    from the file or fails; the no-top file must then hold exactly the no-top model's weights, read as
+    Keras' loader reads it (:func:`legacy_file_mismatches`): then its features are the ones computed."""
     import keras
 
     from .families.base import to_keras_input
@@ -246,10 +278,8 @@ def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple
     with stage("keras inference"):
         (logits, pooled), seconds = _timed(lambda: [np.asarray(t) for t in both([inputs], training=False)])
     with stage("keras load"):
-        from_top = [np.array(w) for w in features.weights]
-        features.load_weights(str(no_top))
-        differing = [w.path for w, before in zip(features.weights, from_top) if not np.array_equal(np.array(w), before)]
-    return logits.reshape(len(images), -1), seconds, pooled.mean(axis=(1, 2)), differing
+        mismatches = legacy_file_mismatches(features, Path(no_top))
+    return logits.reshape(len(images), -1), seconds, pooled.mean(axis=(1, 2)), mismatches
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1, tolerance: float = 1e-4,
@@ -302,13 +332,15 @@ class SlimReference:
     logits: np.ndarray
     pooled: np.ndarray
     seconds: float  # one timed run (after a warm-up with the same fetches)
-    raw_logits: np.ndarray | None  # the same graph fed the raw training values, when the archive has them
+    frozen_logits: np.ndarray | None  # the archive's frozen graph on the batch (when it is not the reference)
+    raw_logits: np.ndarray | None  # the graph fed the raw values: only when the frozen graph is not slim's values
 
 
 @timed("tf reference")
 def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference:
     """Run the archive's inference graph fed slim's evaluation values (or its frozen graph, when it has no
-    inference graph) on ``batch``; also with the raw values when the frozen cross-check will need them."""
+    inference graph) on ``batch``, and the frozen graph for the cross-check; with the raw values too
+    when the frozen graph does not match slim's evaluation values (does it hold the raw ones?)."""
     nodes = variant.spec.nodes
     graph_def, kind, graph_path = archive_graph(model_dir, variant)
     frozen_path = frozen_graph(model_dir, variant)
@@ -321,26 +353,36 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
         with graph_session(load_graph_def(frozen_path), nodes.input) as run:
             run(batch[:1], None, outputs)  # warm-up with the same fetches, outside the timed run
             (logits, pooled), seconds = _timed(lambda: run(batch, None, outputs))
-        return SlimReference(None, "frozen_pb", frozen_path, None, {}, None, logits, pooled, seconds, None)
+        return SlimReference(None, "frozen_pb", frozen_path, None, {}, None, logits, pooled, seconds, None, None)
     prefix, cf = find_checkpoint(model_dir, variant, "ema")
     feeds = checkpoint_feeds(graph_def, str(prefix))
-    try:
-        raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
-        raw_feeds = feeds.raw if raw_prefix == prefix else checkpoint_feeds(graph_def, str(raw_prefix)).raw
-    except FileNotFoundError:
-        raw_feeds = None
-    raw = None
+    frozen = raw = None
     with graph_session(graph_def, nodes.input) as run:
         run(batch[:1], feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
         (logits, pooled), seconds = _timed(lambda: run(batch, feeds.slim, outputs))
-        if raw_feeds is not None and frozen_path.exists():
-            raw = run(batch, raw_feeds, nodes.logits)
+        if frozen_path.exists():
+            with stage("frozen cross-check"):
+                frozen = run_graph(load_graph_def(frozen_path), batch, None, nodes.logits, nodes.input)
+                # the raw values only matter when the frozen graph does not hold slim's evaluation values
+                if np.max(np.abs(frozen - logits)) > logit_tolerance(logits):
+                    raw = _raw_logits(run, graph_def, model_dir, variant, prefix, feeds, batch)
     sources = {"ema": sum(s == "ema" for s in feeds.sources.values()),
                "raw": sum(s == "raw" for s in feeds.sources.values())}
     if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
         sources = {"ema": sources["ema"] + sources["raw"], "raw": 0}
     return SlimReference(graph_def, kind, graph_path, feeds, sources, fill(cf.prefix, variant), logits, pooled,
-                         seconds, raw)
+                         seconds, frozen, raw)
+
+
+def _raw_logits(run, graph_def, model_dir: Path, variant, prefix, feeds: CheckpointFeeds, batch):
+    """The reference graph fed the raw training values (V3: the ``pristine`` checkpoint's), or None when
+    the archive holds none."""
+    try:
+        raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
+    except FileNotFoundError:
+        return None
+    raw_feeds = feeds.raw if raw_prefix == prefix else checkpoint_feeds(graph_def, str(raw_prefix)).raw
+    return run(batch, raw_feeds, variant.spec.nodes.logits)
 
 
 def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count: int = 4, seed: int = 0,
@@ -367,7 +409,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
     reference, pooled, tf_seconds, raw = ref.logits, ref.pooled, ref.seconds, ref.raw_logits
     sources, reference_checkpoint = ref.sources, ref.checkpoint
     weight_source, archive_pin = sidecar_facts(weights_dir, variant)
-    candidate, keras_seconds, embedding, no_top_differs = keras_outputs(variant, top, no_top, batch)
+    candidate, keras_seconds, embedding, no_top_mismatches = keras_outputs(variant, top, no_top, batch)
     record = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
     record["no_top_max_abs_diff"] = float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding)))
     no_top_reference, no_top_factor = pooled, spec.tolerance
@@ -390,14 +432,13 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
         # the no-top weights are proven against the rewritten graph, with the rewrite's bound
         no_top_reference, no_top_factor = rewritten_pooled, spec.rewrite_tolerance
     no_top_diff = float(np.max(np.abs(no_top_reference.reshape(embedding.shape) - embedding)))
-    record["no_top_weights_differing"] = no_top_differs  # no-top file vs top file, per weight (must be none)
-    record["no_top_passed"] = (not no_top_differs and
+    record["no_top_file_mismatches"] = no_top_mismatches  # no-top file vs the no-top model (must be none)
+    record["no_top_passed"] = (not no_top_mismatches and
                                no_top_diff <= no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference)))))
 
     record["frozen"] = "absent"
-    if frozen_path.exists() and graph_def is not None:
-        with stage("frozen cross-check"):
-            frozen = run_graph(load_graph_def(frozen_path), batch, None, nodes.logits, nodes.input)
+    if ref.frozen_logits is not None:
+        frozen = ref.frozen_logits
         record["frozen_max_abs_dlogit"] = float(np.max(np.abs(frozen - reference)))
         tol = logit_tolerance(reference)
         record["frozen"] = "ema" if record["frozen_max_abs_dlogit"] <= tol else "neither"

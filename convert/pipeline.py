@@ -206,8 +206,8 @@ def _release() -> None:
     from .keras_model import release
 
     release()
-    keras.backend.clear_session(free_memory=True)
-    gc.collect()
+    keras.backend.clear_session(free_memory=False)
+    gc.collect()  # once (clear_session(free_memory=True) would collect too)
 
 
 def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
@@ -248,6 +248,9 @@ def _worker_init(threads: int) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    # TF's and Keras' own objects live as long as the process: kept out of every later collection, which
+    # then only walks what the conversions created (0.2 s less per collection, one per variant)
+    gc.freeze()
 
 
 def run(variants: list[Variant], opts: Options) -> list[dict]:

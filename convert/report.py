@@ -112,7 +112,7 @@ def render_markdown(rows: list[dict]) -> str:
         f"{passed} of {len(rows)} variants pass. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.", "",
         "Pass: max |Δlogit| over the 1000 shared classes (slim 1..1000 = Keras 0..999) ≤ tolerance · max(1, max "
         "|slim logit|), top-1 equal on every input (V3: top-5 too), and the no-top file's pooled features equal "
-        "slim's average pool (V3: in the gate-rewritten graph, to 1e-4), its every weight equal to the top file's. Reference: the archive's own inference graph (`eval_pbtxt`: V1/V2's `_eval.pbtxt`; "
+        "slim's average pool (V3: in the gate-rewritten graph, to 1e-4) and its every array equal to the loaded model's. Reference: the archive's own inference graph (`eval_pbtxt`: V1/V2's `_eval.pbtxt`; "
         "`ckpt_meta`: the graph in a checkpoint's `.meta`, V3's `ema/model-STEP.meta`) with every `<var>/read` fed "
         "slim's evaluation values (EMA values where the checkpoint has them), or `frozen_pb` when the archive has "
         "no inference graph. `frozen`: which weights the archive's frozen graph matches. V3 adds a second figure: "

@@ -192,6 +192,24 @@ def test_bn_gamma_beta_swap_fails_parity(e2e, tmp_path):
     assert record["max_abs_dlogit"] > 10 * record["tolerance"]
 
 
+def test_a_no_top_file_that_differs_from_the_top_file_fails(e2e, tmp_path):
+    """Parity loads the top file into Keras and holds the no-top file to exactly that model's weights:
+    one changed array in the no-top file fails the variant and is named, though the top file passes."""
+    v = resolve("0.35_96")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in (v.keras_weights, v.keras_weights_no_top):
+        shutil.copyfile(e2e["opts"].weights / name, weights / name)
+    with h5py.File(weights / v.keras_weights_no_top, "r+") as f:
+        group = f["block_3_project_BN"]
+        gamma = group[[n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]][0]]
+        gamma[0] = gamma[0] * np.float32(1.001)
+    record = _verify(e2e["opts"].cache, "0.35_96", weights)
+    assert record["max_abs_dlogit"] <= record["tolerance"] and record["top1_agree"] == record["inputs"]
+    assert record["no_top_file_mismatches"] == ["block_3_project_BN/gamma"]
+    assert record["no_top_passed"] is False and record["passed"] is False
+
+
 def _truncated_copy(archive: Path, out: Path) -> Path:
     """The archive with its checkpoint data member cut to half its size."""
     out.parent.mkdir(parents=True, exist_ok=True)
