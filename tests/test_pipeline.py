@@ -5,10 +5,12 @@ The CI parity report: ``test_end_to_end_parity_report`` merges its rows into the
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -325,3 +327,26 @@ def test_converted_1_0_224_matches_the_genuine_2018_eval_graph(e2e, reference_di
     assert record["reference_sources"] == {"ema": 158, "raw": 104}
     assert record["passed"] is True and record["top1_agree"] == record["inputs"]
     assert record["max_abs_dlogit"] <= record["tolerance"]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(e2e, monkeypatch):
+    """convert-all's progress: on a terminal an overall bar with the variant count and an estimate; on a
+    pipe or file one plain line per variant and no bar. (A re-run: every stage up to date, no TF work.)"""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    variants = [resolve(n) for n in CI_VARIANTS]
+    opts = dataclasses.replace(e2e["opts"], quiet=False)
+    for stream in (io.StringIO(), Terminal()):
+        monkeypatch.setattr(sys, "stderr", stream)
+        rows = pipeline.run(variants, opts)
+        assert all(r["passed"] for r in rows)
+        text = stream.getvalue()
+        lines = [line for line in text.splitlines() if ": pass  max|dlogit|" in line]
+        assert len(lines) == len(CI_VARIANTS)
+        if stream.isatty():
+            assert "variants: 100%" in text and f"{len(CI_VARIANTS)}/{len(CI_VARIANTS)}" in text
+            assert re.search(r"variants: +\d+%.*\[\d\d:\d\d<(\d\d:\d\d|\?)", text)  # elapsed<estimate left
+        else:
+            assert "variants:" not in text and "\r" not in text
