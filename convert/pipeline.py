@@ -460,7 +460,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     opts = _options(args, cache=root, work=root / "work", weights=root / "weights",
                     lock=root / "checksums.lock.json", ignore_pins=True)
     if not args.quiet:
-        print(f"factory archives for {len(variants)} variant(s): built on first use (~10 s each), cached in "
+        print(f"factory archives for {len(variants)} variant(s): built on first use (~10 s each, {args.jobs} at a "
+              f"time), cached in "
               f"{fixtures.cache_root()}", file=sys.stderr)
     mirror_dir = fixtures.publish([v.name for v in variants], root / "mirror", args.seed,
                                   progress=not args.quiet and sys.stderr.isatty(), jobs=args.jobs)
