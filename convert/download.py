@@ -582,7 +582,8 @@ def fetch_iter(variants: Iterable[Variant], cache_dir: str | os.PathLike | None 
             for future in as_completed(futures):
                 overall.update(1)
                 yield future.result()
-    finally:  # also when the consumer stops early: no new download starts, running ones finish
+    finally:  # also when the consumer stops early (an error, Ctrl-C): no new download starts, and the
+        # ones under way are waited for, so no half-written .part is left behind by a thread still writing
         pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -78,9 +78,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) 
 def stat_signature(path: str | os.PathLike) -> list[int]:
     """What changes whenever a file's content may have changed: size, modification and change times
     (ns) and inode. ``ctime`` cannot be set back by a user, so an unchanged signature means an unchanged file
-    (the check ``git status`` and ``make`` rely on)."""
+    (the check ``git status`` and ``make`` rely on), as long as the file was not changed within one tick of
+    the filesystem's clock of the moment it was hashed: see :func:`signature_trusted`."""
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+# A file whose change time is this close to the moment its hash was recorded is "racily clean" (git's
+# term): a rewrite of the same size in the same clock tick would leave its signature unchanged. Such a file
+# is hashed again instead of trusted (1 s covers coarse timestamps, e.g. 1 s on some network filesystems).
+RACY_NS = 1_000_000_000
+
+
+def signature_trusted(recorded: dict | None, path: str | os.PathLike) -> bool:
+    """Whether ``recorded`` (``{"sig": stat_signature, "at": time.time_ns() when hashed}``) still vouches for
+    the file at ``path``: the same signature, and a change time clearly older than the record."""
+    if not isinstance(recorded, dict) or "sig" not in recorded or "at" not in recorded:
+        return False
+    sig = stat_signature(path)
+    return sig == recorded["sig"] and sig[2] < recorded["at"] - RACY_NS
+
+
+def signature_record(path: str | os.PathLike) -> dict:
+    """The record :func:`signature_trusted` checks, taken now (after the file was hashed)."""
+    import time
+
+    return {"sig": stat_signature(path), "at": time.time_ns()}
 
 
 def _memo_path(path: Path) -> Path:
@@ -90,7 +113,7 @@ def _memo_path(path: Path) -> Path:
 def remember_sha256(path: str | os.PathLike, digest: str) -> None:
     """Record ``digest`` as the sha256 of ``path`` as it is now (its writer has just hashed and verified it)."""
     path = Path(path)
-    atomic_write_bytes(_memo_path(path), json.dumps({"sha256": digest, "stat": stat_signature(path)}).encode(),
+    atomic_write_bytes(_memo_path(path), json.dumps({"sha256": digest, "stat": signature_record(path)}).encode(),
                        sync=False)
 
 
@@ -103,7 +126,7 @@ def sha256_remembered(path: str | os.PathLike) -> str:
     signature = stat_signature(path)
     try:
         known = json.loads(memo.read_text())
-        if known["stat"] == signature and len(known["sha256"]) == 64:
+        if signature_trusted(known["stat"], path) and len(known["sha256"]) == 64:
             return known["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -118,10 +141,14 @@ _DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-int
                   "keras": ("keras",), "h5py": ("h5py",), "numpy": ("numpy",)}
 
 
-@functools.lru_cache(maxsize=None)
 def package_versions() -> dict[str, str]:
     """Versions of Python and of the packages a conversion's result depends on (read from the installed
-    distributions' metadata: no import of TF or Keras needed)."""
+    distributions' metadata: no import of TF or Keras needed). A new dict each call."""
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=None)
+def _package_versions() -> tuple[tuple[str, str], ...]:
     import platform
     from importlib import metadata
 
@@ -135,4 +162,4 @@ def package_versions() -> dict[str, str]:
                 continue
         else:
             versions[module] = __import__(module).__version__
-    return dict(versions)
+    return tuple(versions.items())

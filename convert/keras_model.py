@@ -3,11 +3,12 @@
 Family-agnostic: the constructor call itself is the family's (``variant.spec.keras_model``).
 
 Building a keras.applications model costs about a second (mostly creating and initialising its
-variables), more than any other step of a conversion, so one conversion builds each of its two models
-(with and without top) once: :func:`model_for` keeps them for the variant being converted and every stage
-shares them: the expected variable set (extract), the .h5 writer (load) and parity, which loads the
-written files back into them with ``model.load_weights`` (what the constructors do with ``weights=path``).
-:func:`release` drops them when the variant is done.
+variables), more than any other step of a conversion, so one conversion builds one model, with top:
+:func:`model_for` keeps it (and the no-top model, a view of its layers) for the variant being converted,
+and every stage shares them: the expected variable set (extract), the .h5 writer (load) and parity, which
+loads the written top file into the model with ``model.load_weights`` (what the constructors do with
+``weights=path``) and reads the no-top file back against the view. :func:`release` drops them when the
+variant is done.
 
 The models are built with ``classifier_activation=None``: the head's layer names and weights are those
 of the default softmax model (the activation is not stored in a weights file), and parity needs logits.
@@ -53,16 +54,16 @@ def build(variant, include_top: bool, **kwargs):
                                         **kwargs)
 
 
-_models: dict[tuple[str, bool], object] = {}  # the models of the variant being converted (see module doc)
+_models: dict[tuple[object, bool], object] = {}  # the models of the variant being converted (see module doc)
 
 
 def model_for(variant, include_top: bool):
     """The variant's model (logits head when ``include_top``), built on first use and shared by every
     stage until :func:`release`. Its weights are whatever the last stage put there: a stage that needs
     particular values sets all of them (the .h5 writer from the guide, parity from the written file)."""
-    key = (variant.name, include_top)
+    key = (variant, include_top)  # the whole (frozen) variant: the same name with other fields is another model
     if key not in _models:
-        if any(name != variant.name for name, _ in _models):
+        if any(other != variant for other, _ in _models):
             release()  # another variant's models: never two variants' models alive at once
         _models[key] = (build(variant, True, classifier_activation=None) if include_top
                         else features_model(model_for(variant, True)))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .env import default_cache, quiet_tf
 from .errors import UserError
-from .fsutil import atomic_write_bytes, package_versions, sha256_file, stat_signature
+from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
 from .manifest import Variant, default_manifest
 
 quiet_tf()
@@ -59,8 +59,9 @@ def code_version() -> str:
 
 class Stamp:
     """Per-variant record of what each stage consumed and produced (content hashes). Each output's
-    :func:`~convert.fsutil.stat_signature` is recorded with its hash, so checking an unchanged output
-    costs a ``stat``, not a read."""
+    :func:`~convert.fsutil.signature_record` is kept with its hash, so checking an unchanged output costs
+    a ``stat``, not a read; an output whose signature cannot vouch for it (changed, or racily clean) is
+    hashed, and when the hash still matches its signature is recorded anew."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -71,8 +72,13 @@ class Stamp:
 
     def _unchanged(self, entry: dict, path: str) -> bool:
         try:
-            return (entry.get("stat", {}).get(path) == stat_signature(path)
-                    or sha256_file(Path(path)) == entry["outputs"][path])
+            if signature_trusted(entry.get("stat", {}).get(path), path):
+                return True
+            if sha256_file(Path(path)) != entry["outputs"][path]:
+                return False
+            entry.setdefault("stat", {})[path] = signature_record(path)  # vouches for it from now on
+            self._dirty = True
+            return True
         except FileNotFoundError:
             return False
 
@@ -80,19 +86,27 @@ class Stamp:
         entry = self.data.get(stage)
         if not entry or entry["inputs"] != inputs:
             return False
-        return all(self._unchanged(entry, p) for p in entry["outputs"])
+        self._dirty = False
+        unchanged = all(self._unchanged(entry, p) for p in entry["outputs"])
+        if unchanged and self._dirty:
+            self._save()
+        return unchanged
 
     def digest(self, path: Path) -> str:
-        """sha256 of a file, taken from this stamp when it is a recorded output with an unchanged stat."""
+        """sha256 of a file, taken from this stamp when it is a recorded output its signature vouches for."""
         key = str(path)
         for entry in self.data.values():
-            if key in entry.get("outputs", {}) and entry.get("stat", {}).get(key) == stat_signature(path):
+            if key in entry.get("outputs", {}) and signature_trusted(entry.get("stat", {}).get(key), path):
                 return entry["outputs"][key]
         return sha256_file(path)
 
     def record(self, stage: str, inputs: dict, outputs: list[Path], extra: dict | None = None) -> None:
-        self.data[stage] = {"inputs": inputs, "outputs": {str(p): sha256_file(p) for p in outputs},
-                            "stat": {str(p): stat_signature(p) for p in outputs}, **(extra or {})}
+        digests = {str(p): sha256_file(p) for p in outputs}
+        self.data[stage] = {"inputs": inputs, "outputs": digests,
+                            "stat": {str(p): signature_record(p) for p in outputs}, **(extra or {})}
+        self._save()
+
+    def _save(self) -> None:
         atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -305,24 +319,46 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
 
 
 class _Workers:
-    """``opts.jobs`` spawned worker processes for :func:`_convert_one`, started on the first submit."""
+    """``opts.jobs`` spawned worker processes running ``fn(item, opts)`` (:func:`_convert_one`), started on
+    the first submit. A worker that dies (killed, out of memory) breaks its pool and fails every variant
+    that pool had not finished, without telling which one killed it: the rest go on in a fresh pool, and
+    those variants are tried again at the end, each alone in its own process, so only a variant that
+    kills its worker by itself gets a failure row."""
 
-    def __init__(self, opts: Options, count: int):
+    def __init__(self, opts: Options, count: int, fn=None, init=None):
         self.opts, self.size = opts, max(1, min(opts.jobs, count))
-        self.pool, self.futures = None, {}
+        self.fn, self.init = fn or _convert_one, init or _worker_init
+        self.pool, self.futures, self.suspects = None, {}, []
+
+    def _new_pool(self, size: int | None = None):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        size = size or self.size
+        threads = max(1, (os.cpu_count() or 1) // size)  # each worker's share of the cores for TF
+        return ProcessPoolExecutor(max_workers=size, initializer=self.init, initargs=(threads,),
+                                   mp_context=multiprocessing.get_context("spawn"))  # never fork TF
+
+    def _replace(self, broken) -> None:
+        if broken is self.pool:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
 
     def submit(self, item) -> None:
-        if self.pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
-            threads = max(1, (os.cpu_count() or 1) // self.size)  # each worker's share of the cores for TF
-            self.pool = ProcessPoolExecutor(max_workers=self.size, initializer=_worker_init, initargs=(threads,),
-                                            mp_context=multiprocessing.get_context("spawn"))  # never fork TF
-        self.futures[self.pool.submit(_convert_one, item, self.opts)] = item
+        self.pool = self.pool or self._new_pool()
+        try:
+            future = self.pool.submit(self.fn, item, self.opts)
+        except BrokenProcessPool:  # it broke since the last submit: what is left goes to a fresh pool
+            self._replace(self.pool)
+            self.pool = self._new_pool()
+            future = self.pool.submit(self.fn, item, self.opts)
+        self.futures[future] = (item, self.pool)
 
     def finished(self, block: bool):
-        """(item, row) of each finished conversion; with ``block``, until none is left."""
+        """(item, row) of each finished conversion; with ``block``, until none is left (the variants of a
+        broken pool last, each alone)."""
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
@@ -333,14 +369,28 @@ class _Workers:
             if not ready:
                 return
             for future in ready:
-                item = self.futures.pop(future)
+                item, pool = self.futures.pop(future)
                 try:
                     row = future.result()
-                except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                except BrokenProcessPool:  # this variant, or another one of that pool, killed a worker
+                    self._replace(pool)
+                    self.suspects.append(item)
+                    continue
+                except Exception as exc:  # e.g. a result that could not be sent back
                     row = {"name": item.variant.name, "passed": False, "seconds": 0.0,
-                           "error": f"worker process died: {exc}"}
+                           "error": f"worker: {type(exc).__name__}: {exc}"}
                 timing.merge(row.get("stages", {}))  # the workers' stage times count in this process's totals
                 yield item, row
+        while block and self.suspects:
+            item = self.suspects.pop(0)
+            with self._new_pool(size=1) as alone:
+                try:
+                    row = alone.submit(self.fn, item, self.opts).result()
+                except BrokenProcessPool as exc:
+                    row = {"name": item.variant.name, "passed": False, "seconds": 0.0,
+                           "error": f"worker process died while converting it, alone on a second try ({exc})"}
+            timing.merge(row.get("stages", {}))
+            yield item, row
 
     def close(self) -> None:
         if self.pool is not None:

@@ -846,22 +846,33 @@ def test_serve_directory_ranges_and_confinement(tmp_path):
 
 def test_remembered_sha256_is_reread_whenever_the_file_changes(tmp_path):
     """The stat-keyed memo saves re-reading an unchanged archive, and never hides a change: rewriting
-    the file (same size, even with its old mtime put back) changes its ctime, and the hash is taken again."""
+    the file (same size, even with its old mtime put back) changes its ctime, and the hash is taken again;
+    a memo recorded within a second of the file's last change (racily clean) is not trusted either."""
     import hashlib
 
-    from convert.fsutil import sha256_remembered, stat_signature
+    from convert.fsutil import RACY_NS, sha256_remembered, stat_signature
 
     path = tmp_path / "a.tgz"
     path.write_bytes(b"x" * 1000)
     memo = tmp_path / ".a.tgz.sha256.json"
-    assert sha256_remembered(path) == hashlib.sha256(b"x" * 1000).hexdigest()
+    x, y = hashlib.sha256(b"x" * 1000).hexdigest(), hashlib.sha256(b"y" * 1000).hexdigest()
+    assert sha256_remembered(path) == x
     recorded = json.loads(memo.read_text())
-    assert recorded["stat"] == stat_signature(path)
-    assert sha256_remembered(path) == recorded["sha256"]  # unchanged: served from the memo
+    assert recorded["sha256"] == x and recorded["stat"]["sig"] == stat_signature(path)
+
+    def forge(sha, at):  # a memo with the file's true signature but a wrong hash, recorded at ``at``
+        memo.write_text(json.dumps({"sha256": sha, "stat": {"sig": stat_signature(path), "at": at}}))
+
+    ctime = stat_signature(path)[2]
+    forge("0" * 64, ctime + 2 * RACY_NS)
+    assert sha256_remembered(path) == "0" * 64  # an old enough memo is trusted: the file is not read
+    forge("0" * 64, ctime + RACY_NS // 2)
+    assert sha256_remembered(path) == x  # racily clean: read again (and remembered anew)
     old = path.stat()
     time.sleep(0.01)
     path.write_bytes(b"y" * 1000)
     os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # same size, same mtime: only ctime tells
-    assert sha256_remembered(path) == hashlib.sha256(b"y" * 1000).hexdigest()
+    forge(x, stat_signature(path)[2] - 2 * RACY_NS)  # even a memo that predates the change by its "at"
+    assert sha256_remembered(path) == y
     memo.write_text("not json")
-    assert sha256_remembered(path) == hashlib.sha256(b"y" * 1000).hexdigest()  # a broken memo is ignored
+    assert sha256_remembered(path) == y  # a broken memo is ignored

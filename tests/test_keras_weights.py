@@ -247,11 +247,12 @@ def test_conversion_is_byte_reproducible(small, tmp_path):
     assert again.sha256 == small["result"].sha256
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", [*VARIANTS, "v3-large-minimalistic_224_1.0_float", "v3-small_224_1.0_float"])
 def test_no_top_view_is_the_constructors_no_top_model(name):
     """The converter writes the no-top file from a view of the top model (no second build): its layers,
     their order, classes, weight names and shapes are those of keras.applications' include_top=False
-    model, for every family (V3-large's squeeze-excite blocks hold GlobalAveragePooling2D layers too)."""
+    model, for every family and every V3 architecture (large/small, with and without squeeze-excite, whose
+    blocks hold GlobalAveragePooling2D layers too; alpha and rows change shapes, not the layer list)."""
     from convert.keras_model import features_model, legacy_weights
 
     def signature(model):

@@ -350,3 +350,23 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(e2e, monkeypa
             assert re.search(r"variants: +\d+%.*\[\d\d:\d\d<(\d\d:\d\d|\?)", text)  # elapsed<estimate left
         else:
             assert "variants:" not in text and "\r" not in text
+
+
+def test_a_worker_that_dies_fails_only_its_own_variant():
+    """A worker process killed under one variant (os._exit, as the OOM killer would) breaks its pool: the
+    variants that pool had not finished are tried again, each alone, and pass; the one that kills its
+    worker by itself gets a failure row naming that; nothing is lost or raised."""
+    from _worker_faults import DIES, die_on_one, no_init
+    from convert.download import FetchFailure
+
+    names = ["0.35_96", "0.35_128", DIES, "0.5_128", "0.75_96", "1.0_96"]
+    workers = pipeline._Workers(pipeline.Options(jobs=2), len(names), fn=die_on_one, init=no_init)
+    try:
+        for name in names:
+            workers.submit(FetchFailure(resolve(name), "not used"))
+        rows = {item.variant.name: row for item, row in workers.finished(block=True)}
+    finally:
+        workers.close()
+    assert sorted(rows) == sorted(names)
+    assert rows[DIES]["passed"] is False and "worker process died while converting it, alone" in rows[DIES]["error"]
+    assert all(rows[n]["passed"] is True for n in names if n != DIES), rows
