@@ -87,13 +87,14 @@ class CheckpointFeeds:
     """Values for every ``<var>/read:0`` tensor of an eval graph, read once from a checkpoint."""
 
     slim: dict[str, np.ndarray]  # what slim's evaluation restores: the EMA shadow when there is one
-    raw: dict[str, np.ndarray]  # the raw variable values
+    raw: dict[str, np.ndarray]  # the raw variable values (only the unshadowed ones unless asked for all)
     sources: dict[str, str]  # variable -> "ema" or "raw" (the source of its ``slim`` value)
 
 
-def checkpoint_feeds(graph_def, checkpoint_prefix: str) -> CheckpointFeeds:
-    """Read the values an eval graph needs from a checkpoint. A variable the graph reads but the
-    checkpoint lacks, or a tensor that cannot be read, is a ValueError naming it."""
+def checkpoint_feeds(graph_def, checkpoint_prefix: str, raw: bool = False) -> CheckpointFeeds:
+    """Read the values an eval graph needs from a checkpoint (with ``raw``, also every raw value; else
+    only those slim's evaluation uses). A variable the graph reads but the checkpoint lacks, or a tensor
+    that cannot be read, is a ValueError naming it."""
     import tensorflow as tf
 
     try:
@@ -117,8 +118,9 @@ def checkpoint_feeds(graph_def, checkpoint_prefix: str) -> CheckpointFeeds:
     feeds = CheckpointFeeds({}, {}, {})
     for var in variables:
         tensor = f"{var}{READ_SUFFIX}:0"
-        feeds.raw[tensor] = read(var)
         has_shadow = var + EMA_SUFFIX in table
+        if raw or not has_shadow:
+            feeds.raw[tensor] = read(var)
         feeds.slim[tensor] = read(var + EMA_SUFFIX) if has_shadow else feeds.raw[tensor]
         feeds.sources[var] = "ema" if has_shadow else "raw"
     return feeds
@@ -323,7 +325,7 @@ def sidecar_facts(weights_dir: Path, variant) -> tuple[str | None, str | None]:
 class SlimReference:
     """What the archive's own graph computes for a batch (see :func:`slim_reference`)."""
 
-    graph_def: object | None  # the inference graph (None: the frozen graph is the reference)
+    graph_def: object  # the graph that was run: the inference graph, or the frozen graph (kind frozen_pb)
     kind: str  # eval_pbtxt | ckpt_meta | graph_pb | frozen_pb
     graph_path: Path
     feeds: CheckpointFeeds | None
@@ -350,10 +352,11 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
             raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
                                     f"{', '.join(variant.spec.layout.reference_graphs)} is an inference graph "
                                     f"and {frozen_path.name} is missing")
-        with graph_session(load_graph_def(frozen_path), nodes.input) as run:
+        graph_def = load_graph_def(frozen_path)
+        with graph_session(graph_def, nodes.input) as run:
             run(batch[:1], None, outputs)  # warm-up with the same fetches, outside the timed run
             (logits, pooled), seconds = _timed(lambda: run(batch, None, outputs))
-        return SlimReference(None, "frozen_pb", frozen_path, None, {}, None, logits, pooled, seconds, None, None)
+        return SlimReference(graph_def, "frozen_pb", frozen_path, None, {}, None, logits, pooled, seconds, None, None)
     prefix, cf = find_checkpoint(model_dir, variant, "ema")
     feeds = checkpoint_feeds(graph_def, str(prefix))
     frozen = raw = None
@@ -365,7 +368,7 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
                 frozen = run_graph(load_graph_def(frozen_path), batch, None, nodes.logits, nodes.input)
                 # the raw values only matter when the frozen graph does not hold slim's evaluation values
                 if np.max(np.abs(frozen - logits)) > logit_tolerance(logits):
-                    raw = _raw_logits(run, graph_def, model_dir, variant, prefix, feeds, batch)
+                    raw = _raw_logits(run, graph_def, model_dir, variant, batch)
     sources = {"ema": sum(s == "ema" for s in feeds.sources.values()),
                "raw": sum(s == "raw" for s in feeds.sources.values())}
     if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
@@ -374,15 +377,14 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
                          seconds, frozen, raw)
 
 
-def _raw_logits(run, graph_def, model_dir: Path, variant, prefix, feeds: CheckpointFeeds, batch):
+def _raw_logits(run, graph_def, model_dir: Path, variant, batch):
     """The reference graph fed the raw training values (V3: the ``pristine`` checkpoint's), or None when
     the archive holds none."""
     try:
         raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
     except FileNotFoundError:
         return None
-    raw_feeds = feeds.raw if raw_prefix == prefix else checkpoint_feeds(graph_def, str(raw_prefix)).raw
-    return run(batch, raw_feeds, variant.spec.nodes.logits)
+    return run(batch, checkpoint_feeds(graph_def, str(raw_prefix), raw=True).raw, variant.spec.nodes.logits)
 
 
 def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count: int = 4, seed: int = 0,
@@ -402,7 +404,6 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
             raise FileNotFoundError(f"converted weights not found: {path} (run load_weights.py {variant.name} first)")
     batch = np.concatenate([*(load_image(p, rows)[None] for p in images), random_inputs(rows, random_count, seed)])
 
-    frozen_path = frozen_graph(model_dir, variant)
     outputs = [nodes.logits, nodes.pooled]
     ref = slim_reference(variant, model_dir, batch)
     graph_def, kind, graph_path, feeds = ref.graph_def, ref.kind, ref.graph_path, ref.feeds
@@ -416,13 +417,10 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
 
     record["rewrites"] = {}
     for name, (description, rewrite) in spec.reference_rewrites.items():
-        if graph_def is None:
-            base, base_feeds = load_graph_def(frozen_path), None
-        else:
-            base, base_feeds = graph_def, feeds.slim
         with stage("tf reference"):
-            rewritten, count = rewrite(base)
-            rewritten_logits, rewritten_pooled = run_graph(rewritten, batch, base_feeds, outputs, nodes.input)
+            rewritten, count = rewrite(graph_def)
+            rewritten_logits, rewritten_pooled = run_graph(rewritten, batch, feeds and feeds.slim, outputs,
+                                                           nodes.input)
         figures = compare(rewritten_logits, candidate, variant.label_offset, spec.rewrite_tolerance)
         record["rewrites"][name] = {
             "description": description, "constants": count, "max_abs_dlogit": figures["max_abs_dlogit"],
@@ -446,7 +444,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
             record["frozen_vs_raw_max_abs_dlogit"] = float(np.max(np.abs(frozen - raw)))
             if record["frozen"] == "neither" and record["frozen_vs_raw_max_abs_dlogit"] <= tol:
                 record["frozen"] = "raw"
-    elif frozen_path.exists():
+    elif kind == "frozen_pb":
         record["frozen"] = "is the reference"
 
     record["passed"] = bool(record["passed"] and record["no_top_passed"]

@@ -224,6 +224,11 @@ def _release() -> None:
     gc.collect()  # once (clear_session(free_memory=True) would collect too)
 
 
+def _failed(name: str, error: str) -> dict:
+    """The summary row of a variant that failed before a stage could say more."""
+    return {"name": name, "passed": False, "seconds": 0.0, "error": error}
+
+
 def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
     """One fetched (or failed) variant -> its summary row; never raises, except :class:`NeedsWork`.
     The row carries the time and exclusive stage times (:mod:`convert.timing`) it took in this process,
@@ -232,7 +237,7 @@ def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
 
     start, before = time.perf_counter(), timing.snapshot()
     if isinstance(item, download.FetchFailure):
-        row = {"name": item.variant.name, "passed": False, "error": f"download: {item.error}"}
+        row = _failed(item.variant.name, f"download: {item.error}")
     else:
         try:
             row = convert_variant(item.variant, item, opts, only_if_fresh)
@@ -241,7 +246,7 @@ def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
         except Exception as exc:  # one failing variant never stops the others
             detail = str(exc) if isinstance(exc, StageError) else \
                 traceback.format_exception_only(type(exc), exc)[-1].strip()
-            row = {"name": item.variant.name, "passed": False, "error": detail}
+            row = _failed(item.variant.name, detail)
         finally:
             if not only_if_fresh:
                 _release()
@@ -377,8 +382,7 @@ class _Workers:
                     self.suspects.append(item)
                     continue
                 except Exception as exc:  # e.g. a result that could not be sent back
-                    row = {"name": item.variant.name, "passed": False, "seconds": 0.0,
-                           "error": f"worker: {type(exc).__name__}: {exc}"}
+                    row = _failed(item.variant.name, f"worker: {type(exc).__name__}: {exc}")
                 timing.merge(row.get("stages", {}))  # the workers' stage times count in this process's totals
                 yield item, row
         while block and self.suspects:
@@ -387,8 +391,8 @@ class _Workers:
                 try:
                     row = alone.submit(self.fn, item, self.opts).result()
                 except BrokenProcessPool as exc:
-                    row = {"name": item.variant.name, "passed": False, "seconds": 0.0,
-                           "error": f"worker process died while converting it, alone on a second try ({exc})"}
+                    row = _failed(item.variant.name,
+                                  f"worker process died while converting it, alone on a second try ({exc})")
             timing.merge(row.get("stages", {}))
             yield item, row
 

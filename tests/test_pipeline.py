@@ -301,6 +301,23 @@ def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):
     assert record["max_abs_dlogit"] <= record["tolerance"]
 
 
+def test_an_archive_without_an_inference_graph_is_checked_against_its_frozen_graph(e2e, tmp_path):
+    """No eval graph and no .meta: the frozen graph is the reference, and V3's gate rewrite runs on it."""
+    from convert import download, parity
+
+    v = resolve("v3-large_224_0.75_float")
+    model_dir = tmp_path / "model"
+    shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
+    for meta in model_dir.rglob("*.meta"):
+        meta.unlink()
+    record = parity.verify(v, model_dir, e2e["opts"].weights)
+    assert record["reference"] == "frozen_pb" and record["frozen"] == "is the reference"
+    assert record["reference_sources"] == {} and record["reference_checkpoint"] is None
+    gate = record["rewrites"]["gate_1/6"]
+    assert gate["constants"] == 8 and gate["passed"] and gate["max_abs_dlogit"] < record["max_abs_dlogit"] / 10
+    assert record["passed"] is True
+
+
 def test_demo_command_runs_offline_end_to_end(tmp_path, capsys):
     """`make demo`'s command on one variant: factory archive -> loopback server -> pipeline -> PARITY.md."""
     code = pipeline.demo_main(["0.35_96", "--cache", str(tmp_path / "demo"), "--results", str(tmp_path / "results"),
