@@ -9,10 +9,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_ENV = "MOBILENET_CACHE"
 
 
+def env_setting(name: str) -> str | None:
+    """An environment setting of the project (``MOBILENET_*``): its value, or None when it is unset or empty
+    (``MOBILENET_REFERENCE=`` means "not set", never "the current directory")."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def default_cache() -> Path:
     """The download cache every command defaults to, whatever the current directory:
     ``$MOBILENET_CACHE``, else ``<project>/cache``."""
-    return Path(os.environ.get(CACHE_ENV) or PROJECT_ROOT / "cache")
+    return Path(env_setting(CACHE_ENV) or PROJECT_ROOT / "cache")
 
 
 def quiet_tf() -> None:

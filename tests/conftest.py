@@ -9,9 +9,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from convert import fixtures  # noqa: E402
+from convert.env import env_setting  # noqa: E402
 
 # The vendored genuine release artifacts (tests/data/genuine, see its README); $MOBILENET_REFERENCE overrides.
-REFERENCE_DIR = Path(os.environ.get("MOBILENET_REFERENCE", Path(__file__).parent / "data" / "genuine"))
+REFERENCE_DIR = Path(env_setting("MOBILENET_REFERENCE") or Path(__file__).parent / "data" / "genuine")
 
 
 # Test files, longest first (seconds measured with `make test`, 2026-11-23): `make test` hands whole files
