@@ -230,7 +230,7 @@ class BenchResult:
 # Measurements
 
 
-def floor_seconds(variants, archives: dict[str, Path]) -> float:
+def floor_seconds(variants: list[Variant], archives: dict[str, Path]) -> float:
     """Read each archive, decompress it and read every tensor of every checkpoint in it (TF already
     imported): the least any conversion must do."""
     # TF imported here, not at module level: 2.8-3.1 s (measured) that `bench --help` and importers would pay
@@ -260,7 +260,7 @@ def _floor_process(names: list[str], archives: dict[str, Path], started: float) 
     return imported - started, work
 
 
-def measure_floor(variants, archives: dict[str, Path], in_workers: bool) -> Floor:
+def measure_floor(variants: list[Variant], archives: dict[str, Path], in_workers: bool) -> Floor:
     """The floor, like with like. ``in_workers`` (the pipeline ran in worker processes, which start up and
     import TF inside the timed run): one fresh process that imports TF and Keras once, then reads,
     decompresses and reads every tensor of every archive, timed over its whole life. Else (the pipeline
@@ -275,7 +275,7 @@ def measure_floor(variants, archives: dict[str, Path], in_workers: bool) -> Floo
                  with_startup=True)
 
 
-def baseline_seconds(variants, archives: dict[str, Path]) -> dict[str, float]:
+def baseline_seconds(variants: list[Variant], archives: dict[str, Path]) -> dict[str, float]:
     """The three single-stage scripts as separate processes per variant (each imports TF and Keras)."""
     out = {}
     for v in variants:
@@ -296,7 +296,7 @@ def baseline_seconds(variants, archives: dict[str, Path]) -> dict[str, float]:
     return out
 
 
-def _baseline_picks(variants, count: int):
+def _baseline_picks(variants: list[Variant], count: int) -> list[Variant]:
     """``count`` variants for the naive baseline: the first of each family, then the next ones."""
     picks, seen = [], set()
     for v in variants:
@@ -325,7 +325,7 @@ def rss_growth(conversions: list[Conversion]) -> Memory:
                   processes=processes)
 
 
-def flatness_probe(variants, opts: pipeline.Options, size: dict[str, int], root: Path,
+def flatness_probe(variants: list[Variant], opts: pipeline.Options, size: dict[str, int], root: Path,
                    between: int = 20) -> FlatnessProbe:
     """Does a long-lived process slow down? This process converts the same variant (the smallest archive)
     three times early and three times again after ``between`` other variants, every stage forced, after one
@@ -441,6 +441,8 @@ def assemble(variants: list[Variant], jobs: int, forced: TimedRun, rerun: TimedR
 def _holding_stage(stages: dict[str, float]) -> str:
     """The stage with the most time, its share and why it costs what it does."""
     timed = {k: v for k, v in stages.items() if k != OTHER}
+    if not timed:
+        return "no stage was timed"
     name, seconds = max(timed.items(), key=lambda kv: kv[1])
     total = sum(timed.values()) or 1.0
     why = f": {STAGE_NOTES[name]}" if name in STAGE_NOTES else ""

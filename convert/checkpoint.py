@@ -21,6 +21,7 @@ from .env import default_cache, quiet_tf
 from .errors import ConversionError
 from .fsutil import package_versions, sha256_file
 from .guide import Accounting, GuideRecord, LayerGuide, Provenance, save_layer_guide, sha256_array
+from .manifest import Variant
 from .mapping import EMA_SUFFIX, Expected, expected_variables
 from .timing import timed
 
@@ -35,7 +36,7 @@ _GLOBAL_STEP = "global_step"
 class CheckpointMismatchError(ConversionError):
     """The checkpoint's variables are not exactly those of the variant; lists every offender."""
 
-    def __init__(self, prefix: str, variant, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
+    def __init__(self, prefix: str, variant: Variant, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
                  wrong_shape: Iterable[tuple[str, tuple, tuple]] = (), wrong_dtype: Iterable[tuple[str, str]] = (),
                  missing_shadows: Iterable[str] = ()):
         self.prefix, self.variant = prefix, variant.name
@@ -78,7 +79,7 @@ def normalize_prefix(prefix: str | Path) -> str:
     return p
 
 
-def _layout_file(prefix: str, variant):
+def _layout_file(prefix: str, variant: Variant):
     """The layout checkpoint a prefix is (by its path's tail), or None."""
     for cf in variant.spec.layout.checkpoints:
         if prefix.endswith("/" + fill(cf.prefix, variant)) or prefix == fill(cf.prefix, variant):
@@ -161,8 +162,8 @@ def choose(classes: Classes, expected: Mapping[str, Expected], weights: str, pla
     return Selection(mode, chosen, missing_shadows)
 
 
-def _check_table(prefix: str, variant, expected: Mapping[str, Expected], classes: Classes, selection: Selection,
-                 shapes: Mapping[str, tuple], dtypes: Mapping[str, str]) -> None:
+def _check_table(prefix: str, variant: Variant, expected: Mapping[str, Expected], classes: Classes,
+                 selection: Selection, shapes: Mapping[str, tuple], dtypes: Mapping[str, str]) -> None:
     """Raise :class:`CheckpointMismatchError` listing every missing, unexpected, wrong-shape or
     wrong-dtype variable (a model variable or its shadow) and every missing shadow; else nothing."""
     wrong_shape, wrong_dtype = [], []
@@ -179,7 +180,7 @@ def _check_table(prefix: str, variant, expected: Mapping[str, Expected], classes
                                       selection.missing_shadows)
 
 
-def read(reader, prefix: str, variant, expected: Mapping[str, Expected],
+def read(reader, prefix: str, variant: Variant, expected: Mapping[str, Expected],
          selection: Selection) -> tuple[list[GuideRecord], dict[str, np.ndarray]]:
     """Read the chosen tensor of every model variable from ``reader`` (a ``tf.train.load_checkpoint``
     reader of ``prefix``) in Keras model order, whatever order the checkpoint has: its guide records and
@@ -214,7 +215,7 @@ def _open_checkpoint(prefix: str):
 
 
 @timed("layer guide")
-def build_layer_guide(checkpoint_prefix: str | Path, variant, weights: str = "auto",
+def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, weights: str = "auto",
                       provenance: Provenance | None = None) -> LayerGuide:
     """Read a TF1 checkpoint by name and build the layer guide of ``variant``: :func:`classify` its
     variables, :func:`choose` a value per model variable, check the table, :func:`read` the values.
@@ -261,7 +262,7 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant, weights: str = "au
 # Extraction entry point
 
 
-def guide_from_extracted(root: str | Path, variant, weights: str = "auto", archive: Path | None = None,
+def guide_from_extracted(root: str | Path, variant: Variant, weights: str = "auto", archive: Path | None = None,
                          archive_sha256: str | None = None, url: str | None = None) -> LayerGuide:
     """The layer guide of an extracted archive: the layout's checkpoint for ``weights``, read by name."""
     prefix, cf = find_checkpoint(root, variant, weights)
@@ -271,7 +272,7 @@ def guide_from_extracted(root: str | Path, variant, weights: str = "auto", archi
     return build_layer_guide(prefix, variant, weights, provenance)
 
 
-def extract(variant, *, archive: str | Path | None = None, checkpoint: str | Path | None = None,
+def extract(variant: Variant, *, archive: str | Path | None = None, checkpoint: str | Path | None = None,
             weights: str = "auto", out_dir: str | Path = "work", cache_dir: str | Path | None = None,
             ignore_pins: bool = False) -> Path:
     """Build and save the layer guide of a variant; returns ``out_dir/<name>/layer_guide.p``.
