@@ -13,13 +13,15 @@ Over factory archives (default: every variant of every family) served on loopbac
 5. a naive baseline: ``extract_weights.py``, ``load_weights.py`` and ``verify.py`` as separate processes
    for a few variants, as the original converter was used.
 
-Writes ``results/bench.json`` and ``results/BENCH.md`` (ratios, the targets, and for each missed target
-the stage that holds it back).
+Writes ``results/bench.json`` and ``results/BENCH.md`` (ratios, the targets of ``convert/data/bench_targets.json``,
+and for each missed target the stage that holds it back).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -27,25 +29,212 @@ import sys
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import download, fixtures, pipeline, timing
+from .archive import fill
+from .cli import run_cli
 from .env import PROJECT_ROOT, default_cache, quiet_tf
+from .errors import UserError
 from .fsutil import atomic_write_bytes
+from .manifest import Variant, default_manifest
+from .serve import serve_directory
 
 quiet_tf()
 
-# issue 10's targets (2 cores, all variants, warm cache)
-TARGETS = {"pipeline_over_floor": 3.0, "v2_wall_s": 60.0, "last_over_first": 1.25, "rss_growth_mb": 300.0,
-           "rerun_s": 5.0}
+TARGETS_FILE = Path(__file__).parent / "data" / "bench_targets.json"
+V2 = "v2"  # the family whose variants' wall time is a figure of its own (v2_wall_s)
+
+# The exclusive stages of convert.timing the bench names (the report's "held back by"), and why each
+# costs what it does (work the floor does not do). The only place the bench spells a stage's name.
+STAGE_NOTES = {
+    "keras build": "keras.applications builds each variant's model once (shared by every stage): it creates and "
+                   "initialises ~260 variables and traces ~150-250 layers in Python, ~0.9 s a variant; the floor "
+                   "builds nothing",
+    "keras load": "model.load_weights reads the top .h5 through Keras' legacy loader (per-dataset h5py calls, "
+                  "one assign per weight) and the no-top file is read back the same way to check it",
+    "archive extraction": "decompressing the archive (one pass) and writing its members: the floor does the same",
+    "tf reference": "importing the reference graph, reading the checkpoint's values and running it",
+    "keras inference": "one eager call of the Keras model on the batch (op by op, no graph optimisation)",
+    "hashing": "sha256 of files that changed since they were last hashed",
+}
+OTHER = "other"  # the forced run's wall time outside every stage (never a holding stage)
 
 
-def floor_seconds(variants, archives: dict[str, Path]) -> float:
+# ------------------------------------------------------------------------------------------------
+# The targets
+
+
+# what names the cause of a missed target (a target's ``explained_by``)
+FORCED_STAGES, RERUN_STAGES, PROBE_GROWTH, MEMORY = "forced stages", "re-run stages", "probe growth", "memory"
+EXPLANATIONS = (FORCED_STAGES, RERUN_STAGES, PROBE_GROWTH, MEMORY)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the targets table: the figure ``key`` of a result meets it when it is at most ``limit``."""
+
+    key: str
+    limit: float
+    description: str
+    explained_by: str  # one of EXPLANATIONS
+
+
+def load_targets(path: Path = TARGETS_FILE) -> tuple[Target, ...]:
+    """The targets table (``convert/data/bench_targets.json``), checked: every field, nothing else."""
+    try:
+        rows = json.loads(Path(path).read_text())["targets"]
+        targets = tuple(Target(**row) for row in rows)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a targets table ({type(exc).__name__}: {exc}); each target needs exactly "
+                         f"{', '.join(f.name for f in dataclasses.fields(Target))}") from None
+    for t in targets:
+        if t.explained_by not in EXPLANATIONS:
+            raise ValueError(f"{path}: target {t.key!r}: explained_by is {t.explained_by!r}; valid: "
+                             f"{', '.join(EXPLANATIONS)}")
+    return targets
+
+
+# ------------------------------------------------------------------------------------------------
+# The result: typed records, one to_json / from_json
+
+
+@dataclass
+class Conversion:
+    """What the bench needs of one pipeline row."""
+
+    name: str
+    passed: bool
+    seconds: float
+    stages: dict[str, float]  # exclusive seconds per stage in the converting process
+    pid: int | None
+    rss_mb: float | None  # that process's resident memory afterwards
+    finished: float  # epoch seconds
+
+
+def _conversion(row) -> Conversion:
+    """The one place that reads a pipeline row (:func:`convert.pipeline.run`'s summary of a variant)."""
+    return Conversion(name=row["name"], passed=bool(row.get("passed")), seconds=row["seconds"],
+                      stages=dict(row.get("stages", {})), pid=row.get("pid"), rss_mb=row.get("rss_mb"),
+                      finished=row.get("finished", 0.0))
+
+
+def convert(variants: list[Variant], opts: pipeline.Options) -> list[Conversion]:
+    """:func:`convert.pipeline.run`, its rows read by :func:`_conversion`."""
+    return [_conversion(row) for row in pipeline.run(variants, opts)]
+
+
+@dataclass
+class Floor:
+    seconds: float  # the figure the pipeline is compared with: process_s with start-up, else the reading
+    import_s: float  # the floor process's start-up and imports (0 when measured in this process)
+    work_s: float  # reading, decompressing and reading every tensor
+    with_startup: bool  # measured in a fresh process, start-up included (as the pipeline's workers)
+
+
+@dataclass
+class ProcessMemory:
+    start_mb: float  # after its first variant
+    end_mb: float  # after its last
+    peak_mb: float
+    variants: int
+
+
+@dataclass
+class Memory:
+    """Resident memory of the converting process that grew most."""
+
+    start_mb: float
+    end_mb: float
+    growth_mb: float  # its highest figure over the first (never below 0)
+    processes: dict[str, ProcessMemory]  # by process id
+
+
+@dataclass
+class FlatnessProbe:
+    variant: str
+    between: int  # other variants converted between the early and the late conversions
+    first_s: float  # medians
+    last_s: float
+    first_all_s: list[float]
+    last_all_s: list[float]
+    stage_growth_s: dict[str, float]  # late minus early, per stage (of the median conversions)
+
+
+@dataclass
+class Ratios:
+    pipeline_over_floor: float | None
+    baseline_over_pipeline: float | None
+    last_over_first: float | None
+
+
+@dataclass
+class TargetResult:
+    key: str
+    description: str
+    limit: float
+    value: float | None  # None: not measured (e.g. no V2 variant in the run)
+    met: bool | None
+    held_back_by: str | None = None  # for a missed target: the stage (or memory) that holds it back
+
+
+@dataclass
+class BenchResult:
+    variants: int
+    jobs: int
+    cpu_count: int | None
+    date: str
+    wall_s: float  # the forced run
+    pipeline_s_per_variant: float
+    per_variant_s: dict[str, float]
+    forced_first_last_s: list[float]
+    stages: dict[str, float]  # exclusive, summed over the worker processes, largest first, then OTHER
+    rerun_s: float
+    rerun_stages: dict[str, float]
+    v2_wall_s: float | None
+    floor: Floor
+    baseline_s_per_variant: float | None
+    baseline_variants: dict[str, float]
+    first_variant_s: float  # the probe's medians; without a probe the forced run's first and last variants
+    last_variant_s: float
+    flatness_probe: FlatnessProbe | None
+    memory: Memory
+    ratios: Ratios
+    targets: list[TargetResult] = field(default_factory=list)
+
+    def figures(self) -> dict[str, float | None]:
+        """The figures a target can name (its ``key``)."""
+        return {"pipeline_over_floor": self.ratios.pipeline_over_floor, "v2_wall_s": self.v2_wall_s,
+                "last_over_first": self.ratios.last_over_first, "rss_growth_mb": self.memory.growth_mb,
+                "rerun_s": self.rerun_s}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "BenchResult":
+        doc = json.loads(text)
+        memory = doc["memory"]
+        probe = doc["flatness_probe"]
+        return cls(**{**doc, "floor": Floor(**doc["floor"]), "ratios": Ratios(**doc["ratios"]),
+                      "memory": Memory(**{**memory, "processes": {pid: ProcessMemory(**p) for pid, p
+                                                                  in memory["processes"].items()}}),
+                      "flatness_probe": FlatnessProbe(**probe) if probe else None,
+                      "targets": [TargetResult(**t) for t in doc["targets"]]})
+
+
+# ------------------------------------------------------------------------------------------------
+# Measurements
+
+
+def floor_seconds(variants: list[Variant], archives: dict[str, Path]) -> float:
     """Read each archive, decompress it and read every tensor of every checkpoint in it (TF already
     imported): the least any conversion must do."""
+    # TF imported here, not at module level: 2.8-3.1 s (measured) that `bench --help` and importers would pay
     import tensorflow as tf
-
-    from .archive import fill
 
     start = time.perf_counter()
     for v in variants:
@@ -60,33 +249,33 @@ def floor_seconds(variants, archives: dict[str, Path]) -> float:
     return time.perf_counter() - start
 
 
-def _floor_process(names: list[str], archives: dict[str, Path], started: float) -> dict[str, float]:
-    """The floor's own process: import TF and Keras, then :func:`floor_seconds`."""
+def _floor_process(names: list[str], archives: dict[str, Path], started: float) -> tuple[float, float]:
+    """The floor's own process: import TF and Keras, then :func:`floor_seconds`; (import_s, work_s)."""
     quiet_tf()
-    import keras  # noqa: F401
+    import keras  # noqa: F401  (the floor's imports are part of what it measures)
     import tensorflow  # noqa: F401
-
-    from .manifest import default_manifest
 
     imported = time.time()
     work = floor_seconds([default_manifest().resolve(n) for n in names], archives)
-    return {"import_s": imported - started, "work_s": work}
+    return imported - started, work
 
 
-def measure_floor(variants, archives: dict[str, Path]) -> dict[str, float]:
-    """The floor as the issue defines it: one fresh process that imports TF and Keras once, then reads,
-    decompresses and reads every tensor of every archive. ``process_s`` is its whole life (start-up and
-    imports included, as the pipeline's worker processes pay them too); ``work_s`` the reading alone."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
+def measure_floor(variants: list[Variant], archives: dict[str, Path], in_workers: bool) -> Floor:
+    """The floor, like with like. ``in_workers`` (the pipeline ran in worker processes, which start up and
+    import TF inside the timed run): one fresh process that imports TF and Keras once, then reads,
+    decompresses and reads every tensor of every archive, timed over its whole life. Else (the pipeline
+    ran in this process, TF already imported): the reading alone, here."""
+    if not in_workers:
+        work = floor_seconds(variants, archives)
+        return Floor(seconds=round(work, 2), import_s=0.0, work_s=round(work, 2), with_startup=False)
     start = time.time()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = pool.submit(_floor_process, [v.name for v in variants], archives, start).result()
-    return {"process_s": time.time() - start, **parts}
+        import_s, work_s = pool.submit(_floor_process, [v.name for v in variants], archives, start).result()
+    return Floor(seconds=round(time.time() - start, 2), import_s=round(import_s, 2), work_s=round(work_s, 2),
+                 with_startup=True)
 
 
-def baseline_seconds(variants, archives: dict[str, Path]) -> dict[str, float]:
+def baseline_seconds(variants: list[Variant], archives: dict[str, Path]) -> dict[str, float]:
     """The three single-stage scripts as separate processes per variant (each imports TF and Keras)."""
     out = {}
     for v in variants:
@@ -107,179 +296,7 @@ def baseline_seconds(variants, archives: dict[str, Path]) -> dict[str, float]:
     return out
 
 
-def rss_growth(rows: list[dict]) -> dict:
-    """Resident memory of each converting process after each of its variants (with ``--jobs N`` each
-    worker converts about 1/N of them, one after another): ``start`` (after its first), ``end`` (after
-    its last) and ``growth`` (its highest figure over ``start``) of the process that grew most."""
-    seen: dict[int, list[float]] = {}
-    for row in sorted(rows, key=lambda r: r.get("finished", 0.0)):
-        if row.get("rss_mb") is not None:
-            seen.setdefault(row["pid"], []).append(row["rss_mb"])
-    processes = {str(pid): {"start": mb[0], "end": mb[-1], "peak": max(mb), "variants": len(mb)}
-                 for pid, mb in seen.items()}
-    # growth: the highest figure after any later variant over the first (never below 0: variants differ in
-    # size, so the last one may well be smaller than the first)
-    worst = max(processes.values(), key=lambda p: p["peak"] - p["start"],
-                default={"start": 0.0, "end": 0.0, "peak": 0.0})
-    return {"start": worst["start"], "end": worst["end"], "growth": worst["peak"] - worst["start"],
-            "processes": processes}
-
-
-# why a stage costs what it does, for the report's "held back by" (work the floor does not do)
-WHY = {
-    "keras build": "keras.applications builds each variant's model once (shared by every stage): it creates and "
-                   "initialises ~260 variables and traces ~150-250 layers in Python, ~0.9 s a variant; the floor "
-                   "builds nothing",
-    "keras load": "model.load_weights reads the top .h5 through Keras' legacy loader (per-dataset h5py calls, "
-                  "one assign per weight) and the no-top file is read back the same way to check it",
-    "archive extraction": "decompressing the archive (one pass) and writing its members: the floor does the same",
-    "tf reference": "importing the reference graph, reading the checkpoint's values and running it",
-    "keras inference": "one eager call of the Keras model on the batch (op by op, no graph optimisation)",
-    "hashing": "sha256 of files that changed since they were last hashed",
-}
-
-
-def flatness_probe(variants, opts, size: dict[str, int], root: Path, between: int = 20) -> dict:
-    """Does a long-lived process slow down? This process converts the same variant (the smallest archive)
-    three times early and three times again after ``between`` other variants, every stage forced, after one
-    warm-up conversion (a process's first conversion pays one-time costs); ``first_s``/``last_s`` are the
-    medians. The original converter's time grew 9x over 22 variants."""
-    import dataclasses
-
-    from . import pipeline
-
-    ordered = sorted(variants, key=lambda v: size[v.name])
-    target, others = ordered[0], ordered[1:between + 2]
-    flat = dataclasses.replace(opts, jobs=1, force=True, quiet=True, work=root / "work", weights=root / "weights",
-                               results=root / "results")
-    def times(count=3):  # a small variant's time varies by ~20 % from one conversion to the next: a median
-        rows = [pipeline.run([target], flat)[0] for _ in range(count)]
-        if not all(r.get("passed") for r in rows):
-            raise RuntimeError(f"the flatness probe's conversions of {target.name} failed")
-        return sorted(rows, key=lambda r: r["seconds"])
-
-    pipeline.run(others[:1], flat)  # warm-up
-    first = times()
-    pipeline.run(others[1:], flat)
-    last = times()
-    grew = {k: round(v - first[1]["stages"].get(k, 0.0), 3) for k, v in last[1]["stages"].items()}
-    return {"variant": target.name, "between": len(others) - 1, "first_s": first[1]["seconds"],
-            "last_s": last[1]["seconds"], "first_all_s": [r["seconds"] for r in first],
-            "last_all_s": [r["seconds"] for r in last], "stage_growth_s": grew}
-
-
-def _holding_stage(stages: dict[str, float]) -> str:
-    name, seconds = max(stages.items(), key=lambda kv: kv[1])
-    total = sum(stages.values()) or 1.0
-    why = f": {WHY[name]}" if name in WHY else ""
-    return f"{name} ({seconds:.1f} s, {100 * seconds / total:.0f} % of the staged time){why}"
-
-
-def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool) -> dict:
-    from . import download, fixtures, pipeline, timing
-    from .manifest import default_manifest
-    from .serve import serve_directory
-
-    import keras  # noqa: F401  (a run in this process (--jobs 1) pays no import inside the timed run)
-    import tensorflow  # noqa: F401
-
-    selected = default_manifest().select(names)
-    mirror = fixtures.publish([v.name for v in selected], root / "mirror", seed,
-                              progress=not quiet and sys.stderr.isatty(), jobs=jobs)
-    # V2 first: the time to its last variant is the V2 figure (v2_wall_s) of the same run; then, within
-    # V2 and within the rest, the largest archives first, so no worker is left alone with a long one
-    size = {v.name: (mirror / v.archive_filename).stat().st_size for v in selected}
-    variants = sorted(selected, key=lambda v: (v.family != "v2", -size[v.name]))
-    opts = pipeline.Options(cache=root / "cache", work=root / "work", weights=root / "weights",
-                            results=root / "results", lock=root / "checksums.lock.json", ignore_pins=True,
-                            jobs=jobs, quiet=quiet)
-    with serve_directory(mirror) as url:
-        opts.mirror = url
-        # a warm download cache: the archives are downloaded and verified before the timed run
-        download.fetch_many(variants, opts.cache, jobs=jobs, quiet=True, mirror=url, lock_path=opts.lock,
-                            ignore_pins=True, extract=False)
-        # the forced run extracts every archive again, as after a download
-        shutil.rmtree(opts.cache / "extracted", ignore_errors=True)
-        timing.reset()
-        opts.force = True
-        start, started_at = time.perf_counter(), time.time()
-        rows = pipeline.run(variants, opts)
-        wall = time.perf_counter() - start
-        stages = timing.snapshot()
-        rss = rss_growth(rows)
-        timing.reset()
-        opts.force = False
-        start = time.perf_counter()
-        rerun_rows = pipeline.run(variants, opts)
-        rerun = time.perf_counter() - start
-        rerun_stages = timing.snapshot()
-        probe = flatness_probe(variants, opts, size, root / "flat") if len(variants) >= 3 else None
-    failed = [r["name"] for r in rows + rerun_rows if not r.get("passed")]
-    if failed:
-        raise RuntimeError(f"the benchmarked pipeline failed for {', '.join(sorted(set(failed)))}")
-    archives = {v.name: download.archive_path(opts.cache, v) for v in variants}
-    # like with like: worker processes start up and import TF inside the timed run, a run in this
-    # process does not (TF is imported above), so its floor is the reading alone, measured here
-    in_workers = jobs > 1 and len(variants) > 1
-    floor_parts = (measure_floor(variants, archives) if in_workers
-                   else {"import_s": 0.0, "work_s": floor_seconds(variants, archives)})
-    floor = floor_parts["process_s"] if in_workers else floor_parts["work_s"]
-    picks = _baseline_picks(variants, baseline_count)
-    baseline = baseline_seconds(picks, archives)
-    per_variant = {r["name"]: r["seconds"] for r in rows}
-    staged = {k: round(v, 2) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])}
-    staged["other"] = round(max(0.0, wall - sum(stages.values())), 2)
-    v2 = [v.name for v in variants if v.family == "v2"]
-    result = {
-        "variants": len(variants), "wall_s": round(wall, 2), "floor_s": round(floor, 2),
-        "floor_import_s": round(floor_parts["import_s"], 2), "floor_work_s": round(floor_parts["work_s"], 2),
-        "pipeline_s_per_variant": round(wall / len(variants), 3),
-        "baseline_s_per_variant": round(sum(baseline.values()) / len(baseline), 3) if baseline else None,
-        "baseline_variants": {k: round(s, 2) for k, s in baseline.items()},
-        # the same variant early and late in one process (the flatness probe); without one, the forced
-        # run's first and last variants
-        "first_variant_s": probe["first_s"] if probe else rows[0]["seconds"],
-        "last_variant_s": probe["last_s"] if probe else rows[-1]["seconds"],
-        "flatness_probe": probe, "forced_first_last_s": [rows[0]["seconds"], rows[-1]["seconds"]],
-        "rss_start_mb": rss["start"], "rss_end_mb": rss["end"], "rss_processes": rss["processes"],
-        "rerun_s": round(rerun, 2),
-        "v2_wall_s": round(max(r["finished"] for r in rows if r["name"] in v2) - started_at, 2) if v2 else None,
-        "floor_compared": "process_s" if in_workers else "work_s",
-        "stages": staged, "rerun_stages": {k: round(v, 2) for k, v in rerun_stages.items()},
-        "per_variant_s": per_variant, "cpu_count": os.cpu_count(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "jobs": jobs,
-    }
-    result["ratios"] = {
-        "pipeline_over_floor": round(wall / floor, 2) if floor else None,
-        "baseline_over_pipeline": (round(result["baseline_s_per_variant"] / result["pipeline_s_per_variant"], 2)
-                                   if baseline else None),
-        "last_over_first": (round(result["last_variant_s"] / result["first_variant_s"], 2)
-                            if result["first_variant_s"] else None),
-        "rss_growth_mb": round(rss["growth"], 1),
-    }
-    measured = {"pipeline_over_floor": result["ratios"]["pipeline_over_floor"], "v2_wall_s": result["v2_wall_s"],
-                "last_over_first": result["ratios"]["last_over_first"],
-                "rss_growth_mb": result["ratios"]["rss_growth_mb"], "rerun_s": result["rerun_s"]}
-    result["targets"] = {}
-    for key, limit in TARGETS.items():
-        value = measured[key]
-        met = None if value is None else value <= limit  # None: not measured (e.g. no V2 variant in the run)
-        entry = {"limit": limit, "value": value, "met": met}
-        if not met and value is not None:
-            growth = (result.get("flatness_probe") or {}).get("stage_growth_s")
-            if key == "last_over_first" and growth:
-                stage, seconds = max(growth.items(), key=lambda kv: kv[1])
-                entry["held_back_by"] = f"{stage}: +{seconds:.2f} s between the probe's early and late conversions"
-                result["targets"][key] = entry
-                continue
-            entry["held_back_by"] = ("memory kept across variants (see rss_start_mb / rss_end_mb)"
-                                     if key == "rss_growth_mb" else
-                                     _holding_stage(rerun_stages if key == "rerun_s" else stages))
-        result["targets"][key] = entry
-    return result
-
-
-def _baseline_picks(variants, count: int):
+def _baseline_picks(variants: list[Variant], count: int) -> list[Variant]:
     """``count`` variants for the naive baseline: the first of each family, then the next ones."""
     picks, seen = [], set()
     for v in variants:
@@ -290,50 +307,235 @@ def _baseline_picks(variants, count: int):
     return picks[:count]
 
 
-def render(result: dict) -> str:
-    r, t = result["ratios"], result["targets"]
+def rss_growth(conversions: list[Conversion]) -> Memory:
+    """Resident memory of each converting process after each of its variants (with ``--jobs N`` each
+    worker converts about 1/N of them, one after another): ``start`` (after its first), ``end`` (after
+    its last) and ``growth`` (its highest figure over ``start``) of the process that grew most."""
+    seen: dict[int, list[float]] = {}
+    for c in sorted(conversions, key=lambda c: c.finished):
+        if c.rss_mb is not None:
+            seen.setdefault(c.pid, []).append(c.rss_mb)
+    processes = {str(pid): ProcessMemory(start_mb=mb[0], end_mb=mb[-1], peak_mb=max(mb), variants=len(mb))
+                 for pid, mb in seen.items()}
+    # growth: the highest figure after any later variant over the first (never below 0: variants differ in
+    # size, so the last one may well be smaller than the first)
+    worst = max(processes.values(), key=lambda p: p.peak_mb - p.start_mb,
+                default=ProcessMemory(start_mb=0.0, end_mb=0.0, peak_mb=0.0, variants=0))
+    return Memory(start_mb=worst.start_mb, end_mb=worst.end_mb, growth_mb=round(worst.peak_mb - worst.start_mb, 1),
+                  processes=processes)
+
+
+def flatness_probe(variants: list[Variant], opts: pipeline.Options, size: dict[str, int], root: Path,
+                   between: int = 20) -> FlatnessProbe:
+    """Does a long-lived process slow down? This process converts the same variant (the smallest archive)
+    three times early and three times again after ``between`` other variants, every stage forced, after one
+    warm-up conversion (a process's first conversion pays one-time costs); ``first_s``/``last_s`` are the
+    medians. The original converter's time grew 9x over 22 variants."""
+    ordered = sorted(variants, key=lambda v: size[v.name])
+    target, others = ordered[0], ordered[1:between + 2]
+    flat = dataclasses.replace(opts, jobs=1, force=True, quiet=True, work=root / "work", weights=root / "weights",
+                               results=root / "results")
+
+    def times(count=3):  # a small variant's time varies by ~20 % from one conversion to the next: a median
+        runs = [convert([target], flat)[0] for _ in range(count)]
+        if not all(c.passed for c in runs):
+            raise RuntimeError(f"the flatness probe's conversions of {target.name} failed")
+        return sorted(runs, key=lambda c: c.seconds)
+
+    convert(others[:1], flat)  # warm-up
+    first = times()
+    convert(others[1:], flat)
+    last = times()
+    grew = {k: round(v - first[1].stages.get(k, 0.0), 3) for k, v in last[1].stages.items()}
+    return FlatnessProbe(variant=target.name, between=len(others) - 1, first_s=first[1].seconds,
+                         last_s=last[1].seconds, first_all_s=[c.seconds for c in first],
+                         last_all_s=[c.seconds for c in last], stage_growth_s=grew)
+
+
+@dataclass
+class TimedRun:
+    """One pipeline run over every variant: its conversions, wall time and exclusive stage times."""
+
+    conversions: list[Conversion]
+    wall_s: float
+    started_at: float  # epoch seconds (a conversion's ``finished`` is one too)
+    stages: dict[str, float]
+
+
+def _timed_run(variants: list[Variant], opts: pipeline.Options) -> TimedRun:
+    timing.reset()
+    start, started_at = time.perf_counter(), time.time()
+    conversions = convert(variants, opts)
+    wall = time.perf_counter() - start
+    return TimedRun(conversions, wall, started_at, timing.snapshot())
+
+
+def _publish(names, root: Path, seed: int, jobs: int, quiet: bool) -> tuple[list[Variant], Path, dict[str, int]]:
+    """The factory archives of ``names`` in ``root/mirror`` (built when not cached); the variants in bench
+    order and the archive sizes. V2 first: the time to its last variant is the V2 figure (v2_wall_s) of
+    the same run; then, within V2 and within the rest, the largest archives first, so no worker is left
+    alone with a long one."""
+    selected = default_manifest().select(names)
+    mirror = fixtures.publish([v.name for v in selected], root / "mirror", seed,
+                              progress=not quiet and sys.stderr.isatty(), jobs=jobs)
+    size = {v.name: (mirror / v.archive_filename).stat().st_size for v in selected}
+    return sorted(selected, key=lambda v: (v.family != V2, -size[v.name])), mirror, size
+
+
+def _run_pipeline(variants: list[Variant], mirror: Path, opts: pipeline.Options, size: dict[str, int],
+                  flat_root: Path) -> tuple[TimedRun, TimedRun, FlatnessProbe | None]:
+    """With ``mirror`` served on loopback: the forced run from a warm download cache, the warm re-run and
+    (three variants or more) the flatness probe. Raises when any conversion failed."""
+    with serve_directory(mirror) as url:
+        opts = dataclasses.replace(opts, mirror=url)
+        # a warm download cache: the archives are downloaded and verified before the timed run
+        download.fetch_many(variants, opts.cache, jobs=opts.jobs, quiet=True, mirror=url, lock_path=opts.lock,
+                            ignore_pins=True, extract=False)
+        # the forced run extracts every archive again, as after a download
+        shutil.rmtree(opts.cache / "extracted", ignore_errors=True)
+        forced = _timed_run(variants, dataclasses.replace(opts, force=True))
+        rerun = _timed_run(variants, opts)
+        probe = flatness_probe(variants, opts, size, flat_root) if len(variants) >= 3 else None
+    failed = sorted({c.name for c in forced.conversions + rerun.conversions if not c.passed})
+    if failed:
+        raise RuntimeError(f"the benchmarked pipeline failed for {', '.join(failed)}")
+    return forced, rerun, probe
+
+
+# ------------------------------------------------------------------------------------------------
+# Assembly, targets, report
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 2) if numerator is not None and denominator else None
+
+
+def assemble(variants: list[Variant], jobs: int, forced: TimedRun, rerun: TimedRun, probe: FlatnessProbe | None,
+             floor: Floor, baseline: dict[str, float]) -> BenchResult:
+    """The result of the measurements (its targets not yet evaluated)."""
+    conversions = forced.conversions
+    staged = {k: round(v, 2) for k, v in sorted(forced.stages.items(), key=lambda kv: -kv[1])}
+    staged[OTHER] = round(max(0.0, forced.wall_s - sum(forced.stages.values())), 2)
+    v2 = {v.name for v in variants if v.family == V2}
+    v2_wall = (round(max(c.finished for c in conversions if c.name in v2) - forced.started_at, 2) if v2 else None)
+    per_variant = round(forced.wall_s / len(variants), 3)
+    baseline_mean = round(sum(baseline.values()) / len(baseline), 3) if baseline else None
+    # the same variant early and late in one process (the flatness probe); without one, the forced run's
+    # first and last variants
+    first_s, last_s = (probe.first_s, probe.last_s) if probe else (conversions[0].seconds, conversions[-1].seconds)
+    return BenchResult(
+        variants=len(variants), jobs=jobs, cpu_count=os.cpu_count(),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        wall_s=round(forced.wall_s, 2), pipeline_s_per_variant=per_variant,
+        per_variant_s={c.name: c.seconds for c in conversions},
+        forced_first_last_s=[conversions[0].seconds, conversions[-1].seconds], stages=staged,
+        rerun_s=round(rerun.wall_s, 2), rerun_stages={k: round(v, 2) for k, v in rerun.stages.items()},
+        v2_wall_s=v2_wall, floor=floor, baseline_s_per_variant=baseline_mean,
+        baseline_variants={k: round(s, 2) for k, s in baseline.items()},
+        first_variant_s=first_s, last_variant_s=last_s, flatness_probe=probe, memory=rss_growth(conversions),
+        ratios=Ratios(pipeline_over_floor=_ratio(forced.wall_s, floor.seconds),
+                      baseline_over_pipeline=_ratio(baseline_mean, per_variant),
+                      last_over_first=_ratio(last_s, first_s)))
+
+
+def _holding_stage(stages: dict[str, float]) -> str:
+    """The stage with the most time, its share and why it costs what it does."""
+    timed = {k: v for k, v in stages.items() if k != OTHER}
+    if not timed:
+        return "no stage was timed"
+    name, seconds = max(timed.items(), key=lambda kv: kv[1])
+    total = sum(timed.values()) or 1.0
+    why = f": {STAGE_NOTES[name]}" if name in STAGE_NOTES else ""
+    return f"{name} ({seconds:.1f} s, {100 * seconds / total:.0f} % of the staged time){why}"
+
+
+def held_back_by(target: Target, result: BenchResult) -> str:
+    """What holds back a missed target, by the target's ``explained_by``."""
+    growth = result.flatness_probe.stage_growth_s if result.flatness_probe else None
+    if target.explained_by == PROBE_GROWTH and growth:
+        stage, seconds = max(growth.items(), key=lambda kv: kv[1])
+        return f"{stage}: +{seconds:.2f} s between the probe's early and late conversions"
+    if target.explained_by == MEMORY:
+        return "memory kept across variants (see memory.start_mb / memory.end_mb)"
+    return _holding_stage(result.rerun_stages if target.explained_by == RERUN_STAGES else result.stages)
+
+
+def evaluate_targets(result: BenchResult, targets: tuple[Target, ...]) -> list[TargetResult]:
+    """Each target met or not (None: its figure was not measured), a miss with what holds it back."""
+    figures = result.figures()
+    out = []
+    for t in targets:
+        if t.key not in figures:
+            raise ValueError(f"target {t.key!r} names no figure of the bench; valid: {', '.join(figures)}")
+        value = figures[t.key]
+        met = None if value is None else value <= t.limit
+        out.append(TargetResult(key=t.key, description=t.description, limit=t.limit, value=value, met=met,
+                                held_back_by=held_back_by(t, result) if met is False else None))
+    return out
+
+
+def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool) -> BenchResult:
+    """The whole benchmark over ``names`` (factory archives of ``seed``, everything under ``root``)."""
+    import keras  # noqa: F401  (third-party: a run in this process (--jobs 1) pays no import inside the timed run)
+    import tensorflow  # noqa: F401
+
+    variants, mirror, size = _publish(names, root, seed, jobs, quiet)
+    opts = pipeline.Options(cache=root / "cache", work=root / "work", weights=root / "weights",
+                            results=root / "results", lock=root / "checksums.lock.json", ignore_pins=True,
+                            jobs=jobs, quiet=quiet)
+    forced, rerun, probe = _run_pipeline(variants, mirror, opts, size, root / "flat")
+    archives = {v.name: download.archive_path(opts.cache, v) for v in variants}
+    floor = measure_floor(variants, archives, in_workers=jobs > 1 and len(variants) > 1)
+    baseline = baseline_seconds(_baseline_picks(variants, baseline_count), archives)
+    result = assemble(variants, jobs, forced, rerun, probe, floor, baseline)
+    return dataclasses.replace(result, targets=evaluate_targets(result, load_targets()))
+
+
+def _markdown_table(rows: list[tuple], head: tuple) -> list[str]:
+    return [f"| {' | '.join(head)} |", "|" + "---|" * len(head), *(f"| {' | '.join(map(str, r))} |" for r in rows)]
+
+
+def render(result: BenchResult) -> str:
+    """BENCH.md: the figures, each target (met, or what holds it back) and the stage times."""
+    r, floor, probe, mem = result.ratios, result.floor, result.flatness_probe, result.memory
+    if floor.with_startup:
+        floor_row = ("floor: a fresh process imports TF and Keras, then reads, decompresses and reads every tensor",
+                     f"{floor.seconds:.1f} s ({floor.import_s:.1f} s start-up and imports, {floor.work_s:.1f} s "
+                     f"reading; with start-up, as the pipeline's worker processes)")
+    else:
+        floor_row = ("floor: read, decompress and read every tensor, in this process (TF imported, as for the "
+                     "pipeline run here)", f"{floor.seconds:.1f} s")
+    flat_row = ((f"first / last: {probe.variant} converted early and again after {probe.between} other variants "
+                 f"by one process (medians of 3)") if probe else "first / last variant of the forced run",
+                f"{result.first_variant_s:.2f} s / {result.last_variant_s:.2f} s")
+    figures = [
+        ("pipeline wall (every stage forced, warm download cache)",
+         f"{result.wall_s:.1f} s ({result.pipeline_s_per_variant:.2f} s a variant)"),
+        floor_row,
+        ("pipeline / floor", r.pipeline_over_floor),
+        ("naive baseline (3 processes a variant)", f"{result.baseline_s_per_variant} s a variant"),
+        ("baseline / pipeline", r.baseline_over_pipeline),
+        flat_row,
+        ("RSS after the first / last variant (the converting process that grew most; growth = its peak over "
+         "the first)", f"{mem.start_mb:.0f} MB / {mem.end_mb:.0f} MB, growth {mem.growth_mb:.0f} MB"),
+        ("warm re-run (everything up to date)", f"{result.rerun_s:.1f} s"),
+        ("the V2 variants alone", f"{result.v2_wall_s} s"),
+    ]
+    targets = [(f"{t.description} (`{t.key}`)", f"≤ {t.limit}", t.value,
+                "n/a" if t.met is None else "yes" if t.met else "no", t.held_back_by or "–") for t in result.targets]
     lines = ["# Benchmark: where the conversion time goes", "",
-             f"{result['variants']} variants, {result['cpu_count']} cores, `--jobs {result['jobs']}`, "
-             f"{result['date']}.", "",
-             "| figure | value |", "|---|---|",
-             f"| pipeline wall (every stage forced, warm download cache) | {result['wall_s']:.1f} s "
-             f"({result['pipeline_s_per_variant']:.2f} s a variant) |",
-             (f"| floor: a fresh process imports TF and Keras, then reads, decompresses and reads every "
-              f"tensor | {result['floor_s']:.1f} s ({result['floor_import_s']:.1f} s start-up and imports, "
-              f"{result['floor_work_s']:.1f} s reading; with start-up, as the pipeline's worker processes) |"
-              if result["floor_compared"] == "process_s" else
-              f"| floor: read, decompress and read every tensor, in this process (TF imported, as for the "
-              f"pipeline run here) | {result['floor_s']:.1f} s |"),
-             f"| pipeline / floor | {r['pipeline_over_floor']} |",
-             f"| naive baseline (3 processes a variant) | {result['baseline_s_per_variant']} s a variant |",
-             f"| baseline / pipeline | {r['baseline_over_pipeline']} |",
-             (f"| first / last: {result['flatness_probe']['variant']} converted early and again after "
-              f"{result['flatness_probe']['between']} other variants by one process (medians of 3) | "
-              f"{result['first_variant_s']:.2f} s / {result['last_variant_s']:.2f} s |"
-              if result.get("flatness_probe") else
-              f"| first / last variant of the forced run | {result['first_variant_s']:.2f} s / "
-              f"{result['last_variant_s']:.2f} s |"),
-             f"| RSS after the first / last variant (the converting process that grew most; growth = its "
-             f"peak over the first) | {result['rss_start_mb']:.0f} MB / {result['rss_end_mb']:.0f} MB, "
-             f"growth {r['rss_growth_mb']:.0f} MB |",
-             f"| warm re-run (everything up to date) | {result['rerun_s']:.1f} s |",
-             f"| the V2 variants alone | {result['v2_wall_s']} s |", "",
-             "## Targets", "", "| target | limit | measured | met | held back by |", "|---|---|---|---|---|"]
-    for key, e in t.items():
-        met = "n/a" if e["met"] is None else "yes" if e["met"] else "no"
-        lines.append(f"| {key} | {e['limit']} | {e['value']} | {met} | "
-                     f"{e.get('held_back_by', '–')} |")
-    lines += ["", "## Stages (exclusive time, forced run; summed over the worker processes)", "",
-              "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in result["stages"].items()]
-    lines += ["", "## Stages of the warm re-run", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in sorted(result["rerun_stages"].items(), key=lambda kv: -kv[1])]
+             f"{result.variants} variants, {result.cpu_count} cores, `--jobs {result.jobs}`, {result.date}.", "",
+             *_markdown_table(figures, ("figure", "value")), "",
+             "## Targets", "", *_markdown_table(targets, ("target", "limit", "measured", "met", "held back by")), "",
+             "## Stages (exclusive time, forced run; summed over the worker processes)", "",
+             *_markdown_table([(k, f"{v:.2f}") for k, v in result.stages.items()], ("stage", "seconds")), "",
+             "## Stages of the warm re-run", "",
+             *_markdown_table([(k, f"{v:.2f}") for k, v in sorted(result.rerun_stages.items(), key=lambda kv: -kv[1])],
+                              ("stage", "seconds"))]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import UserError
-
     p = argparse.ArgumentParser(prog="python -m convert bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", default=["all"], metavar="NAME", help="variants or families (default: all)")
@@ -351,13 +553,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--jobs must be >= 1 and --baseline >= 0, got {args.jobs} and {args.baseline}")
     result = run_bench(args.names, args.cache or default_cache() / "bench", args.jobs, args.baseline, args.seed,
                        args.quiet)
-    atomic_write_bytes(args.results / "bench.json", (json.dumps(result, indent=2) + "\n").encode())
-    atomic_write_bytes(args.results / "BENCH.md", render(result).encode())
-    print(render(result))
+    report = render(result)
+    atomic_write_bytes(args.results / "bench.json", result.to_json().encode())
+    atomic_write_bytes(args.results / "BENCH.md", report.encode())
+    print(report)
     return 0
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
-
     run_cli(main)

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from .timing import timed
 from .archive import WEIGHT_MODES, find_checkpoint, fill
+from .download import DownloadError, extract_archive, fetch
 from .env import default_cache, quiet_tf
 from .errors import ConversionError
 from .fsutil import package_versions, sha256_file
 from .guide import Accounting, GuideRecord, LayerGuide, Provenance, save_layer_guide, sha256_array
-from .mapping import EMA_SUFFIX, expected_variables
+from .manifest import Variant
+from .mapping import EMA_SUFFIX, Expected, expected_variables
+from .timing import timed
 
 quiet_tf()
 
@@ -33,7 +36,7 @@ _GLOBAL_STEP = "global_step"
 class CheckpointMismatchError(ConversionError):
     """The checkpoint's variables are not exactly those of the variant; lists every offender."""
 
-    def __init__(self, prefix: str, variant, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
+    def __init__(self, prefix: str, variant: Variant, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
                  wrong_shape: Iterable[tuple[str, tuple, tuple]] = (), wrong_dtype: Iterable[tuple[str, str]] = (),
                  missing_shadows: Iterable[str] = ()):
         self.prefix, self.variant = prefix, variant.name
@@ -76,7 +79,7 @@ def normalize_prefix(prefix: str | Path) -> str:
     return p
 
 
-def _layout_file(prefix: str, variant):
+def _layout_file(prefix: str, variant: Variant):
     """The layout checkpoint a prefix is (by its path's tail), or None."""
     for cf in variant.spec.layout.checkpoints:
         if prefix.endswith("/" + fill(cf.prefix, variant)) or prefix == fill(cf.prefix, variant):
@@ -84,10 +87,138 @@ def _layout_file(prefix: str, variant):
     return None
 
 
+@dataclass(frozen=True)
+class Classes:
+    """Every variable of a checkpoint in exactly one class (names in checkpoint order), and the expected
+    model variables it lacks (in model order)."""
+
+    model: tuple[str, ...]  # expected model variables present under their plain names
+    shadows: dict[str, str]  # model variable -> its /ExponentialMovingAverage shadow
+    slots: tuple[str, ...]  # optimizer slots of model variables, and beta1/beta2 powers
+    global_step: tuple[str, ...]
+    unexpected: tuple[str, ...]  # none of the above
+    missing: tuple[str, ...]  # expected model variables that are absent
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The checkpoint variable read for one model variable, and whose value it holds."""
+
+    key: str
+    source: str  # "ema" | "raw"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The value chosen for every model variable (model order) under a value mode."""
+
+    mode: str  # "ema" | "raw": the values the guide holds
+    chosen: dict[str, Choice]
+    missing_shadows: tuple[str, ...]  # trainables without a shadow while shadows are used (an error)
+
+
+def classify(names: Iterable[str], expected: Collection[str]) -> Classes:
+    """Sort a checkpoint's variable names: the model variables ``expected``, their EMA shadows, optimizer
+    slots (a slot counts only when the variable it belongs to is expected), ``global_step``, the rest."""
+    names = list(names)
+    model, shadows, slots, global_step, unexpected = [], {}, [], [], []
+    for name in names:
+        base = name[: -len(EMA_SUFFIX) - 1] if name.endswith("/" + EMA_SUFFIX) else None
+        if name == _GLOBAL_STEP:
+            global_step.append(name)
+        elif name in expected:
+            model.append(name)
+        elif base is not None and base in expected:
+            shadows[base] = name
+        elif (slot := _SLOT.match(name)) and (slot["base"] is None or slot["base"] in expected):
+            slots.append(name)
+        else:
+            unexpected.append(name)
+    present = set(names)
+    return Classes(tuple(model), shadows, tuple(slots), tuple(global_step), tuple(unexpected),
+                   tuple(n for n in expected if n not in present))
+
+
+def choose(classes: Classes, expected: Mapping[str, Expected], weights: str, plain: str, prefix: str) -> Selection:
+    """Which value each model variable takes. ``weights`` (the value mode) ``raw`` reads the plain names;
+    ``auto`` and ``ema`` read every existing shadow (BN moving statistics included) when the checkpoint has shadows,
+    else the plain names, which hold EMA values when ``plain`` is ``ema`` (an EMA checkpoint). ``ema``
+    on a checkpoint without EMA values raises :class:`WeightSourceError` (naming ``prefix``)."""
+    shadows = classes.shadows
+    if weights == "raw" or (plain == "raw" and not shadows):
+        if weights == "ema":
+            raise WeightSourceError(
+                f"--weights ema needs EMA values, but checkpoint {prefix} has no /{EMA_SUFFIX} shadows; "
+                f"use --weights raw (or auto, which falls back to the raw values)")
+        mode, use_shadows = "raw", False
+    else:
+        mode, use_shadows = "ema", bool(shadows)
+    plain_source = "ema" if plain == "ema" and mode == "ema" else "raw"
+    chosen = {name: Choice(shadows[name], "ema") if use_shadows and name in shadows else Choice(name, plain_source)
+              for name in expected}
+    absent = set(classes.missing)
+    missing_shadows = tuple(n for n, e in expected.items()
+                            if use_shadows and not e.target.is_moving_stat and n not in shadows and n not in absent)
+    return Selection(mode, chosen, missing_shadows)
+
+
+def _check_table(prefix: str, variant: Variant, expected: Mapping[str, Expected], classes: Classes,
+                 selection: Selection, shapes: Mapping[str, tuple], dtypes: Mapping[str, str]) -> None:
+    """Raise :class:`CheckpointMismatchError` listing every missing, unexpected, wrong-shape or
+    wrong-dtype variable (a model variable or its shadow) and every missing shadow; else nothing."""
+    wrong_shape, wrong_dtype = [], []
+    for name, e in expected.items():
+        for key in (name, classes.shadows.get(name)):
+            if key is None or key not in shapes:
+                continue
+            if shapes[key] != e.shape:
+                wrong_shape.append((key, shapes[key], e.shape))
+            elif dtypes[key] != "float32":
+                wrong_dtype.append((key, dtypes[key]))
+    if classes.missing or classes.unexpected or wrong_shape or wrong_dtype or selection.missing_shadows:
+        raise CheckpointMismatchError(prefix, variant, classes.missing, classes.unexpected, wrong_shape, wrong_dtype,
+                                      selection.missing_shadows)
+
+
+def read(reader, prefix: str, variant: Variant, expected: Mapping[str, Expected],
+         selection: Selection) -> tuple[list[GuideRecord], dict[str, np.ndarray]]:
+    """Read the chosen tensor of every model variable from ``reader`` (a ``tf.train.load_checkpoint``
+    reader of ``prefix``) in Keras model order, whatever order the checkpoint has: its guide records and
+    the arrays by checkpoint key."""
+    records, arrays = [], {}
+    for name, e in expected.items():
+        key = selection.chosen[name].key
+        try:
+            a = np.ascontiguousarray(reader.get_tensor(key))
+        except Exception as exc:  # IndexError / tf.errors.DataLossError on a truncated or corrupt data file
+            raise ConversionError(f"cannot read {key} from checkpoint {prefix}: {type(exc).__name__}: {exc} "
+                                  f"(is its .data file truncated or corrupt?)") from None
+        if a.shape != e.shape or a.dtype != np.float32:  # the reader disagreeing with its own table
+            raise CheckpointMismatchError(prefix, variant, wrong_shape=[(key, a.shape, e.shape)])
+        t = e.target
+        records.append(GuideRecord(key=key, name=name, layer=t.layer, weight=t.weight, kind=t.kind, leaf=t.leaf,
+                                   block=t.block, shape=tuple(a.shape), dtype=a.dtype.name,
+                                   source=selection.chosen[name].source, sha256=sha256_array(a)))
+        arrays[key] = a
+    return records, arrays
+
+
+def _open_checkpoint(prefix: str):
+    # TF imported here, not at module level: it costs 2.8-3.1 s (measured), which every importer of this
+    # module would pay, e.g. a pipeline process that settles up-to-date variants without TF
+    import tensorflow as tf
+
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except Exception as exc:  # tf.errors.* for a corrupt or unreadable bundle
+        raise ConversionError(f"cannot read TF checkpoint {prefix}: {exc}") from None
+
+
 @timed("layer guide")
-def build_layer_guide(checkpoint_prefix: str | Path, variant, weights: str = "auto",
+def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, weights: str = "auto",
                       provenance: Provenance | None = None) -> LayerGuide:
-    """Read a TF1 checkpoint by name and build the layer guide of ``variant``.
+    """Read a TF1 checkpoint by name and build the layer guide of ``variant``: :func:`classify` its
+    variables, :func:`choose` a value per model variable, check the table, :func:`read` the values.
 
     ``weights``: ``auto`` uses EMA values when the checkpoint has them, else the raw values; ``ema``
     requires EMA values; ``raw`` ignores shadows. EMA values are the ``/ExponentialMovingAverage`` shadows
@@ -96,8 +227,6 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant, weights: str = "au
     Optimizer slots and ``global_step`` are ignored and counted; anything else not consumed, any expected
     variable missing, any wrong shape or dtype raises :class:`CheckpointMismatchError`.
     """
-    import tensorflow as tf
-
     if weights not in WEIGHT_MODES:
         raise WeightSourceError(f"unknown weight source {weights!r}; valid: {', '.join(WEIGHT_MODES)}")
     prefix = normalize_prefix(checkpoint_prefix)
@@ -109,79 +238,21 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant, weights: str = "au
     if weights == "raw" and plain == "ema":
         raise WeightSourceError(f"--weights raw needs the training values, but {prefix} is the "
                                 f"{layout_file.role} checkpoint (EMA values under the plain names)")
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-    except Exception as exc:  # tf.errors.* for a corrupt or unreadable bundle
-        raise ConversionError(f"cannot read TF checkpoint {prefix}: {exc}") from None
+    reader = _open_checkpoint(prefix)
     shapes = {k: tuple(int(d) for d in v) for k, v in reader.get_variable_to_shape_map().items()}
     dtypes = {k: v.name for k, v in reader.get_variable_to_dtype_map().items()}
     expected = expected_variables(variant)
-
-    slots, global_step, shadows, unexpected = [], [], {}, []
-    for name in shapes:
-        if name == _GLOBAL_STEP:
-            global_step.append(name)
-        elif name in expected:
-            continue
-        elif name.endswith("/" + EMA_SUFFIX) and name[: -len(EMA_SUFFIX) - 1] in expected:
-            shadows[name[: -len(EMA_SUFFIX) - 1]] = name
-        elif (slot := _SLOT.match(name)) and (slot["base"] is None or slot["base"] in expected):
-            slots.append(name)
-        else:
-            unexpected.append(name)
-    missing = [n for n in expected if n not in shapes]
-
-    if weights == "raw" or (plain == "raw" and not shadows):
-        if weights == "ema":
-            raise WeightSourceError(
-                f"--weights ema needs EMA values, but checkpoint {prefix} has no /{EMA_SUFFIX} shadows; "
-                f"use --weights raw (or auto, which falls back to the raw values)")
-        mode, use_shadows = "raw", False
-    else:
-        mode, use_shadows = "ema", bool(shadows)
-    missing_shadows = [n for n, e in expected.items()
-                       if use_shadows and not e.target.is_moving_stat and n not in shadows and n in shapes]
-
-    chosen: dict[str, tuple[str, str]] = {}  # model variable -> (key read, source)
-    for name in expected:
-        if use_shadows and name in shadows:
-            chosen[name] = (shadows[name], "ema")
-        else:
-            chosen[name] = (name, "ema" if plain == "ema" and mode == "ema" else "raw")
-    wrong_shape, wrong_dtype = [], []
-    for name, e in expected.items():
-        for key in (name, shadows.get(name)):
-            if key is None or key not in shapes:
-                continue
-            if shapes[key] != e.shape:
-                wrong_shape.append((key, shapes[key], e.shape))
-            elif dtypes[key] != "float32":
-                wrong_dtype.append((key, dtypes[key]))
-    if missing or unexpected or wrong_shape or wrong_dtype or missing_shadows:
-        raise CheckpointMismatchError(prefix, variant, missing, unexpected, wrong_shape, wrong_dtype,
-                                      missing_shadows)
-
-    records, arrays = [], {}
-    for name, e in expected.items():  # Keras model order, whatever order the checkpoint has
-        key, source = chosen[name]
-        try:
-            a = np.ascontiguousarray(reader.get_tensor(key))
-        except Exception as exc:  # IndexError / tf.errors.DataLossError on a truncated or corrupt data file
-            raise ConversionError(f"cannot read {key} from checkpoint {prefix}: {type(exc).__name__}: {exc} "
-                                  f"(is its .data file truncated or corrupt?)") from None
-        if a.shape != e.shape or a.dtype != np.float32:  # the reader disagreeing with its own table
-            raise CheckpointMismatchError(prefix, variant, wrong_shape=[(key, a.shape, e.shape)])
-        t = e.target
-        records.append(GuideRecord(key=key, name=name, layer=t.layer, weight=t.weight, kind=t.kind, leaf=t.leaf,
-                                   block=t.block, shape=tuple(a.shape), dtype=a.dtype.name, source=source,
-                                   sha256=sha256_array(a)))
-        arrays[key] = a
+    classes = classify(shapes, expected)
+    selection = choose(classes, expected, weights, plain, prefix)
+    _check_table(prefix, variant, expected, classes, selection, shapes, dtypes)
+    records, arrays = read(reader, prefix, variant, expected, selection)
     by_source: dict[str, int] = {}
     for r in records:
         by_source[r.source] = by_source.get(r.source, 0) + 1
-    counts = Accounting(checkpoint_variables=len(shapes), consumed=len(records), ignored_slots=len(slots),
-                        ignored_global_step=len(global_step),
-                        unselected=len(expected) + len(shadows) - len(records), by_source=by_source, mode=mode)
+    counts = Accounting(checkpoint_variables=len(shapes), consumed=len(records), ignored_slots=len(classes.slots),
+                        ignored_global_step=len(classes.global_step),
+                        unselected=len(expected) + len(classes.shadows) - len(records), by_source=by_source,
+                        mode=selection.mode)
     assert counts.consumed + counts.ignored_slots + counts.ignored_global_step + counts.unselected == len(shapes)
     return LayerGuide(variant.name, variant.family, weights, provenance, records, arrays, counts,
                       versions=package_versions())
@@ -191,7 +262,7 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant, weights: str = "au
 # Extraction entry point
 
 
-def guide_from_extracted(root: str | Path, variant, weights: str = "auto", archive: Path | None = None,
+def guide_from_extracted(root: str | Path, variant: Variant, weights: str = "auto", archive: Path | None = None,
                          archive_sha256: str | None = None, url: str | None = None) -> LayerGuide:
     """The layer guide of an extracted archive: the layout's checkpoint for ``weights``, read by name."""
     prefix, cf = find_checkpoint(root, variant, weights)
@@ -201,7 +272,7 @@ def guide_from_extracted(root: str | Path, variant, weights: str = "auto", archi
     return build_layer_guide(prefix, variant, weights, provenance)
 
 
-def extract(variant, *, archive: str | Path | None = None, checkpoint: str | Path | None = None,
+def extract(variant: Variant, *, archive: str | Path | None = None, checkpoint: str | Path | None = None,
             weights: str = "auto", out_dir: str | Path = "work", cache_dir: str | Path | None = None,
             ignore_pins: bool = False) -> Path:
     """Build and save the layer guide of a variant; returns ``out_dir/<name>/layer_guide.p``.
@@ -210,8 +281,6 @@ def extract(variant, *, archive: str | Path | None = None, checkpoint: str | Pat
     temporary directory), else the variant's archive in ``cache_dir`` (fetched by ``convert.download``:
     reused when cached and verified, downloaded otherwise).
     """
-    from .download import DownloadError, extract_archive, fetch
-
     if archive is not None and checkpoint is not None:
         raise ConversionError("give either an archive or a checkpoint, not both")
     out = Path(out_dir) / variant.name

@@ -20,7 +20,6 @@ from .families import FAMILIES, family as family_of
 from .families.base import Family
 
 MANIFEST_DIR = PROJECT_ROOT / "manifests"
-DEFAULT_MANIFEST = MANIFEST_DIR / "mobilenet_v2.json"  # the V2 manifest (kept for callers that read one file)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^(https?|file)://[^\s/]*(/[^\s]*)?$")
@@ -81,11 +80,6 @@ class Variant:
     def name(self) -> str:
         """The variant's name: the stem, or for V2 the short ``1.0_224``."""
         return self.spec.short_name(self) if self.spec.short_name else self.stem
-
-    @property
-    def model_name(self) -> str:
-        """The name used inside the archive (= the stem)."""
-        return self.stem
 
     @property
     def archive_filename(self) -> str:

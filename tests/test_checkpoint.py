@@ -7,6 +7,7 @@ import os
 import pickle
 import random
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from convert import fixtures  # noqa: E402
-from convert.checkpoint import (CheckpointMismatchError, WeightSourceError, build_layer_guide,  # noqa: E402
-                                extract)
+from convert.checkpoint import (CheckpointMismatchError, Choice, WeightSourceError, build_layer_guide,  # noqa: E402
+                                choose, classify, extract)
 from convert.errors import ConversionError  # noqa: E402
 from convert.guide import LayerGuideError, load_layer_guide, save_layer_guide  # noqa: E402
 from convert.mapping import EMA_SUFFIX, expected_variables, keras_target, tf_name_for  # noqa: E402
@@ -148,6 +149,99 @@ def test_name_table_and_keras_agree_with_the_slim_architecture(name):
     assert {n: e.shape for n, e in expected.items()} == {n: tuple(s) for n, (s, _) in slim.items()}
     for n, e in expected.items():  # and reading the table backwards gives the same Keras weight
         assert tf_name_for(variant.family, e.target.layer, e.target.weight) == n
+
+
+# ------------------------------------------------------------------------------------------------
+# classify and choose, on the genuine 1.0_224 variable table (tests/data/genuine: 737 names =
+# 158 trainables x {raw, EMA shadow, RMSProp, RMSProp_1} + 52 BN layers x {moving_mean, moving_variance}
+# + global_step)
+
+GENUINE = resolve("1.0_224")
+MOVING = ("/moving_mean", "/moving_variance")
+
+
+@pytest.fixture(scope="module")
+def genuine_names(reference_dir) -> list[str]:
+    """The genuine checkpoint's variable names, from its text table (``name [shape]`` a line)."""
+    lines = (reference_dir / "mobilenet_v2_1.0_224.variables.txt").read_text().splitlines()
+    return [line.rsplit(" [", 1)[0] for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def genuine_expected():
+    return expected_variables(GENUINE)
+
+
+@pytest.mark.genuine
+def test_classify_puts_each_genuine_variable_in_one_class(genuine_names, genuine_expected):
+    classes = classify(genuine_names, genuine_expected)
+    assert len(genuine_names) == 737
+    assert (len(classes.model), len(classes.shadows), len(classes.slots), len(classes.global_step)) == \
+        (158 + 52 * 2, 158, 158 * 2, 1)
+    assert classes.unexpected == () and classes.missing == ()
+    placed = [*classes.model, *classes.shadows.values(), *classes.slots, *classes.global_step]
+    assert sorted(placed) == sorted(genuine_names)  # no name in two classes, none left out
+    assert classes.global_step == ("global_step",)
+    assert classes.shadows["MobilenetV2/Conv/weights"] == "MobilenetV2/Conv/weights/ExponentialMovingAverage"
+    assert {"MobilenetV2/Conv_1/BatchNorm/beta/RMSProp", "MobilenetV2/Conv_1/BatchNorm/beta/RMSProp_1"} <= \
+        set(classes.slots)
+    assert "MobilenetV2/Conv/BatchNorm/moving_mean" in classes.model
+    assert len([n for n in classes.model if n.endswith(MOVING)]) == 104
+    assert not any(n.endswith(MOVING) for n in classes.shadows)  # the release has no shadow of a BN statistic
+
+
+@pytest.mark.genuine
+def test_classify_names_strays_and_absentees(genuine_names, genuine_expected):
+    gone = "MobilenetV2/expanded_conv_5/project/weights"
+    stray = ["MobilenetV2/expanded_conv_17/project/weights/RMSProp",  # a slot of a variable the model lacks
+             "MobilenetV2/Conv/weights/Foo", "MobilenetV2/Conv/weights/ExponentialMovingAverage/RMSProp"]
+    slots = ["beta1_power", "MobilenetV2/Logits/Conv2d_1c_1x1/biases/Momentum"]
+    classes = classify([n for n in genuine_names if n != gone] + stray + slots, genuine_expected)
+    assert classes.missing == (gone,)
+    assert classes.unexpected == tuple(stray)
+    assert set(slots) <= set(classes.slots) and len(classes.slots) == 316 + 2
+    assert classes.shadows[gone] == gone + EMA  # a shadow belongs to the model's variable, present or not
+
+
+@pytest.mark.genuine
+@pytest.mark.parametrize("weights", ["auto", "ema"])
+def test_choose_takes_every_genuine_shadow(genuine_names, genuine_expected, weights):
+    selection = choose(classify(genuine_names, genuine_expected), genuine_expected, weights, "raw", "genuine.ckpt")
+    assert selection.mode == "ema" and selection.missing_shadows == ()
+    assert Counter(c.source for c in selection.chosen.values()) == {"ema": 158, "raw": 104}
+    assert {c.key for c in selection.chosen.values()} <= set(genuine_names)
+    for name, choice in selection.chosen.items():  # the BN statistics, which have no shadow, keep their value
+        assert choice == (Choice(name, "raw") if name.endswith(MOVING) else Choice(name + EMA, "ema"))
+
+
+@pytest.mark.genuine
+def test_choose_raw_reads_the_plain_names(genuine_names, genuine_expected):
+    selection = choose(classify(genuine_names, genuine_expected), genuine_expected, "raw", "raw", "genuine.ckpt")
+    assert selection.mode == "raw" and selection.missing_shadows == ()
+    assert len(selection.chosen) == 262 and all(c == Choice(n, "raw") for n, c in selection.chosen.items())
+
+
+@pytest.mark.genuine
+def test_choose_without_shadows(genuine_names, genuine_expected):
+    plain = classify([n for n in genuine_names if not n.endswith(EMA)], genuine_expected)
+    auto = choose(plain, genuine_expected, "auto", "raw", "genuine.ckpt")
+    assert auto.mode == "raw" and Counter(c.source for c in auto.chosen.values()) == {"raw": 262}
+    with pytest.raises(WeightSourceError, match=r"--weights ema needs EMA values, but checkpoint genuine\.ckpt has no"):
+        choose(plain, genuine_expected, "ema", "raw", "genuine.ckpt")
+    # an EMA checkpoint (V3's ema/) holds EMA values under the plain names
+    ema = choose(plain, genuine_expected, "auto", "ema", "model-1")
+    assert ema.mode == "ema" and all(c == Choice(n, "ema") for n, c in ema.chosen.items())
+
+
+@pytest.mark.genuine
+def test_choose_refuses_partial_shadows_and_takes_a_statistic_shadow(genuine_names, genuine_expected):
+    gone = "MobilenetV2/expanded_conv_9/depthwise/depthwise_weights"
+    stat = "MobilenetV2/expanded_conv_4/expand/BatchNorm/moving_mean"
+    classes = classify([n for n in genuine_names if n != gone + EMA] + [stat + EMA], genuine_expected)
+    auto = choose(classes, genuine_expected, "auto", "raw", "genuine.ckpt")
+    assert auto.missing_shadows == (gone,)
+    assert auto.chosen[stat] == Choice(stat + EMA, "ema") and auto.chosen[gone] == Choice(gone, "raw")
+    assert choose(classes, genuine_expected, "raw", "raw", "genuine.ckpt").missing_shadows == ()
 
 
 # ------------------------------------------------------------------------------------------------

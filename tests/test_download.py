@@ -55,7 +55,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_tgz(path: Path, model_name: str = V.model_name, data_size: int = 200_000, seed: int = 0,
+def make_tgz(path: Path, model_name: str = V.stem, data_size: int = 200_000, seed: int = 0,
              suffixes=SUFFIXES, extra: tuple = ()) -> Path:
     """A small official-layout archive (``./<model>.ckpt.*`` members of random bytes) plus ``extra``
     ``(TarInfo, bytes|None)`` members."""
@@ -170,10 +170,10 @@ def test_factory_archive_downloads_verifies_extracts_and_is_cached(served, cache
     assert result.checked_against == "lock" and result.archive == cache / "archives" / V.archive_filename
     assert_clean(cache, verified_sha=want)
     assert result.extracted == cache / "extracted" / V.name
-    assert (result.extracted / f"{V.model_name}.ckpt.index").is_file()
-    assert list(result.extracted.glob(f"{V.model_name}.ckpt.data-*"))
+    assert (result.extracted / f"{V.stem}.ckpt.index").is_file()
+    assert list(result.extracted.glob(f"{V.stem}.ckpt.data-*"))
     assert (result.extracted / ".complete").read_text().strip() == want
-    assert find_checkpoint(result.extracted, V) == (result.extracted / f"{V.model_name}.ckpt",
+    assert find_checkpoint(result.extracted, V) == (result.extracted / f"{V.stem}.ckpt",
                                                     V.spec.layout.checkpoints[0])
     assert not list(cache.rglob("*.part"))
     entry = json.loads(lock.read_text())[V.archive_filename]
@@ -598,7 +598,7 @@ def test_two_download_processes_share_one_cache(case, tmp_path, factory_archive,
         assert errs.count(f"first download of {variant.archive_filename}") == 1
         root = cache / "extracted" / variant.name
         assert (root / ".complete").read_text().strip() == want
-        assert find_checkpoint(root, variant)[0] == root / f"{variant.model_name}.ckpt"
+        assert find_checkpoint(root, variant)[0] == root / f"{variant.stem}.ckpt"
     assert sorted(p.name for p in (cache / "extracted").iterdir()) == sorted(wanted), "one extraction each"
     listed = sorted(p.name for p in (cache / "archives").iterdir())
     memos = [n for n in listed if n.endswith(".sha256.json")]  # written with each verified download
@@ -615,7 +615,7 @@ def test_two_download_processes_share_one_cache(case, tmp_path, factory_archive,
 
 def test_fetch_many_threads_never_touch_the_umask(served, cache, lock, tmp_path, monkeypatch):
     variants = [resolve("0.35_96"), resolve("0.35_128")]
-    want = {v.name: put(served, make_tgz(tmp_path / "src" / v.archive_filename, v.model_name, seed=i), v)
+    want = {v.name: put(served, make_tgz(tmp_path / "src" / v.archive_filename, v.stem, seed=i), v)
             for i, v in enumerate(variants)}
     probe = tmp_path / "probe"
     probe.touch()  # what a plain open() gives under the process umask
@@ -660,8 +660,8 @@ def _member(name: str, kind=tarfile.REGTYPE, linkname: str = "") -> tuple:
     (_member("./../../evil.txt"), "'..'"),
     (_member("/tmp/evil-absolute.txt"), "absolute path"),
     (_member("./link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link"),
-    (_member("./inner-link", tarfile.SYMTYPE, f"{V.model_name}_info.txt"), "symbolic link"),
-    (_member("./hard", tarfile.LNKTYPE, f"{V.model_name}_info.txt"), "hard link"),
+    (_member("./inner-link", tarfile.SYMTYPE, f"{V.stem}_info.txt"), "symbolic link"),
+    (_member("./hard", tarfile.LNKTYPE, f"{V.stem}_info.txt"), "hard link"),
     (_member("./dev", tarfile.CHRTYPE), "device"),
 ], ids=["dotdot", "nested-dotdot", "absolute", "symlink-out", "symlink-in", "hardlink", "device"])
 def test_unsafe_member_is_refused(served, cache, lock, tmp_path, member, reason):
@@ -679,21 +679,21 @@ def test_archive_without_checkpoint_lists_its_members(served, cache, lock):
     with pytest.raises(DownloadError) as err:
         go(served, cache, lock)
     msg = str(err.value)
-    for name in (f"{V.model_name}.ckpt.index", f"{V.model_name}.ckpt.meta", f"{V.model_name}_frozen.pb"):
+    for name in (f"{V.stem}.ckpt.index", f"{V.stem}.ckpt.meta", f"{V.stem}_frozen.pb"):
         assert name in msg
     assert_clean(cache)
 
 
 def test_members_are_checked_against_the_variants_layout(tmp_path):
     v2 = make_tgz(tmp_path / "v2.tgz")
-    v1 = make_tgz(tmp_path / "v1.tgz", model_name=V1.model_name)
-    assert sorted(dl.check_archive(v2, V)) == sorted(f"{V.model_name}{s}" for s in SUFFIXES)
-    assert sorted(dl.check_archive(v1, V1)) == sorted(f"{V1.model_name}{s}" for s in SUFFIXES)
+    v1 = make_tgz(tmp_path / "v1.tgz", model_name=V1.stem)
+    assert sorted(dl.check_archive(v2, V)) == sorted(f"{V.stem}{s}" for s in SUFFIXES)
+    assert sorted(dl.check_archive(v1, V1)) == sorted(f"{V1.stem}{s}" for s in SUFFIXES)
     assert dl.check_archive(v1) == dl.check_archive(v1, V1)  # no variant: any checkpoint will do
-    with pytest.raises(DownloadError, match=rf"lacks the checkpoint \({V1.model_name}\.ckpt\.index"):
+    with pytest.raises(DownloadError, match=rf"lacks the checkpoint \({V1.stem}\.ckpt\.index"):
         dl.check_archive(v2, V1)
     with tarfile.open(v1) as tar:
-        with pytest.raises(DownloadError, match=rf"{V.model_name}\.ckpt\.index and {V.model_name}\.ckpt\.data-"):
+        with pytest.raises(DownloadError, match=rf"{V.stem}\.ckpt\.index and {V.stem}\.ckpt\.data-"):
             dl.verify_members(tar.getmembers(), V, v1)
 
 
@@ -701,7 +701,7 @@ def test_extract_archive_is_atomic_and_idempotent(tmp_path):
     tgz = make_tgz(tmp_path / "a.tgz")
     dest = tmp_path / "out" / "x"
     assert dl.extract_archive(tgz, dest, V) == dest
-    index = dest / f"{V.model_name}.ckpt.index"
+    index = dest / f"{V.stem}.ckpt.index"
     stamp = index.stat().st_mtime_ns
     dl.extract_archive(tgz, dest, V)
     assert index.stat().st_mtime_ns == stamp, "a complete extraction is not redone"
@@ -726,7 +726,7 @@ def test_local_mirrors(tmp_path, cache, lock, form, capsys):
                     "--ignore-pins"])
     assert code == 0, capsys.readouterr().err
     assert_clean(cache, verified_sha=want)
-    assert (cache / "extracted" / V.name / f"{V.model_name}.ckpt.index").is_file()
+    assert (cache / "extracted" / V.name / f"{V.stem}.ckpt.index").is_file()
     assert not list(cache.rglob("*.part"))
     assert json.loads(lock.read_text())[V.archive_filename]["sha256"] == want
 
@@ -767,7 +767,7 @@ def test_jobs_3_with_one_bad_archive(served, cache, lock, tmp_path, capsys):
     good = {}
     for i, name in enumerate(names):
         v = resolve(name)
-        archive = make_tgz(tmp_path / "src" / v.archive_filename, model_name=v.model_name, seed=i)
+        archive = make_tgz(tmp_path / "src" / v.archive_filename, model_name=v.stem, seed=i)
         if name == "0.35_128":  # the bad one: a truncated gzip
             data = archive.read_bytes()
             (served.root / v.archive_filename).write_bytes(data[: len(data) // 3])

@@ -294,7 +294,7 @@ def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):
     v = resolve("0.35_96")
     model_dir = tmp_path / "model"
     shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
-    (model_dir / f"{v.model_name}_eval.pbtxt").unlink()
+    (model_dir / f"{v.stem}_eval.pbtxt").unlink()
     record = parity.verify(v, model_dir, e2e["opts"].weights)
     assert record["reference"] == "ckpt_meta"
     assert record["passed"] is True
@@ -338,7 +338,7 @@ def test_converted_1_0_224_matches_the_genuine_2018_eval_graph(e2e, reference_di
     v = resolve("1.0_224")
     model_dir = tmp_path / "model"
     shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
-    shutil.copyfile(reference_dir / f"{v.model_name}_eval.pbtxt", model_dir / f"{v.model_name}_eval.pbtxt")
+    shutil.copyfile(reference_dir / f"{v.stem}_eval.pbtxt", model_dir / f"{v.stem}_eval.pbtxt")
     record = parity.verify(v, model_dir, e2e["opts"].weights, images=e2e["images"])
     assert record["reference"] == "eval_pbtxt"
     assert record["reference_sources"] == {"ema": 158, "raw": 104}
