@@ -397,6 +397,30 @@ def test_missing_weights_archive_and_offline_keras_are_errors(setup, tmp_path, c
           "slim"], capsys, "weights=\"imagenet\"", "URL fetch failure", "--compare-keras")
 
 
+def test_evaluate_after_an_up_to_date_run_extracts_the_cached_archive(setup, tmp_path, capsys):
+    """Issue 15's sequence: `convert run NAME --cache C` (up to date: no extraction), then `convert evaluate
+    NAME --cache C --imagenet-dir D` takes the verified archive from C/archives/ and extracts it itself."""
+    from convert import pipeline
+
+    v = setup[V2]["variant"]
+    cache, weights = tmp_path / "cache", tmp_path / "weights"
+    mirror = fixtures.publish([V2], tmp_path / "mirror")  # a local folder as the mirror
+    run = [V2, "--cache", cache, "--mirror", mirror, "--ignore-pins", "--work", tmp_path / "work",
+           "--weights-dir", weights, "--results", tmp_path / "run_results", "--quiet"]
+    assert pipeline.main([str(a) for a in run]) == 0
+    assert (cache / "extracted" / V2).is_dir()  # the first run extracted into the cache (it converted) …
+    shutil.rmtree(cache / "extracted")
+    assert pipeline.main([str(a) for a in run]) == 0  # … an up-to-date run does not
+    assert not (cache / "extracted").exists() and (cache / "archives" / v.archive_filename).is_file()
+    code, _, err = cli([V2, "--cache", cache, "--imagenet-dir", setup[V2]["dataset"], "--weights-dir", weights,
+                        "--results", tmp_path / "r", "--preprocess", "slim"], capsys)
+    assert code == 0, err
+    recs = records_by(tmp_path / "r")
+    assert recs[(V2, "slim", "slim")]["top1"] == recs[(V2, "converted", "slim")]["top1"] == 100.0
+    assert recs[(V2, "slim", "slim")]["images"] == IMAGES
+    assert not (cache / "extracted").exists()  # extracted into a temporary folder, the cache left as it was
+
+
 def test_help_and_registration(capsys):
     from convert.__main__ import main
 
