@@ -11,7 +11,7 @@ COMMANDS = {
     "download": ("convert.download", "main", "download, verify and extract archives into the cache"),
     "bench": ("convert.bench", "main", "time the pipeline per stage against the floor and a naive baseline"),
     "fixtures": ("convert.fixtures", "main", "build official-layout factory archives"),
-    "evaluate": ("convert.evaluate", "main", "ImageNet top-1/top-5 of converted weights and the slim graph"),
+    "evaluate": ("convert.evaluate.cli", "main", "ImageNet top-1/top-5 of converted weights and the slim graph"),
 }
 
 

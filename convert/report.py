@@ -130,3 +130,21 @@ def render_markdown(rows: list[dict]) -> str:
             out += _section(fam.title, section)
     errors = [f"- {r['name']}: {r['error']}" for r in rows if r.get("error")]
     return "\n".join(out + (["Failures:"] + errors if errors else [])) + "\n"
+
+
+# ----------------------------------------------------------------------------- accuracy (convert evaluate)
+# Kept in one block with its import, so that it merges as one piece.
+from .evaluate.records import (ACCURACY_JSON, ACCURACY_MD, LOCK_NAME, AccuracyRecord,  # noqa: E402
+                               load_accuracy, merge, render_accuracy)
+
+
+def write_accuracy(results_dir: str | Path, records: list[AccuracyRecord]) -> list[AccuracyRecord]:
+    """Merge ``records`` into ``results_dir/accuracy.json`` (every name evaluated now replaces all of
+    its earlier records) and render ``ACCURACY.md``; atomic writes, under a lock. The only writer of both."""
+    results_dir = Path(results_dir)
+    with file_lock(results_dir / LOCK_NAME):
+        rows = merge(load_accuracy(results_dir), records, default_manifest().names)
+        atomic_write_bytes(results_dir / ACCURACY_JSON,
+                           (json.dumps([r.to_json() for r in rows], indent=2, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(results_dir / ACCURACY_MD, render_accuracy(rows).encode())
+    return rows

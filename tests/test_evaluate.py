@@ -19,7 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from conftest import run_main  # noqa: E402
-from convert import evaluate as ev  # noqa: E402
+from convert.evaluate import cli as ev_cli  # noqa: E402
+from convert.evaluate import dataset as ev_data  # noqa: E402
+from convert.evaluate import evaluation as ev_eval  # noqa: E402
+from convert.evaluate import preprocess as ev_pre  # noqa: E402
+from convert.evaluate import records as ev_rec  # noqa: E402
+from convert.evaluate import scorers as ev_scorers  # noqa: E402
 from convert import fixtures  # noqa: E402
 from convert.archive import find_checkpoint  # noqa: E402
 from convert.checkpoint import extract  # noqa: E402
@@ -34,6 +39,9 @@ IMAGES = 20  # labelled images per variant (the best-separated of CANDIDATES)
 CANDIDATES = 32
 SIZES = [(120, 160), (200, 150), (96, 96), (257, 311)]
 KERAS_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # keras.applications.imagenet_utils' file_hash of the class index
+# the keys every accuracy.json record has carried since the first release (readers depend on them)
+RECORD_KEYS = ("name", "model", "preprocessing", "images", "top1", "top5", "published_top1", "published_top5",
+               "images_per_s")
 
 
 def write_images(folder: Path, count: int, seed: int = 0, sizes=SIZES) -> list[Path]:
@@ -56,10 +64,10 @@ def write_images(folder: Path, count: int, seed: int = 0, sizes=SIZES) -> list[P
 def slim_logits(variant, files) -> np.ndarray:
     """The archive's slim graph (EMA values) on the slim-preprocessed files, Keras classes only."""
     root = fixtures.cached_extracted(variant.name)
-    graph_def = ev._archive_graph(root, variant)  # parity.archive_graph's, memoised: the CLI runs below reuse it
+    graph_def = ev_scorers.cached_archive_graph(root, variant)[0]  # memoised: the CLI runs below reuse it
     assert graph_def is not None
     prefix, _ = find_checkpoint(root, variant, "ema")
-    batch = np.stack([ev.preprocess_file(f, variant.rows, "slim") for f in files])
+    batch = np.stack([ev_pre.preprocess_file(f, variant.rows, "slim") for f in files])
     logits = run_graph(graph_def, batch, checkpoint_feeds(graph_def, str(prefix)).slim, variant.spec.nodes.logits)
     return np.asarray(logits).reshape(len(files), -1)[:, variant.label_offset:]
 
@@ -69,7 +77,7 @@ def setup(tmp_path_factory):
     """Per variant: factory archive, converted weights (EMA; V2 also raw), and a labelled <wnid>/ dataset."""
     base = tmp_path_factory.mktemp("evaluate")
     candidates = write_images(base / "candidates", CANDIDATES)
-    wnids = [w for w, _ in ev.class_index()]
+    wnids = [w for w, _ in ev_data.class_index()]
     out = {}
     for name in VARIANTS:
         v = resolve(name)
@@ -94,11 +102,11 @@ def setup(tmp_path_factory):
 
 
 def cli(argv, capsys):
-    return run_main(ev.main, [str(a) for a in argv], capsys)
+    return run_main(ev_cli.main, [str(a) for a in argv], capsys)
 
 
 def records_by(results: Path) -> dict:
-    rows = json.loads((results / ev.ACCURACY_JSON).read_text())
+    rows = json.loads((results / ev_rec.ACCURACY_JSON).read_text())
     return {(r["name"], r["model"], r["preprocessing"]): r for r in rows}
 
 
@@ -106,14 +114,14 @@ def records_by(results: Path) -> dict:
 # The class index
 
 def test_class_index_is_keras_file_with_1000_sorted_wnids():
-    assert hashlib.md5(ev.CLASS_INDEX_PATH.read_bytes()).hexdigest() == KERAS_MD5
-    doc = json.loads(ev.CLASS_INDEX_PATH.read_text())
+    assert hashlib.md5(ev_data.CLASS_INDEX_PATH.read_bytes()).hexdigest() == KERAS_MD5
+    doc = json.loads(ev_data.CLASS_INDEX_PATH.read_text())
     assert sorted(doc, key=int) == [str(i) for i in range(1000)]
     wnids = [doc[str(i)][0] for i in range(1000)]
     assert len(set(wnids)) == 1000 and wnids == sorted(wnids)
     assert all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in wnids)
     assert doc["0"] == ["n01440764", "tench"] and doc["999"] == ["n15075141", "toilet_tissue"]
-    assert ev.wnid_to_class()["n01440764"] == 0
+    assert ev_data.wnid_to_class()["n01440764"] == 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,7 +140,7 @@ def evaluated(setup):
         s = setup[name]
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            code = ev.main([name, "--imagenet-dir", str(s["dataset"]), "--weights-dir", str(setup["weights"]),
+            code = ev_cli.main([name, "--imagenet-dir", str(s["dataset"]), "--weights-dir", str(setup["weights"]),
                             "--archive", str(s["archive"]), "--results", str(results), "--batch-size", "8"])
         assert code == 0
         outputs[name] = out.getvalue()
@@ -148,7 +156,7 @@ def test_slim_graph_scores_100_and_converted_the_same(setup, evaluated, name):
                                                    for p in ("slim", "keras")}
     assert {k[0] for k in recs} == set(VARIANTS)  # every name's records kept side by side
     for r in (r for k, r in recs.items() if k[0] == v.name):
-        assert set(ev.RECORD_KEYS) <= set(r) and r["images"] == IMAGES and r["unreadable"] == []
+        assert set(RECORD_KEYS) <= set(r) and r["images"] == IMAGES and r["unreadable"] == []
         assert r["published_top1"] == v.top1 and r["published_top5"] == v.top5 and r["images_per_s"] > 0
     assert recs[(v.name, "slim", "slim")]["top1"] == 100.0
     assert recs[(v.name, "converted", "slim")]["top1"] == 100.0
@@ -157,7 +165,7 @@ def test_slim_graph_scores_100_and_converted_the_same(setup, evaluated, name):
     # couple of images: slim's SE gate constant 0.16667 differs from keras' 1/6)
     k_conv, k_slim = recs[(v.name, "converted", "keras")]["top1"], recs[(v.name, "slim", "keras")]["top1"]
     assert abs(k_conv - k_slim) <= (10.0 if v.family == "v3" else 0.0)
-    md = (results / ev.ACCURACY_MD).read_text()
+    md = (results / ev_rec.ACCURACY_MD).read_text()
     assert "| name | model | preprocessing |" in md and md.count(f"| {v.name} |") == 4
     assert f"| {v.name} | converted | slim | {IMAGES} | 100.00 | {100 - v.top1:+.2f} |" in md  # Δ vs published
     assert f"top-1 100.00 ({100 - v.top1:+.2f})" in outputs[name]
@@ -168,26 +176,26 @@ def test_slim_graph_scores_100_and_converted_the_same(setup, evaluated, name):
 def test_raw_weights_score_measurably_lower(setup, evaluated):
     s = setup[V2]
     assert records_by(evaluated[0])[(V2, "converted", "slim")]["top1"] == 100.0  # the EMA conversion
-    raw = ev.evaluate_variant(s["variant"], ev.scan_dataset(s["dataset"]), weights_dir=setup["weights_raw"],
+    raw = ev_eval.evaluate_variant(s["variant"], ev_data.scan_dataset(s["dataset"]), weights_dir=setup["weights_raw"],
                               model_dir=None, preprocessings=("slim",), include_slim=False)
-    assert raw.records[0]["images"] == IMAGES
-    assert raw.records[0]["top1"] <= 80.0, raw.records[0]["top1"]
+    assert raw.records[0].images == IMAGES
+    assert raw.records[0].top1 <= 80.0, raw.records[0].top1
 
 def test_preprocessing_paths_give_different_inputs(setup, tmp_path):
     path = next(p for p in setup["candidates"] if p.suffix == ".png")  # lossless: pixels known exactly
     pixels = tf.io.decode_png(path.read_bytes(), channels=3).numpy().astype(np.float32)
     rows = 96
-    slim = ev.preprocess_file(path, rows, "slim")
-    keras_px = ev.preprocess_file(path, rows, "keras")
+    slim = ev_pre.preprocess_file(path, rows, "slim")
+    keras_px = ev_pre.preprocess_file(path, rows, "keras")
     assert slim.shape == keras_px.shape == (rows, rows, 3)
     assert -1.0 <= slim.min() and slim.max() <= 1.0 and 0.0 <= keras_px.min() and keras_px.max() <= 255.0
-    assert np.max(np.abs(slim - ev.to_unit_range(keras_px))) > 0.1
+    assert np.max(np.abs(slim - ev_pre.to_unit_range(keras_px))) > 0.1
     import keras
 
     # the families' preprocess_input: V1/V2 x / 127.5 - 1 (what to_unit_range computes); V3 the identity (the
     # model's own Rescaling layer does it)
     for module in (keras.applications.mobilenet, keras.applications.mobilenet_v2):
-        np.testing.assert_allclose(module.preprocess_input(keras_px.copy()), ev.to_unit_range(keras_px), atol=1e-6)
+        np.testing.assert_allclose(module.preprocess_input(keras_px.copy()), ev_pre.to_unit_range(keras_px), atol=1e-6)
     np.testing.assert_array_equal(keras.applications.mobilenet_v3.preprocess_input(keras_px.copy()), keras_px)
     # keras: load_img's nearest resize of the whole image (PIL NEAREST samples floor((i + 0.5) * in / out))
     h, w = pixels.shape[:2]
@@ -212,7 +220,7 @@ def test_labels_file_layout_gives_the_same_numbers(setup, evaluated, fmt, tmp_pa
     s = setup[V2]
     flat = tmp_path / "flat"
     flat.mkdir()
-    wnids = [w for w, _ in ev.class_index()]
+    wnids = [w for w, _ in ev_data.class_index()]
     entries = sorted((f.name, wnids[c]) for f, c in zip(s["files"], s["labels"]))
     for f in s["files"]:
         shutil.copy(f, flat / f.name)
@@ -236,35 +244,30 @@ def test_labels_file_layout_gives_the_same_numbers(setup, evaluated, fmt, tmp_pa
 # Datasets and bad input
 
 def test_limit_is_a_deterministic_class_balanced_subset(tmp_path):
-    wnids = [w for w, _ in ev.class_index()]
+    wnids = [w for w, _ in ev_data.class_index()]
     for c, n in ((5, 4), (2, 1), (9, 3)):
         folder = tmp_path / wnids[c]
         folder.mkdir()
         for i in range(n):
             (folder / f"x{n - i}.JPEG").write_bytes(b"")
-    ds = ev.scan_dataset(tmp_path, limit=5)
+    ds = ev_data.scan_dataset(tmp_path, limit=5)
     assert [(f.parent.name, f.name) for f in ds.files] == [
         (wnids[2], "x1.JPEG"), (wnids[5], "x1.JPEG"), (wnids[9], "x1.JPEG"), (wnids[5], "x2.JPEG"),
         (wnids[9], "x2.JPEG")]
     assert ds.labels == [2, 5, 9, 5, 9]
-    assert len(ev.scan_dataset(tmp_path, limit=100)) == 8
+    assert len(ev_data.scan_dataset(tmp_path, limit=100)) == 8
 
 
 def test_kaggle_style_labels_file(tmp_path):
-    wnids = [w for w, _ in ev.class_index()]
+    wnids = [w for w, _ in ev_data.class_index()]
     for i in range(3):
         (tmp_path / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"")
     labels = tmp_path.parent / f"{tmp_path.name}_LOC_val_solution.csv"
     labels.write_text("ImageId,PredictionString\n" + "".join(
         f"ILSVRC2012_val_{i:08d},{wnids[10 * i + 1]} 1 2 3 4 {wnids[10 * i + 1]} 5 6 7 8\n" for i in (2, 0, 1)))
-    ds = ev.scan_dataset(tmp_path, labels)
+    ds = ev_data.scan_dataset(tmp_path, labels)
     assert [f.name for f in ds.files] == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(3)]
     assert ds.labels == [1, 11, 21] and ds.layout == "filename,wnid"
-
-
-def test_progress_bar_is_off_without_a_terminal():
-    with ev._progress(10, "x") as bar:  # pytest captures stderr: not a tty
-        assert bar.disable
 
 
 def _bad(argv, capsys, *fragments):
@@ -277,7 +280,7 @@ def _bad(argv, capsys, *fragments):
 
 
 def test_bad_input_is_a_clear_error(setup, tmp_path, capsys):
-    wnids = [w for w, _ in ev.class_index()]
+    wnids = [w for w, _ in ev_data.class_index()]
     png = next(p for p in setup["candidates"] if p.suffix == ".png")
     # an unknown wnid folder
     bad = tmp_path / "unknown"
@@ -315,17 +318,17 @@ def test_bad_input_is_a_clear_error(setup, tmp_path, capsys):
 def stub_models(monkeypatch):
     """Cheap stand-in models: 'converted' predicts class 7 always, 'slim' the image's mean brightness class."""
     def fake_keras(variant, model, preprocessings, weights):
-        return [ev.Scorer(model, p, lambda x: np.eye(1000)[np.full(len(x), 7)]) for p in preprocessings]
+        return [ev_scorers.Scorer(model, p, lambda x: np.eye(1000)[np.full(len(x), 7)]) for p in preprocessings]
 
     def fake_slim(stack, variant, model_dir, preprocessings):
-        return [ev.Scorer("slim", p, lambda x: -np.ones((len(x), 1000))) for p in preprocessings]
+        return [ev_scorers.Scorer("slim", p, lambda x: -np.ones((len(x), 1000))) for p in preprocessings]
 
-    monkeypatch.setattr(ev, "keras_scorers", fake_keras)
-    monkeypatch.setattr(ev, "slim_scorers", fake_slim)
+    monkeypatch.setattr(ev_eval, "keras_scorers", fake_keras)
+    monkeypatch.setattr(ev_eval, "slim_scorers", fake_slim)
 
 
 def _tiny_dataset(root: Path, count: int, broken: int) -> Path:
-    wnids = [w for w, _ in ev.class_index()]
+    wnids = [w for w, _ in ev_data.class_index()]
     rng = np.random.default_rng(1)
     for i in range(count):
         folder = root / wnids[7 if i % 2 else 8]
@@ -340,20 +343,21 @@ def test_one_unreadable_image_in_120_is_listed_and_excluded(setup, stub_models, 
     code, out, err = cli([V2, "--imagenet-dir", data, "--weights-dir", setup["weights"], "--archive",
                           setup[V2]["archive"], "--results", tmp_path / "r", "--preprocess", "keras"], capsys)
     assert code == 0, err
-    broken = f"{ev.class_index()[8][0]}/i000.png"
+    broken = f"{ev_data.class_index()[8][0]}/i000.png"
     assert "1 unreadable image(s)" in err and broken in err
+    assert "\r" not in err and "img/s" not in err  # stderr is no terminal here: no progress bar in it
     recs = records_by(tmp_path / "r")
     conv = recs[(V2, "converted", "keras")]
     assert conv["images"] == 119 and conv["unreadable"] == [broken]
     assert conv["top1"] == pytest.approx(100 * 60 / 119)  # the 60 class-7 images; the broken one was class 8
-    assert broken in (tmp_path / "r" / ev.ACCURACY_MD).read_text()
+    assert broken in (tmp_path / "r" / ev_rec.ACCURACY_MD).read_text()
 
 
 def test_more_than_one_percent_unreadable_is_an_error(setup, stub_models, tmp_path, capsys):
     data = _tiny_dataset(tmp_path / "ds", 120, broken=2)
     _bad(["--imagenet-dir", data, "--weights-dir", setup["weights"], "--archive", setup[V2]["archive"],
           "--results", tmp_path / "r"], capsys, "2 of 120 images", "unreadable", "i000.png", "i001.png")
-    assert not (tmp_path / "r" / ev.ACCURACY_JSON).exists()
+    assert not (tmp_path / "r" / ev_rec.ACCURACY_JSON).exists()
 
 
 def test_results_merge_per_name(setup, stub_models, tmp_path, capsys):
@@ -363,7 +367,7 @@ def test_results_merge_per_name(setup, stub_models, tmp_path, capsys):
         weights = tmp_path / "w"
         weights.mkdir(exist_ok=True)
         (weights / resolve(name).keras_weights).write_bytes(b"")
-        preprocess = "slim" if name == V1 else ("keras" if (results / ev.ACCURACY_JSON).exists() else "both")
+        preprocess = "slim" if name == V1 else ("keras" if (results / ev_rec.ACCURACY_JSON).exists() else "both")
         code, _, err = cli([name, "--imagenet-dir", data, "--weights-dir", weights, "--archive", setup[name]["archive"],
                             "--results", results, "--preprocess", preprocess], capsys)
         assert code == 0, err
@@ -381,7 +385,7 @@ def test_missing_weights_archive_and_offline_keras_are_errors(setup, tmp_path, c
          "converted weights of 0.35_96 not found")
     _bad([*base, "--weights-dir", setup["weights"], "--archive", tmp_path / "x.tgz"], capsys, "archive not found")
     _bad([*base, "--weights-dir", setup["weights"], "--cache", tmp_path / "cache"], capsys,
-         "no extracted archive of 0.35_96", "--archive")
+         "no archive of 0.35_96 in cache", "--archive")
     from keras.src.utils import file_utils
 
     def offline(*args, **kwargs):
@@ -393,10 +397,52 @@ def test_missing_weights_archive_and_offline_keras_are_errors(setup, tmp_path, c
           "slim"], capsys, "weights=\"imagenet\"", "URL fetch failure", "--compare-keras")
 
 
-def test_help_and_registration(capsys):
-    from convert.__main__ import COMMANDS, main
+def test_evaluate_after_an_up_to_date_run_extracts_the_cached_archive(setup, tmp_path, capsys):
+    """Issue 15's sequence: `convert run NAME --cache C` (up to date: no extraction), then `convert evaluate
+    NAME --cache C --imagenet-dir D` takes the verified archive from C/archives/ and extracts it itself."""
+    from convert import pipeline
 
-    assert COMMANDS["evaluate"][:2] == ("convert.evaluate", "main")
+    v = setup[V2]["variant"]
+    cache, weights = tmp_path / "cache", tmp_path / "weights"
+    mirror = fixtures.publish([V2], tmp_path / "mirror")  # a local folder as the mirror
+    run = [V2, "--cache", cache, "--mirror", mirror, "--ignore-pins", "--work", tmp_path / "work",
+           "--weights-dir", weights, "--results", tmp_path / "run_results", "--quiet"]
+    assert pipeline.main([str(a) for a in run]) == 0
+    assert (cache / "extracted" / V2).is_dir()  # the first run extracted into the cache (it converted) …
+    shutil.rmtree(cache / "extracted")
+    assert pipeline.main([str(a) for a in run]) == 0  # … an up-to-date run does not
+    assert not (cache / "extracted").exists() and (cache / "archives" / v.archive_filename).is_file()
+    code, _, err = cli([V2, "--cache", cache, "--imagenet-dir", setup[V2]["dataset"], "--weights-dir", weights,
+                        "--results", tmp_path / "r", "--preprocess", "slim"], capsys)
+    assert code == 0, err
+    recs = records_by(tmp_path / "r")
+    assert recs[(V2, "slim", "slim")]["top1"] == recs[(V2, "converted", "slim")]["top1"] == 100.0
+    assert recs[(V2, "slim", "slim")]["images"] == IMAGES
+    assert not (cache / "extracted").exists()  # extracted into a temporary folder, the cache left as it was
+
+
+def test_extracted_archive_is_temporary_and_a_corrupt_one_is_named(setup, tmp_path):
+    from convert.errors import ConversionError
+    from convert.extraction import extracted
+
+    v = setup[V2]["variant"]
+    with extracted(v, setup[V2]["archive"]) as root:
+        prefix, _ = find_checkpoint(root, v, "ema")  # the layout's checkpoint is there
+        assert prefix.with_name(prefix.name + ".index").is_file()
+    assert not root.exists()
+    corrupt = tmp_path / v.archive_filename
+    corrupt.write_bytes(setup[V2]["archive"].read_bytes()[:5000])  # truncated
+    with pytest.raises(ConversionError, match=f"cannot use archive {corrupt}"):
+        with extracted(v, corrupt):
+            pass
+    with pytest.raises(FileNotFoundError, match="archive not found"):
+        with extracted(v, tmp_path / "none.tgz"):
+            pass
+
+
+def test_help_and_registration(capsys):
+    from convert.__main__ import main
+
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", "--help"])
     assert exc.value.code == 0
@@ -417,4 +463,4 @@ def test_keras_path_gives_exactly_what_keras_load_img_gives(fmt, tmp_path):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
         for rows in (96, 224):
             want = np.asarray(keras.utils.load_img(path, target_size=(rows, rows)), dtype=np.float32)
-            assert np.array_equal(ev.preprocess_file(path, rows, "keras"), want), (path.name, rows)
+            assert np.array_equal(ev_pre.preprocess_file(path, rows, "keras"), want), (path.name, rows)

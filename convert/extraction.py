@@ -1,0 +1,50 @@
+"""One way to get at an archive's members: extract it into a temporary folder, or use the cache's.
+
+``extracted(variant, archive)`` unpacks a ``.tgz`` with the project's safe extraction
+(:func:`convert.download.extract_archive`: tarfile's ``data`` filter, members checked against the
+family's layout) into a temporary folder that is removed on exit. ``cached_extraction`` gives the
+download cache's complete extraction of a variant, or, when only the verified archive is cached (an
+up-to-date ``convert run`` never extracts), extracts that archive the same way.
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .download import COMPLETE_MARKER, DownloadError, archive_path, extract_archive, extracted_dir
+from .errors import ConversionError
+from .manifest import Variant
+
+
+@contextlib.contextmanager
+def extracted(variant: Variant, archive: str | Path, sha256: str | None = None) -> Iterator[Path]:
+    """Yield the root of ``archive`` extracted into a temporary folder (deleted afterwards).
+
+    A missing file is a FileNotFoundError; an archive that cannot be extracted, or lacks the layout's
+    checkpoint, a ConversionError naming it."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive not found: {archive}")
+    with tempfile.TemporaryDirectory(prefix=f"extract_{variant.name}_") as tmp:
+        try:
+            root = extract_archive(archive, Path(tmp) / "archive", variant, sha256)
+        except DownloadError as exc:
+            raise ConversionError(f"cannot use archive {archive}: {exc}") from None
+        yield root
+
+
+@contextlib.contextmanager
+def cached_extraction(variant: Variant, cache_dir: str | Path) -> Iterator[Path]:
+    """Yield the cache's extraction of ``variant`` when it is complete, else the cached archive
+    extracted into a temporary folder; a FileNotFoundError when the cache holds neither."""
+    root, archive = extracted_dir(cache_dir, variant), archive_path(cache_dir, variant)
+    if (root / COMPLETE_MARKER).is_file():
+        yield root
+        return
+    if not archive.is_file():
+        raise FileNotFoundError(f"no archive of {variant.name} in cache {cache_dir} (neither {root} nor "
+                                f"{archive}); run `python -m convert download {variant.name}` or pass --archive TGZ")
+    with extracted(variant, archive) as root:
+        yield root
