@@ -8,7 +8,6 @@ alternative not chosen), or an error that lists it.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .archive import WEIGHT_MODES, find_checkpoint, fill
-from .download import DownloadError, extract_archive, fetch
+from .download import DownloadError, fetch
 from .env import default_cache, quiet_tf
 from .errors import ConversionError
+from .extraction import extracted
 from .fsutil import package_versions, sha256_file
 from .guide import Accounting, GuideRecord, LayerGuide, Provenance, save_layer_guide, sha256_array
 from .manifest import Variant
@@ -296,13 +296,7 @@ def extract(variant: Variant, *, archive: str | Path | None = None, checkpoint: 
         guide = guide_from_extracted(result.extracted, variant, weights, result.archive, result.sha256, result.source)
         return save_layer_guide(guide, out)
     archive = Path(archive)
-    if not archive.is_file():
-        raise FileNotFoundError(f"archive not found: {archive}")
-    digest = sha256_file(archive)
-    with tempfile.TemporaryDirectory(prefix="extract_") as tmp:
-        try:
-            root = extract_archive(archive, Path(tmp) / "archive", variant, digest)
-        except DownloadError as exc:
-            raise ConversionError(f"cannot use archive {archive}: {exc}") from None
+    digest = sha256_file(archive) if archive.is_file() else None
+    with extracted(variant, archive, digest) as root:
         guide = guide_from_extracted(root, variant, weights, archive, digest)
     return save_layer_guide(guide, out)
