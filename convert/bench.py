@@ -176,9 +176,10 @@ def _holding_stage(stages: dict[str, float]) -> str:
 
 
 def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool) -> dict:
-    from . import download, fixtures, pipeline, timing
+    from . import download, pipeline, timing
+    from .factory import fixtures
+    from .factory.serve import serve_directory
     from .manifest import default_manifest
-    from .serve import serve_directory
 
     import keras  # noqa: F401  (a run in this process (--jobs 1) pays no import inside the timed run)
     import tensorflow  # noqa: F401

@@ -12,7 +12,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from convert.serve import DirectoryServer, FileHandler
+from convert.factory.serve import DirectoryServer, FileHandler
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 from conftest import run_main  # noqa: E402
 from convert import evaluate as ev  # noqa: E402
-from convert import fixtures  # noqa: E402
+from convert.factory import fixtures  # noqa: E402
 from convert.archive import find_checkpoint  # noqa: E402
 from convert.checkpoint import extract  # noqa: E402
 from convert.guide import load_layer_guide  # noqa: E402

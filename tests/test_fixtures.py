@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from convert import fixtures, parity
+from convert import parity
+from convert.factory import fixtures
 from convert.manifest import default_manifest, resolve
 
 ALL = default_manifest().names
