@@ -95,6 +95,14 @@ class ArchiveLayout:
     extra_members: tuple[str, ...] = ()  # genuine members the factory does not build (e.g. .tflite)
 
 
+# The 2018 slim classifier releases (V1, V2): one checkpoint of raw values with EMA shadows, the eval graph,
+# the frozen graph and an info file, all at the archive's top level.
+TOP_LEVEL_LAYOUT = ArchiveLayout(
+    checkpoints=(CheckpointFile("combined", "{stem}.ckpt", "raw"),),
+    reference_graphs=("{stem}_eval.pbtxt", "{stem}.ckpt.meta"),
+    frozen="{stem}_frozen.pb", info="{stem}_info.txt", extra_members=("{stem}.tflite",))
+
+
 @dataclass(frozen=True)
 class GraphNodes:
     """Tensor names of the slim inference graph."""

@@ -9,7 +9,7 @@ Conv2D, so the logits kernel keeps its ``[1, 1, C, classes]`` shape. The ops of 
 """
 from __future__ import annotations
 
-from .base import ArchiveLayout, CheckpointFile, Family, FileNames, GraphNodes, KerasApp, Lookup, NameRule
+from .base import TOP_LEVEL_LAYOUT, Family, FileNames, GraphNodes, KerasApp, Lookup, NameRule
 
 SCOPE = "MobilenetV1"
 
@@ -22,10 +22,7 @@ NAMES = (
 
 FAMILY = Family(
     key="v1", title="MobileNetV1", scope=SCOPE, manifest="mobilenet_v1.json", names=NAMES,
-    layout=ArchiveLayout(
-        checkpoints=(CheckpointFile("combined", "{stem}.ckpt", "raw"),),
-        reference_graphs=("{stem}_eval.pbtxt", "{stem}.ckpt.meta"),
-        frozen="{stem}_frozen.pb", info="{stem}_info.txt", extra_members=("{stem}.tflite",)),
+    layout=TOP_LEVEL_LAYOUT,
     nodes=GraphNodes(input="input:0", logits=f"{SCOPE}/Logits/SpatialSqueeze:0",
                      pooled=f"{SCOPE}/Logits/AvgPool_1a/AvgPool:0", predictions=f"{SCOPE}/Predictions/Reshape_1"),
     files=FileNames(

@@ -6,7 +6,7 @@ The Keras head is a Dense layer: the logits 1x1 conv is squeezed to ``[C, 1000]`
 """
 from __future__ import annotations
 
-from .base import ArchiveLayout, CheckpointFile, Family, FileNames, GraphNodes, KerasApp, NameRule
+from .base import TOP_LEVEL_LAYOUT, Family, FileNames, GraphNodes, KerasApp, NameRule
 
 SCOPE = "MobilenetV2"
 
@@ -24,10 +24,7 @@ KERAS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}"
 
 FAMILY = Family(
     key="v2", title="MobileNetV2", scope=SCOPE, manifest="mobilenet_v2.json", names=NAMES,
-    layout=ArchiveLayout(
-        checkpoints=(CheckpointFile("combined", "{stem}.ckpt", "raw"),),
-        reference_graphs=("{stem}_eval.pbtxt", "{stem}.ckpt.meta"),
-        frozen="{stem}_frozen.pb", info="{stem}_info.txt", extra_members=("{stem}.tflite",)),
+    layout=TOP_LEVEL_LAYOUT,
     nodes=GraphNodes(input="input:0", logits=f"{SCOPE}/Logits/output:0", pooled=f"{SCOPE}/Logits/AvgPool:0",
                      predictions=f"{SCOPE}/Predictions/Reshape_1"),
     files=FileNames(stem="mobilenet_v2_{alpha}_{rows}", short_name="{alpha}_{rows}",

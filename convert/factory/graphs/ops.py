@@ -90,10 +90,17 @@ class Ops:
                        else tf.math.add(net, block_input, name="add"))
             return tf.identity(net, name="output")
 
-    def logits(self, net, family_scope: str):
-        """V2/V3's head after the logits conv: ``Logits/Squeeze`` then ``Logits/output``."""
-        with self.scope(f"{family_scope}/Logits"):
-            return self.tf.identity(self.tf.squeeze(net, [1, 2], name="Squeeze"), name="output")
+    def classify(self, net, family_scope: str, classes: int):
+        """V2/V3's classifier after the base: ``embedding``, ``Logits/AvgPool``, ``Logits/Dropout``, the
+        logits conv, ``Logits/Squeeze`` and ``Logits/output`` (returned), then the predictions."""
+        tf, logits_scope = self.tf, f"{family_scope}/Logits"
+        net = self.identity(net, family_scope, "embedding")
+        net = self.identity(self.global_pool(net, logits_scope), f"{logits_scope}/Dropout", "Identity")
+        net = self.conv(net, f"{logits_scope}/Conv2d_1c_1x1", "head")
+        with self.scope(logits_scope):
+            logits = tf.identity(tf.squeeze(net, [1, 2], name="Squeeze"), name="output")
+        self.predictions(logits, family_scope, classes)
+        return logits
 
     def predictions(self, logits, family_scope: str, classes: int) -> None:
         """``tf.contrib.layers.softmax(logits, scope="Predictions")``."""

@@ -58,12 +58,7 @@ def forward(tf, x, variant, weight, batch_norm):
     for b in blocks(variant):
         net = ops.expanded_conv(net, b, legacy_add=True)  # v1 "Add", as the genuine graph
     net = ops.conv(net, f"{SCOPE}/Conv_1", "conv", 1, "relu6")
-    net = ops.identity(net, SCOPE, "embedding")
-    net = ops.global_pool(net, f"{SCOPE}/Logits")
-    net = ops.identity(net, f"{SCOPE}/Logits/Dropout", "Identity")
-    logits = ops.logits(ops.conv(net, f"{SCOPE}/Logits/Conv2d_1c_1x1", "head"), SCOPE)
-    ops.predictions(logits, SCOPE, variant.classes)
-    return logits
+    return ops.classify(net, SCOPE, variant.classes)
 
 
 FACTORY = FactorySpec(layers=layers, forward=forward, checkpoints={"combined": CheckpointRecipe(shadows="trainable")})

@@ -91,12 +91,7 @@ def forward(tf, x, variant, weight, batch_norm):
     net = ops.conv(net, f"{SCOPE}/Conv_1", "conv", 1, outer_act)
     net = ops.global_pool(net, f"{SCOPE}/AvgPool2D")  # reduce_to_1x1, inside the base
     net = ops.conv(net, f"{SCOPE}/Conv_2", "conv_bias", 1, outer_act)
-    net = ops.identity(net, SCOPE, "embedding")
-    net = ops.global_pool(net, f"{SCOPE}/Logits")
-    net = ops.identity(net, f"{SCOPE}/Logits/Dropout", "Identity")
-    logits = ops.logits(ops.conv(net, f"{SCOPE}/Logits/Conv2d_1c_1x1", "head"), SCOPE)
-    ops.predictions(logits, SCOPE, variant.classes)
-    return logits
+    return ops.classify(net, SCOPE, variant.classes)
 
 
 FACTORY = FactorySpec(layers=layers, forward=forward, checkpoints={
