@@ -1,6 +1,7 @@
 """The package's import structure, read from the source with ``ast`` (no module is imported): no import
-cycles, and the conversion path never imports the archive factory (``convert/factory/``), directly or
-through another module. Every import counts: module level and inside functions, absolute and relative.
+cycles, and the conversion path (every module of ``convert/`` outside ``convert/factory/`` but the
+allowed entry points, and the stage scripts at the project root) never imports the archive factory,
+directly or through another module. Every import counts: module level and inside functions, absolute and relative.
 (``importlib.import_module`` with a computed name is not seen; only ``convert/__main__.py`` and
 ``convert/families/__init__.py`` do that.)"""
 from __future__ import annotations
@@ -22,8 +23,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def find_modules(root: Path = ROOT / PACKAGE) -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(root.rglob("*.py"))}
+def find_modules(root: Path = ROOT) -> dict[str, Path]:
+    """Every module of the package, and the scripts at the project root (``verify.py``, ...)."""
+    return {module_name(p): p for p in sorted([*(root / PACKAGE).rglob("*.py"), *root.glob("*.py")])}
 
 
 def imported(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
@@ -136,6 +138,7 @@ def test_the_graph_sees_imports_of_every_form(graph):
     assert "convert.factory.fixtures" in graph["convert.bench"]  # from .factory import fixtures, in a function
     assert "convert.pipeline" in graph["convert.factory.demo"]  # from ..pipeline import ...
     assert "convert.factory.graphs.v1" in graph["convert.factory.graphs"]  # from . import v1, v2, v3
+    assert "convert.download" in graph["verify"]  # a root script: from convert import download (in a function)
     assert FACTORY_CLIENTS <= set(graph), "every allowed factory client exists"
 
 

@@ -5,9 +5,8 @@ that are structurally the real thing: the family's archive layout (V1/V2: one ch
 frozen graph and info file at the top level; V3: a folder with ``ema/`` and ``pristine/`` checkpoints and
 a frozen ``.pb``), the official variable sets (raw values, ``/ExponentialMovingAverage`` shadows,
 ``RMSProp`` slots, ``global_step``) and slim's node names, from the family's graph builder
-(:mod:`.graphs`). Values are
-seeded, realistic and data-calibrated (BN moving statistics are the batch statistics of the EMA network
-on a seeded batch), and the raw values differ visibly from the EMA values.
+(:mod:`.graphs`). Values are seeded, realistic and data-calibrated (BN moving statistics are the batch
+statistics of the EMA network on a seeded batch), and the raw values differ visibly from the EMA values.
 
 CLI: ``python -m convert.factory NAME... --out DIR [--seed N]``.
 """
