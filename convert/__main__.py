@@ -7,10 +7,10 @@ from .cli import run_cli
 
 COMMANDS = {
     "run": ("convert.pipeline", "main", "download -> extract -> load -> verify for variants (or 'all')"),
-    "demo": ("convert.pipeline", "demo_main", "offline demo over factory archives served on loopback"),
+    "demo": ("convert.factory.demo", "demo_main", "offline demo over factory archives served on loopback"),
     "download": ("convert.download", "main", "download, verify and extract archives into the cache"),
     "bench": ("convert.bench", "main", "time the pipeline per stage against the floor and a naive baseline"),
-    "fixtures": ("convert.fixtures", "main", "build official-layout factory archives"),
+    "fixtures": ("convert.factory.fixtures", "main", "build official-layout factory archives"),
     "evaluate": ("convert.evaluate.cli", "main", "ImageNet top-1/top-5 of converted weights and the slim graph"),
 }
 

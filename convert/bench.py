@@ -34,14 +34,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import download, fixtures, pipeline, timing
+from . import download, pipeline, timing
+from .factory import fixtures
 from .archive import fill
 from .cli import run_cli
 from .env import PROJECT_ROOT, default_cache, quiet_tf
 from .errors import UserError
 from .fsutil import atomic_write_bytes
 from .manifest import Variant, default_manifest
-from .serve import serve_directory
+from .factory.serve import serve_directory
 
 quiet_tf()
 

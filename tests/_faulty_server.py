@@ -1,4 +1,4 @@
-"""A real loopback HTTP server (convert.serve) with scripted faults per file, for the download tests.
+"""A real loopback HTTP server (convert.factory.serve) with scripted faults per file, for the download tests.
 
 ``server.script("x.tgz", Fault("drop", after=1000), Fault("status", code=500))`` makes the next requests
 for ``/x.tgz`` fail in that order; later requests are served normally. ``server.requests`` records what
@@ -12,7 +12,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from convert.serve import DirectoryServer, FileHandler
+from convert.factory.serve import DirectoryServer, FileHandler
 
 
 @dataclass(frozen=True)

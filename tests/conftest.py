@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from convert import fixtures  # noqa: E402
+from convert.factory import fixtures  # noqa: E402
 from convert.env import env_setting  # noqa: E402
 
 # The vendored genuine release artifacts (tests/data/genuine, see its README); $MOBILENET_REFERENCE overrides.

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from convert import fixtures  # noqa: E402
+from convert.factory import fixtures  # noqa: E402
 from convert.checkpoint import (CheckpointMismatchError, Choice, WeightSourceError, build_layer_guide,  # noqa: E402
                                 choose, classify, extract)
 from convert.errors import ConversionError  # noqa: E402

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_main
-from convert import fixtures
+from convert.factory import fixtures
 from convert.manifest import resolve
 
 

@@ -28,13 +28,13 @@ import requests
 
 from _faulty_server import Fault, FaultyServer
 from convert import download as dl
-from convert import fixtures
+from convert.factory import fixtures
 from convert.archive import find_checkpoint
 from convert.download import DownloadError, FetchResult, NetOptions, fetch
 from convert.env import CACHE_ENV
 from convert.errors import UserError
 from convert.manifest import PROJECT_ROOT, default_manifest, resolve
-from convert.serve import DirectoryServer, parse_range, serve_directory
+from convert.factory.serve import DirectoryServer, parse_range, serve_directory
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,7 +25,7 @@ from convert.evaluate import evaluation as ev_eval  # noqa: E402
 from convert.evaluate import preprocess as ev_pre  # noqa: E402
 from convert.evaluate import records as ev_rec  # noqa: E402
 from convert.evaluate import scorers as ev_scorers  # noqa: E402
-from convert import fixtures  # noqa: E402
+from convert.factory import fixtures  # noqa: E402
 from convert.archive import find_checkpoint  # noqa: E402
 from convert.checkpoint import extract  # noqa: E402
 from convert.guide import load_layer_guide  # noqa: E402

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from convert import fixtures, parity
+from convert import parity
+from convert.factory import fixtures
 from convert.manifest import default_manifest, resolve
 
 ALL = default_manifest().names
@@ -152,18 +153,27 @@ def test_factory_eval_graph_has_the_genuine_inference_nodes(reference_dir):
     assert parity.read_variables(genuine) == parity.read_variables(built)
 
 
-def test_factory_cli_builds_and_rejects_bad_names(tmp_path, monkeypatch):
+def test_factory_cli_rejects_a_bad_name_and_writes_nothing(tmp_path):
     import subprocess
     import sys
 
     from convert.env import PROJECT_ROOT
 
-    bad = subprocess.run([sys.executable, "-m", "convert.fixtures", "0.35_97", "--out", str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "convert.factory", "0.35_97", "--out", str(tmp_path)],
                          cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown variant '0.35_97'; closest: 0.35_96" in bad.stderr
     assert "Traceback" not in bad.stderr and not list(tmp_path.iterdir())
-    monkeypatch.setenv("MOBILENET_FIXTURES", str(tmp_path / "cache"))
-    assert fixtures.cache_root() == tmp_path / "cache"
+
+
+def test_every_family_has_a_graph_builder_and_a_recipe_per_checkpoint():
+    """The factory's registry covers the families' registry, and each builder a recipe for every
+    checkpoint role of its family's layout."""
+    from convert.factory.graphs import FACTORIES
+    from convert.families import FAMILIES
+
+    assert sorted(FACTORIES) == sorted(FAMILIES)
+    for key, fam in FAMILIES.items():
+        assert sorted(FACTORIES[key].checkpoints) == sorted(cf.role for cf in fam.layout.checkpoints), key
 
 
 def test_builds_are_byte_reproducible(small_archive, tmp_path):

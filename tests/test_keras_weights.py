@@ -16,7 +16,7 @@ import h5py  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from convert import fixtures  # noqa: E402
+from convert.factory import fixtures  # noqa: E402
 from convert.checkpoint import extract  # noqa: E402
 from convert.guide import load_layer_guide  # noqa: E402
 from convert.keras_model import build  # noqa: E402

@@ -21,10 +21,11 @@ import h5py
 import numpy as np
 import pytest
 
-from convert import fixtures, pipeline, report
+from convert import pipeline, report
+from convert.factory import fixtures
 from convert.env import PROJECT_ROOT
 from convert.manifest import resolve
-from convert.serve import serve_directory
+from convert.factory.serve import serve_directory
 
 from conftest import REFERENCE_DIR, run_main
 

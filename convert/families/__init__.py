@@ -1,8 +1,8 @@
-"""The MobileNet families, each one module of data and small functions (see :mod:`.base`).
+"""The MobileNet families, each one module of data (see :mod:`.base`; V3 adds its graph rewrite and one check).
 
 ``FAMILIES`` maps a family key (``v1``, ``v2``, ``v3``) to its :class:`~.base.Family`, in key order. Every
 module of this package other than ``base`` is a family and defines ``FAMILY``: adding a family is adding
-its module (plus its manifest and tests); nothing else in the stages names a family.
+its module (plus its manifest, tests and the factory's graph builder); nothing else in the stages names a family.
 """
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """What a MobileNet family is, as data: the contract every ``convert/families/<key>.py`` fills in.
 
-A family module defines one :class:`Family` instance named ``FAMILY``. Everything family-specific
-lives there; the stages (manifest, download, checkpoint reading, layer guide, .h5 writing, parity,
-report, factory) only read these fields and call these functions. Adding a family means adding one
-module, one manifest and its tests.
+A family module defines one :class:`Family` instance named ``FAMILY``: data (name table, archive layout,
+graph nodes, file-name templates, the keras.applications constructor's name), read by the stages
+(manifest, download, checkpoint reading, layer guide, .h5 writing, parity, report) through the generic
+methods of :class:`Family`. Adding a family, or a sibling with other file names or another layout, means
+adding data: one module, one manifest, its tests and, for a new architecture, a graph builder in the
+archive factory (``convert/factory/graphs``), which the conversion path never imports.
 
 Vocabulary
 ----------
@@ -19,6 +21,7 @@ Vocabulary
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -67,17 +70,6 @@ class NameRule:
 
 
 @dataclass(frozen=True)
-class FactoryLayer:
-    """One conv layer of the slim graph, as the archive factory builds it (graph order)."""
-
-    scope: str  # full scope, e.g. "MobilenetV3/expanded_conv_3/squeeze_excite/Conv"
-    kind: str  # one of KINDS
-    kernel: int  # spatial kernel size (1, 3 or 5)
-    cin: int
-    cout: int
-
-
-@dataclass(frozen=True)
 class CheckpointFile:
     """One checkpoint inside an extracted archive.
 
@@ -90,9 +82,6 @@ class CheckpointFile:
     role: str  # "combined" (V1/V2 single checkpoint), "ema", "pristine"
     prefix: str
     plain_values: str  # "raw" | "ema"
-    # which variables carry /ExponentialMovingAverage shadows in factory builds: "trainable", "all", "none"
-    factory_shadows: str = "trainable"
-    factory_slots: bool = True  # RMSProp slots + global_step in factory builds
 
 
 @dataclass(frozen=True)
@@ -106,6 +95,14 @@ class ArchiveLayout:
     extra_members: tuple[str, ...] = ()  # genuine members the factory does not build (e.g. .tflite)
 
 
+# The 2018 slim classifier releases (V1, V2): one checkpoint of raw values with EMA shadows, the eval graph,
+# the frozen graph and an info file, all at the archive's top level.
+TOP_LEVEL_LAYOUT = ArchiveLayout(
+    checkpoints=(CheckpointFile("combined", "{stem}.ckpt", "raw"),),
+    reference_graphs=("{stem}_eval.pbtxt", "{stem}.ckpt.meta"),
+    frozen="{stem}_frozen.pb", info="{stem}_info.txt", extra_members=("{stem}.tflite",))
+
+
 @dataclass(frozen=True)
 class GraphNodes:
     """Tensor names of the slim inference graph."""
@@ -117,7 +114,42 @@ class GraphNodes:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """A name part looked up from one variant field: e.g. keras' V1 alpha text (``alpha`` "0.75" -> "7_5")
+    or V3's constructor suffix (``kind`` "large" -> "Large"). A value outside the table is invalid."""
+
+    field: str  # a Variant field
+    table: dict[Any, str]
+
+
+@dataclass(frozen=True)
+class FileNames:
+    """A family's names as ``str.format`` templates over a variant's fields (``alpha``, ``rows``, ``kind``,
+    ``minimalistic``, ``step``, ...), ``alpha_percent`` (``round(alpha * 100)``) and the family's ``parts``."""
+
+    stem: str  # the archive stem, e.g. "mobilenet_v1_{alpha}_{rows}"
+    keras_top: str  # keras.applications' weight file with top
+    keras_no_top: str  # ... and without
+    short_name: str | None = None  # the variant's name when not its stem (V2: "{alpha}_{rows}")
+    # URL fields of the manifest and the file name each must end in (V2: quantized_url)
+    linked_files: dict[str, str] = field(default_factory=dict)
+    parts: dict[str, Lookup] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KerasApp:
+    """How the family's keras.applications constructor is called for a variant."""
+
+    constructor: str  # a ``keras.applications`` name, a template like FileNames' ("MobileNetV3{Kind}")
+    variant_args: tuple[str, ...] = ()  # Variant fields passed as keyword arguments (V3: minimalistic)
+    defaults: dict[str, Any] = field(default_factory=dict)  # keyword defaults a caller may override
+    call_note: str = ""  # appended to the call shown in model cards
+
+
+@dataclass(frozen=True)
 class Family:
+    """One family as data. The name and Keras methods read only ``files`` and ``keras_app``."""
+
     key: str  # "v1", "v2", "v3"
     title: str  # "MobileNetV1"
     scope: str  # top variable scope, e.g. "MobilenetV1"
@@ -125,17 +157,8 @@ class Family:
     names: tuple[NameRule, ...]  # the name table
     layout: ArchiveLayout
     nodes: GraphNodes
-    # keras_model(variant, include_top, **kwargs) -> keras.Model: the keras.applications constructor
-    # (weights=None unless given), for the variant's alpha/rows/kind; kwargs pass through
-    # (input_tensor, weights, classifier_activation, pooling, ...).
-    keras_model: Callable[..., Any]
-    # factory_layers(variant) -> list[FactoryLayer] in graph order (every variable-owning slim scope)
-    factory_layers: Callable[[Any], list[FactoryLayer]]
-    # forward(tf, x, variant, weight, batch_norm) -> logits tensor. Builds slim's inference graph on
-    # ``x`` with slim's node names (the tensors in ``nodes`` must exist afterwards, including the
-    # predictions node). ``weight(var_name)`` gives the tensor of a model variable (full name);
-    # ``batch_norm(x, scope)`` applies the BN of a ``conv``/``depthwise`` scope (full scope name).
-    forward: Callable[..., Any]
+    files: FileNames
+    keras_app: KerasApp
     # graph rewrites parity reports as extra figures: name -> (description, fn(graph_def) -> (graph_def, count))
     reference_rewrites: dict[str, tuple[str, Callable[[Any], tuple[Any, int]]]] = field(default_factory=dict)
     # per-rewrite tolerance factor (relative); the as-is graph uses ``tolerance``
@@ -150,12 +173,63 @@ class Family:
     alphas: tuple[str, ...] = ()
     rows: tuple[int, ...] = ()
     extra_fields: dict[str, Any] = field(default_factory=dict)
-    # stem(variant) -> archive stem; keras_files(variant) -> (top .h5 name, no-top .h5 name)
-    stem: Callable[[Any], str] | None = None
-    keras_files: Callable[[Any], tuple[str, str]] | None = None
-    # short_name(variant) -> the variant's name (default: the stem); V2 keeps "1.0_224"
-    short_name: Callable[[Any], str] | None = None
-    # keras_call(variant) -> the constructor call a user writes to load the converted top file (model cards)
-    keras_call: Callable[[Any], str] | None = None
-    # validate(variant) -> an error message naming the field, or None (checks beyond the generic ones)
-    validate: Callable[[Any], str | None] | None = None
+    # check(variant) -> an error message naming the field, or None: rules no template states (V3)
+    check: Callable[[Any], str | None] | None = None
+
+    def format_fields(self, variant) -> dict[str, Any]:
+        """The values the templates may name (a lookup whose value is outside its table is left out:
+        :meth:`validate` reports it)."""
+        values = {f.name: getattr(variant, f.name) for f in dataclasses.fields(variant)}
+        values["alpha_percent"] = round(float(variant.alpha) * 100)
+        for name, lookup in self.files.parts.items():
+            key = getattr(variant, lookup.field)
+            if key in lookup.table:
+                values[name] = lookup.table[key]
+        return values
+
+    def _format(self, template: str, variant) -> str:
+        return template.format_map(self.format_fields(variant))
+
+    def stem(self, variant) -> str:
+        """The archive's file name without ``.tgz``."""
+        return self._format(self.files.stem, variant)
+
+    def short_name(self, variant) -> str:
+        """The variant's name: the stem unless the family has a shorter one (V2's ``1.0_224``)."""
+        return self._format(self.files.short_name or self.files.stem, variant)
+
+    def keras_files(self, variant) -> tuple[str, str]:
+        """(top, no-top) weight file names, as keras.applications names them."""
+        return self._format(self.files.keras_top, variant), self._format(self.files.keras_no_top, variant)
+
+    def keras_constructor(self, variant) -> str:
+        return self._format(self.keras_app.constructor, variant)
+
+    def keras_model(self, variant, include_top: bool, **kwargs):
+        """The keras.applications model of the variant (``weights=None`` unless given); kwargs pass
+        through (input_tensor, weights, classifier_activation, pooling, ...)."""
+        import keras  # lazily: reading families and manifests does not load Keras
+
+        options = {**self.keras_app.defaults, **{k: getattr(variant, k) for k in self.keras_app.variant_args}, **kwargs}
+        constructor = getattr(keras.applications, self.keras_constructor(variant))
+        return constructor(alpha=float(variant.alpha), input_shape=(variant.rows, variant.rows, 3),
+                           include_top=include_top, weights=options.pop("weights", None),
+                           classes=variant.classes - variant.label_offset, **options)
+
+    def keras_call(self, variant) -> str:
+        """The constructor call a user writes to load the converted top file (model cards)."""
+        args = [f"alpha={variant.alpha}", *(f"{k}={getattr(variant, k)}" for k in self.keras_app.variant_args),
+                f"input_shape=({variant.rows}, {variant.rows}, 3)", f'weights="{self.keras_files(variant)[0]}"']
+        return f"model = keras.applications.{self.keras_constructor(variant)}({', '.join(args)}){self.keras_app.call_note}"
+
+    def validate(self, variant) -> str | None:
+        """An error message naming the first bad field (beyond the manifest's generic checks), or None."""
+        for lookup in self.files.parts.values():
+            value = getattr(variant, lookup.field)
+            if value not in lookup.table:
+                return f"field '{lookup.field}' is {value!r}; valid {lookup.field}s: {', '.join(map(str, lookup.table))}"
+        for url_field, template in self.files.linked_files.items():
+            want, url = self._format(template, variant), getattr(variant, url_field)
+            if url.rsplit("/", 1)[-1] != want:
+                return f"field '{url_field}' must end in {want!r}, got {url!r}"
+        return self.check(variant) if self.check else None

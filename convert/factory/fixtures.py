@@ -4,11 +4,11 @@ The official archives cannot be downloaded on this project's machines, so the fa
 that are structurally the real thing: the family's archive layout (V1/V2: one checkpoint, eval graph,
 frozen graph and info file at the top level; V3: a folder with ``ema/`` and ``pristine/`` checkpoints and
 a frozen ``.pb``), the official variable sets (raw values, ``/ExponentialMovingAverage`` shadows,
-``RMSProp`` slots, ``global_step``) and slim's node names, from the family's ``forward`` graph. Values are
-seeded, realistic and data-calibrated (BN moving statistics are the batch statistics of the EMA network
-on a seeded batch), and the raw values differ visibly from the EMA values.
+``RMSProp`` slots, ``global_step``) and slim's node names, from the family's graph builder
+(:mod:`.graphs`). Values are seeded, realistic and data-calibrated (BN moving statistics are the batch
+statistics of the EMA network on a seeded batch), and the raw values differ visibly from the EMA values.
 
-CLI: ``python -m convert.fixtures NAME... --out DIR [--seed N]``.
+CLI: ``python -m convert.factory NAME... --out DIR [--seed N]``.
 """
 from __future__ import annotations
 
@@ -26,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import fill
-from .env import PROJECT_ROOT, quiet_tf
-from .fsutil import file_lock
-from .families.base import BN_LEAVES, MOVING_STATS, FactoryLayer, has_bn, kernel_leaf
-from .manifest import default_manifest
+from ..archive import fill
+from ..env import PROJECT_ROOT, quiet_tf
+from ..families.base import BN_LEAVES, MOVING_STATS, CheckpointFile, has_bn, kernel_leaf
+from ..fsutil import file_lock
+from ..manifest import default_manifest
+from .graphs import factory_of
+from .spec import CheckpointRecipe, FactoryLayer
 
 quiet_tf()
 
@@ -58,7 +60,7 @@ def layer_variables(layer: FactoryLayer) -> dict[str, tuple[tuple[int, ...], boo
 def model_variables(variant) -> dict[str, tuple[tuple[int, ...], bool]]:
     """Every model variable of the slim graph (what the eval graph holds): name -> (shape, trainable)."""
     out: dict[str, tuple[tuple[int, ...], bool]] = {}
-    for layer in variant.spec.factory_layers(variant):
+    for layer in factory_of(variant.family).layers(variant):
         out.update(layer_variables(layer))
     return out
 
@@ -69,25 +71,24 @@ def _has_shadow(trainable: bool, policy: str) -> bool:
 
 def checkpoint_variables(variant, role: str | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
     """The variable table of a factory checkpoint (default: the layout's first): name -> (shape, dtype)."""
-    cf = _checkpoint_file(variant, role)
+    cf, recipe = _checkpoint_file(variant, role)
     table: dict[str, tuple[tuple[int, ...], str]] = {"global_step": ((), "int64")}
     for name, (shape, trainable) in model_variables(variant).items():
         table[name] = (shape, "float32")
-        if cf.plain_values == "raw" and _has_shadow(trainable, cf.factory_shadows):
+        if cf.plain_values == "raw" and _has_shadow(trainable, recipe.shadows):
             table[f"{name}/{EMA}"] = (shape, "float32")
-        if cf.factory_slots and trainable:
+        if recipe.slots and trainable:
             for slot in SLOTS:
                 table[f"{name}/{slot}"] = (shape, "float32")
     return table
 
 
-def _checkpoint_file(variant, role: str | None):
-    files = variant.spec.layout.checkpoints
-    if role is None:
-        return files[0]
+def _checkpoint_file(variant, role: str | None) -> tuple[CheckpointFile, CheckpointRecipe]:
+    """The layout's checkpoint of ``role`` (default: the first) and the factory's recipe for it."""
+    files, recipes = variant.spec.layout.checkpoints, factory_of(variant.family).checkpoints
     for cf in files:
-        if cf.role == role:
-            return cf
+        if cf.role == (role or files[0].role):
+            return cf, recipes[cf.role]
     raise KeyError(f"{variant.name} has no {role!r} checkpoint; roles: {', '.join(cf.role for cf in files)}")
 
 
@@ -130,7 +131,7 @@ def build_eval_graph(variant):
                                                  use_resource=False)
             return variables[name]
 
-        variant.spec.forward(tf, x, variant, weight, _inference_bn(tf, weight))
+        factory_of(variant.family).forward(tf, x, variant, weight, _inference_bn(tf, weight))
     missing = sorted(set(specs) - set(variables))
     assert not missing, f"{variant.name}: forward() never read {missing}"
     return graph, variables
@@ -157,7 +158,8 @@ def _calibrated_bn_statistics(variant, values: dict[str, np.ndarray], rng) -> di
             b = f"{scope}/BatchNorm/"
             return (x - mean) * tf.math.rsqrt(var + BN_EPSILON) * values[b + "gamma"] + values[b + "beta"]
 
-        variant.spec.forward(tf, tf.constant(batch), variant, lambda name: tf.constant(values[name]), batch_norm)
+        factory_of(variant.family).forward(tf, tf.constant(batch), variant, lambda name: tf.constant(values[name]),
+                                           batch_norm)
         with tf.compat.v1.Session(graph=graph) as sess:
             return sess.run(stats)
 
@@ -197,7 +199,7 @@ def checkpoint_values(variant, seed: int = 0, role: str | None = None,
     the wrong one is visible in the logits); an EMA checkpoint holds the EMA values under the plain names.
     RMSProp slots are small; ``global_step`` is an int64. ``ema``: :func:`ema_values` already computed.
     """
-    cf = _checkpoint_file(variant, role)
+    cf, recipe = _checkpoint_file(variant, role)
     ema = ema if ema is not None else ema_values(variant, seed)
     specs = model_variables(variant)
     rng = np.random.default_rng([seed, zlib.crc32(variant.name.encode()), 1])
@@ -216,9 +218,9 @@ def checkpoint_values(variant, seed: int = 0, role: str | None = None,
         else:
             raw = shadow + scale * noise
         values[name] = raw.astype(np.float32)
-        if _has_shadow(trainable, cf.factory_shadows):
+        if _has_shadow(trainable, recipe.shadows):
             values[f"{name}/{EMA}"] = shadow
-        if cf.factory_slots and trainable:
+        if recipe.slots and trainable:
             values[f"{name}/RMSProp"] = (scale**2 * (0.5 + rng.random(shadow.shape))).astype(np.float32)
             values[f"{name}/RMSProp_1"] = (1e-3 * scale * rng.standard_normal(shadow.shape)).astype(np.float32)
     return values
@@ -343,12 +345,14 @@ def build_archive(name: str, out_dir: str | Path, seed: int = 0, keep_files: boo
 
 @functools.lru_cache(maxsize=None)
 def factory_version(family: str) -> str:
-    """Hash of the code a family's factory archives come from: this module, the family contract
-    (``families/base.py``) and the family's own module (its graph and layout). Editing one family
-    rebuilds only that family's cached archives."""
-    families = Path(__file__).parent / "families"
+    """Hash of the code a family's factory archives come from: this module, the factory's spec and
+    shared ops, the family's graph builder, the family contract (``families/base.py``) and the family's
+    data (its layout). Editing one family rebuilds only that family's cached archives."""
+    here = Path(__file__).parent
+    families = here.parent / "families"
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    for path in (families / "base.py", families / f"{family}.py"):
+    for path in (here / "spec.py", here / "graphs" / "ops.py", here / "graphs" / f"{family}.py",
+                 families / "base.py", families / f"{family}.py"):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:10]
 
@@ -386,7 +390,7 @@ def cached_checkpoint(name: str, seed: int = 0, role: str | None = None) -> str:
     """Checkpoint prefix (e.g. ``…/mobilenet_v2_1.0_224.ckpt``, ``…/v3-…_float/ema/model-540000``) of the
     cached factory build; ``role`` picks one of a V3 archive's checkpoints (default: the layout's first)."""
     variant = default_manifest().resolve(name)
-    return str(cached_extracted(name, seed) / fill(_checkpoint_file(variant, role).prefix, variant))
+    return str(cached_extracted(name, seed) / fill(_checkpoint_file(variant, role)[0].prefix, variant))
 
 
 def is_cached(name: str, seed: int = 0) -> bool:
@@ -439,7 +443,7 @@ def publish(names, mirror_dir: str | Path, seed: int = 0, progress: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m convert.fixtures", description=(
+    p = argparse.ArgumentParser(prog="python -m convert.factory", description=(
         "Build official-layout MobileNet checkpoint archives (slim TF1 graph, seeded values), for any family."))
     p.add_argument("names", nargs="+", metavar="NAME",
                    help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) or 'all'")
@@ -454,9 +458,3 @@ def main(argv: list[str] | None = None) -> int:
         path = build_archive(variant.name, args.out, args.seed)
         tqdm.write(f"{path}  {path.stat().st_size / 1e6:.1f} MB  {time.perf_counter() - start:.1f} s")
     return 0
-
-
-if __name__ == "__main__":
-    from .cli import run_cli
-
-    run_cli(main)

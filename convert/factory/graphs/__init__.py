@@ -1,0 +1,16 @@
+"""The factory's graph builders, keyed by family key: ``FACTORIES[key]`` is that family's
+:class:`~convert.factory.spec.FactorySpec` (layers, TF1 inference graph, checkpoint recipes)."""
+from __future__ import annotations
+
+from ..spec import FactorySpec
+from . import v1, v2, v3
+
+FACTORIES: dict[str, FactorySpec] = {"v1": v1.FACTORY, "v2": v2.FACTORY, "v3": v3.FACTORY}
+
+
+def factory_of(key: str) -> FactorySpec:
+    try:
+        return FACTORIES[key]
+    except KeyError:
+        raise KeyError(f"the archive factory has no graph builder for family {key!r}; valid: "
+                       f"{', '.join(FACTORIES)}") from None

@@ -1,0 +1,72 @@
+"""What the archive factory knows of a family beyond its :class:`~convert.families.base.Family` data:
+the slim conv layers it builds, the TF1 inference graph, and which extra variables each checkpoint of
+the layout holds. None of this is read by the conversion path."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class FactoryLayer:
+    """One conv layer of the slim graph, as the archive factory builds it (graph order)."""
+
+    scope: str  # full scope, e.g. "MobilenetV3/expanded_conv_3/squeeze_excite/Conv"
+    kind: str  # one of convert.families.base.KINDS
+    kernel: int  # spatial kernel size (1, 3 or 5)
+    cin: int
+    cout: int
+
+
+@dataclass(frozen=True)
+class Block:
+    """One ``expanded_conv`` block (V2, V3) as slim builds it for a variant."""
+
+    scope: str  # full scope, e.g. "MobilenetV3/expanded_conv_3"
+    cin: int
+    inner: int  # expansion width (== cin when there is no expand conv)
+    cout: int
+    kernel: int
+    stride: int
+    squeeze: int  # squeeze-excite bottleneck width, 0 without squeeze-excite
+    act: str  # inner activation: "relu6", "relu" or "hard_swish"
+
+    @property
+    def expands(self) -> bool:
+        return self.inner > self.cin
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.cin == self.cout
+
+    def layers(self) -> list[FactoryLayer]:
+        """The block's variable-owning scopes in graph order."""
+        out = [FactoryLayer(f"{self.scope}/expand", "conv", 1, self.cin, self.inner)] if self.expands else []
+        out.append(FactoryLayer(f"{self.scope}/depthwise", "depthwise", self.kernel, self.inner, self.inner))
+        if self.squeeze:
+            out.append(FactoryLayer(f"{self.scope}/squeeze_excite/Conv", "conv_bias", 1, self.inner, self.squeeze))
+            out.append(FactoryLayer(f"{self.scope}/squeeze_excite/Conv_1", "conv_bias", 1, self.squeeze, self.inner))
+        out.append(FactoryLayer(f"{self.scope}/project", "conv", 1, self.inner, self.cout))
+        return out
+
+
+@dataclass(frozen=True)
+class CheckpointRecipe:
+    """The training-time variables a factory checkpoint of one layout role holds besides the model's."""
+
+    shadows: str = "trainable"  # which variables carry /ExponentialMovingAverage shadows: trainable|all|none
+    slots: bool = True  # RMSProp slots (and they come with global_step)
+
+
+@dataclass(frozen=True)
+class FactorySpec:
+    """A family's archive builder."""
+
+    # layers(variant) -> list[FactoryLayer] in graph order (every variable-owning slim scope)
+    layers: Callable[[Any], list[FactoryLayer]]
+    # forward(tf, x, variant, weight, batch_norm) -> logits tensor. Builds slim's inference graph on ``x``
+    # with slim's node names (the family's ``nodes`` must exist afterwards, the predictions node too).
+    # ``weight(var_name)`` gives the tensor of a model variable (full name); ``batch_norm(x, scope)``
+    # applies the BN of a ``conv``/``depthwise`` scope (full scope name).
+    forward: Callable[..., Any]
+    checkpoints: dict[str, CheckpointRecipe]  # by the role of each CheckpointFile of the family's layout
