@@ -116,7 +116,7 @@ def keras_model(variant, include_top: bool, **kwargs):
     import keras
 
     return keras.applications.MobileNetV2(
-        alpha=float(variant.alpha), input_shape=(variant.rows, variant.rows, 3), include_top=include_top,
+        alpha=float(variant.alpha), input_shape=kwargs.pop("input_shape", (variant.rows, variant.rows, 3)), include_top=include_top,
         weights=kwargs.pop("weights", None), classes=variant.classes - variant.label_offset, **kwargs)
 
 

@@ -279,7 +279,7 @@ def keras_model(variant, include_top: bool, **kwargs):
 
     constructor = {"large": keras.applications.MobileNetV3Large, "small": keras.applications.MobileNetV3Small}
     return constructor[variant.kind](
-        input_shape=(variant.rows, variant.rows, 3), alpha=float(variant.alpha),
+        input_shape=kwargs.pop("input_shape", (variant.rows, variant.rows, 3)), alpha=float(variant.alpha),
         minimalistic=bool(variant.minimalistic), include_top=include_top, weights=kwargs.pop("weights", None),
         classes=variant.classes - variant.label_offset,
         include_preprocessing=kwargs.pop("include_preprocessing", True), **kwargs)
