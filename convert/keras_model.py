@@ -3,71 +3,84 @@
 Family-agnostic: the constructor call itself is the family's (``variant.spec.keras_model``).
 
 Building a keras.applications model costs about a second (mostly creating and initialising its
-variables), more than any other step of a conversion, so one conversion builds one model, with top:
-:func:`model_for` keeps it (and the no-top model, a view of its layers) for the variant being converted,
-and every stage shares them: the expected variable set (extract), the .h5 writer (load) and parity, which
-loads the written top file into the model with ``model.load_weights`` (what the constructors do with
-``weights=path``) and reads the no-top file back against the view. :func:`release` drops them when the
-variant is done.
+variables), more than any other step of a conversion. A model's layers and weights do not depend on the
+input rows, so :func:`model_for` builds one model with top per *architecture* (the variant without its
+rows, :func:`architecture`) on an input of any size, ``(None, None, 3)``, and keeps it (and the no-top
+model, a view of its layers) for every variant of that architecture: the expected variable set
+(extract), the .h5 writer (load) and parity, which loads the written top file into the model with
+``model.load_weights`` (what the constructors do with ``weights=path``) and reads the no-top file back
+against the view. Asked for another architecture, it drops them first (never two architectures' models
+alive at once); :func:`release` drops them at once. The pipeline hands a worker the variants of one
+architecture one after another, so that a build serves several of them.
 
 The models are built with ``classifier_activation=None``: the head's layer names and weights are those
 of the default softmax model (the activation is not stored in a weights file), and parity needs logits.
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 
-from .timing import timed
 from .env import quiet_tf
+from .timing import timed
 
 quiet_tf()
 
 INPUT_LAYER = "input_1"  # the input layer name in the legacy (Keras 2) weight files
 
+# The variant fields a family's Keras constructor reads besides ``rows`` (tested against every family):
+# variants equal in these have models with the same layers and weights.
+ARCHITECTURE_FIELDS = ("family", "alpha", "kind", "minimalistic", "classes", "label_offset")
 
-@contextlib.contextmanager
-def fresh_layer_names():
-    """Build with Keras' per-prefix layer-name counters as in a fresh process, then restore the caller's.
 
-    Keras numbers auto-named layers per session (``global_average_pooling2d``, ``..._1``, ...); the names
-    are written into the .h5 files, which must not depend on what was built before in the same process.
-    """
-    from keras.src.backend.common import global_state
-
-    saved = global_state.get_global_attribute("object_name_uids")
-    global_state.set_global_attribute("object_name_uids", None)  # get_uid starts a new counter dict
-    try:
-        yield
-    finally:
-        global_state.set_global_attribute("object_name_uids", saved)
+def architecture(variant) -> tuple:
+    """What the variant's Keras model (its layers and weights) depends on: everything but the rows."""
+    return tuple((field, getattr(variant, field)) for field in ARCHITECTURE_FIELDS)
 
 
 @timed("keras build")
-def build(variant, include_top: bool, **kwargs):
+def build(variant, include_top: bool, any_rows: bool = False, **kwargs):
     """The variant's keras.applications model (random weights unless ``weights=`` is given), with the
-    input layer named as in the legacy files and layer names independent of earlier builds."""
-    import keras
+    input layer named as in the legacy files and layer names independent of earlier builds.
 
-    shape = (variant.rows, variant.rows, 3)
-    with fresh_layer_names():
-        return variant.spec.keras_model(variant, include_top, input_tensor=keras.Input(shape=shape, name=INPUT_LAYER),
-                                        **kwargs)
+    With ``any_rows`` the input is ``(None, None, 3)``: the model serves every variant of its
+    architecture. The constructors refuse ``input_shape=(None, None, 3)`` with a top (V1 and V2), but take
+    an ``input_tensor`` of that shape when ``input_shape`` is None (they then only name the model after
+    their default size)."""
+    import keras  # here, not at import time: the pipeline's parent process settles fresh variants without TF
+
+    rows = None if any_rows else variant.rows
+    # Keras numbers auto-named layers per session (``global_average_pooling2d``, ``..._1``, ...); the names
+    # are written into the .h5 files, so each build starts a fresh session, as in a fresh process
+    keras.backend.clear_session(free_memory=False)  # collecting garbage is the caller's (the pipeline's) job
+    inputs = keras.Input(shape=(rows, rows, 3), name=INPUT_LAYER)
+    if any_rows:
+        kwargs["input_shape"] = None
+    return variant.spec.keras_model(variant, include_top, input_tensor=inputs, **kwargs)
 
 
-_models: dict[tuple[object, bool], object] = {}  # the models of the variant being converted (see module doc)
+@dataclasses.dataclass
+class _Shared:
+    architecture: tuple | None = None
+    models: dict = dataclasses.field(default_factory=dict)  # include_top -> model
+
+
+_shared = _Shared()  # the models of the architecture being converted (see module doc)
 
 
 def model_for(variant, include_top: bool):
-    """The variant's model (logits head when ``include_top``), built on first use and shared by every
-    stage until :func:`release`. Its weights are whatever the last stage put there: a stage that needs
-    particular values sets all of them (the .h5 writer from the guide, parity from the written file)."""
-    key = (variant, include_top)  # the whole (frozen) variant: the same name with other fields is another model
-    if key not in _models:
-        if any(other != variant for other, _ in _models):
-            release()  # another variant's models: never two variants' models alive at once
-        _models[key] = (build(variant, True, classifier_activation=None) if include_top
-                        else features_model(model_for(variant, True)))
-    return _models[key]
+    """The model of the variant's architecture (logits head when ``include_top``) on an input of any
+    size, built on first use and shared by every stage and every variant of that architecture until
+    another architecture is asked for, or :func:`release`. Its weights are whatever the last stage put
+    there: a stage that needs particular values sets all of them (the .h5 writer from the guide, parity
+    from the written file)."""
+    key = architecture(variant)
+    if key != _shared.architecture:
+        release()  # another architecture's models: never two alive at once
+        _shared.architecture = key
+    if include_top not in _shared.models:
+        _shared.models[include_top] = (build(variant, True, any_rows=True, classifier_activation=None)
+                                       if include_top else features_model(model_for(variant, True)))
+    return _shared.models[include_top]
 
 
 def features_model(top):
@@ -86,7 +99,8 @@ def features_model(top):
 
 def release() -> None:
     """Drop the shared models (the caller then clears the Keras session)."""
-    _models.clear()
+    _shared.models.clear()
+    _shared.architecture = None
 
 
 def legacy_weights(layer) -> list:

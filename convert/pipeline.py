@@ -17,11 +17,13 @@ import os
 import sys
 import time
 import traceback
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .env import default_cache, quiet_tf
 from .errors import UserError
+from .keras_model import architecture
 from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
 from .manifest import Variant, default_manifest
 
@@ -214,12 +216,11 @@ def _rss_mb() -> float | None:
 
 
 def _release() -> None:
-    """Drop every TF/Keras object of a variant so per-variant time and memory stay flat."""
+    """Drop every TF/Keras object of a variant so per-variant time and memory stay flat; the model of its
+    architecture stays for the next variant of that architecture (keras_model.model_for drops it when
+    another architecture comes: never two alive)."""
     import keras
 
-    from .keras_model import release
-
-    release()
     keras.backend.clear_session(free_memory=False)
     gc.collect()  # once (clear_session(free_memory=True) would collect too)
 
@@ -280,7 +281,9 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
     conversions run while later archives download. A variant whose every stage is up to date is settled
     here, without TF; the others are converted in this process (``jobs`` 1) or in ``jobs`` worker
     processes (spawned when the first variant needs one; each imports TF once and converts one variant
-    after another). Only this process writes the results."""
+    after another). Variants sharing a Keras architecture (:func:`convert.keras_model.architecture`) are
+    fetched next to each other and converted one after another by one process, so that one model build
+    serves them all (:class:`_Groups`). Only this process writes the results."""
     from tqdm import tqdm
 
     from . import download, report
@@ -301,26 +304,76 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
         report.update_results([record], opts.results)  # the one place the pipeline writes results
 
     workers = _Workers(opts, len(variants))
+    groups = _Groups(variants, workers.size)
     try:
         # each archive is extracted by whoever converts it (and only when a stage needs its members)
-        for item in download.fetch_iter(variants, opts.cache, jobs=opts.jobs, quiet=opts.quiet, mirror=opts.mirror,
-                                        lock_path=opts.lock, ignore_pins=opts.ignore_pins, extract=False):
+        for item in download.fetch_iter(by_architecture(variants), opts.cache, jobs=opts.jobs, quiet=opts.quiet,
+                                        mirror=opts.mirror, lock_path=opts.lock, ignore_pins=opts.ignore_pins,
+                                        extract=False):
+            waits = False
             try:
                 done(item, _convert_one(item, opts, only_if_fresh=True))
             except NeedsWork:
-                if opts.jobs <= 1:
+                waits = opts.jobs > 1
+                if not waits:
                     bar.set_postfix_str(item.variant.name)
                     done(item, _convert_one(item, opts))
-                else:
-                    workers.submit(item)
+            for group in groups.arrived(item, waits):
+                workers.submit_group(group)
             for item, row in workers.finished(block=False):
                 done(item, row)
+        for group in groups.leftover():
+            workers.submit_group(group)
         for item, row in workers.finished(block=True):
             done(item, row)
     finally:
         workers.close()
         bar.close()
     return [rows[name] for name in dict.fromkeys(v.name for v in variants)]
+
+
+def by_architecture(variants: list[Variant]) -> list[Variant]:
+    """The variants, those of one Keras architecture next to each other (in the order each architecture
+    first appears; stable within one)."""
+    first: dict[tuple, int] = {}
+    for v in variants:
+        first.setdefault(architecture(v), len(first))
+    return sorted(variants, key=lambda v: first[architecture(v)])
+
+
+class _Groups:
+    """Variants waiting for the others of their architecture: a worker gets them together and converts
+    them one after another, so one model build serves them all. A group goes as soon as every variant of
+    its architecture has arrived (settled here, failed, or waiting), or when it reaches a fair share of the
+    run (so that every worker has work when the run has few architectures)."""
+
+    def __init__(self, variants: list[Variant], workers: int):
+        unique = {v.name: v for v in variants}.values()
+        self.left = Counter(architecture(v) for v in unique)  # not arrived yet, per architecture
+        self.most = max(1, -(-len(unique) // max(1, workers)))  # the fair share: ceil(variants / workers)
+        self.waiting: dict[tuple, list] = defaultdict(list)
+
+    def arrived(self, item, waits: bool) -> list[list]:
+        """Count ``item`` in (queued if it ``waits`` for a worker); returns the groups ready to go."""
+        key = architecture(item.variant)
+        self.left[key] -= 1
+        if waits:
+            self.waiting[key].append(item)
+        group = self.waiting[key]
+        if group and (self.left[key] <= 0 or len(group) >= self.most):
+            return [self.waiting.pop(key)]
+        return []
+
+    def leftover(self) -> list[list]:
+        """The groups still waiting (none once every variant has arrived)."""
+        groups = [group for group in self.waiting.values() if group]
+        self.waiting.clear()
+        return groups
+
+
+def _convert_group(fn, items: list, opts: Options) -> list[dict]:
+    """A worker's task: ``fn(item, opts)`` for each item of a group, one after another."""
+    return [fn(item, opts) for item in items]
 
 
 class _Workers:
@@ -350,16 +403,20 @@ class _Workers:
             self.pool = None
 
     def submit(self, item) -> None:
+        self.submit_group([item])
+
+    def submit_group(self, items: list) -> None:
+        """Convert ``items`` one after another in one worker (:class:`_Groups`)."""
         from concurrent.futures.process import BrokenProcessPool
 
         self.pool = self.pool or self._new_pool()
         try:
-            future = self.pool.submit(self.fn, item, self.opts)
+            future = self.pool.submit(_convert_group, self.fn, items, self.opts)
         except BrokenProcessPool:  # it broke since the last submit: what is left goes to a fresh pool
             self._replace(self.pool)
             self.pool = self._new_pool()
-            future = self.pool.submit(self.fn, item, self.opts)
-        self.futures[future] = (item, self.pool)
+            future = self.pool.submit(_convert_group, self.fn, items, self.opts)
+        self.futures[future] = (items, self.pool)
 
     def finished(self, block: bool):
         """(item, row) of each finished conversion; with ``block``, until none is left (the variants of a
@@ -374,17 +431,18 @@ class _Workers:
             if not ready:
                 return
             for future in ready:
-                item, pool = self.futures.pop(future)
+                items, pool = self.futures.pop(future)
                 try:
-                    row = future.result()
-                except BrokenProcessPool:  # this variant, or another one of that pool, killed a worker
+                    rows = future.result()
+                except BrokenProcessPool:  # a variant of this group, or of another one of that pool, killed a worker
                     self._replace(pool)
-                    self.suspects.append(item)
+                    self.suspects.extend(items)
                     continue
                 except Exception as exc:  # e.g. a result that could not be sent back
-                    row = _failed(item.variant.name, f"worker: {type(exc).__name__}: {exc}")
-                timing.merge(row.get("stages", {}))  # the workers' stage times count in this process's totals
-                yield item, row
+                    rows = [_failed(item.variant.name, f"worker: {type(exc).__name__}: {exc}") for item in items]
+                for item, row in zip(items, rows):
+                    timing.merge(row.get("stages", {}))  # the workers' stage times count in this process's totals
+                    yield item, row
         while block and self.suspects:
             item = self.suspects.pop(0)
             with self._new_pool(size=1) as alone:

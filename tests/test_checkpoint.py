@@ -495,7 +495,7 @@ def test_extract_without_source_uses_the_download_cache(archive, tmp_path, monke
     shutil.copyfile(archive, cached)
     # the factory archive cannot match the genuine pin: without --ignore-pins the cached file is refused
     # (quarantined, naming the pin) and a fresh download is attempted, which fails offline
-    monkeypatch.setattr(download, "source_url", lambda v, mirror=None: "file:///nonexistent/" + v.archive_filename)
+    monkeypatch.setattr(download.fetcher, "source_url", lambda v, mirror=None: "file:///nonexistent/" + v.archive_filename)
     with pytest.raises(ConversionError, match="no usable archive of 0.35_96"):
         extract(V, out_dir=tmp_path / "work", cache_dir=tmp_path / "cache")
     assert f"but the manifest pin says {V.sha256}" in capsys.readouterr().err

@@ -31,12 +31,14 @@ from convert import download as dl
 from convert.factory import fixtures
 from convert.archive import find_checkpoint
 from convert.download import DownloadError, FetchResult, NetOptions, fetch
+from convert.download import fetcher
 from convert.env import CACHE_ENV
 from convert.errors import UserError
 from convert.manifest import PROJECT_ROOT, default_manifest, resolve
 from convert.factory.serve import DirectoryServer, parse_range, serve_directory
 
-pytestmark = pytest.mark.timeout(60)
+# per test function only: the session/module fixtures (factory archives, built on a cold cache) are not timed
+pytestmark = pytest.mark.timeout(60, func_only=True)
 
 FAST = NetOptions(timeout=(5.0, 3.0), retries=3, backoff_factor=0.01, resumes=3)
 # the members of a V1/V2 release archive (and of the factory's), after ``./<stem>``
@@ -342,8 +344,8 @@ def test_size_pin_differing_from_the_announced_size_is_refused_before_hashing(
     real = factory_archive.stat().st_size
     pinned = dataclasses.replace(V, size=real + 1)  # keeps the genuine sha256 pin
     hashed = []
-    real_sha256_file = dl.sha256_file
-    monkeypatch.setattr(dl, "sha256_file", lambda path: hashed.append(Path(path)) or real_sha256_file(path))
+    real_sha256_file = fetcher.sha256_file
+    monkeypatch.setattr(fetcher, "sha256_file", lambda path: hashed.append(Path(path)) or real_sha256_file(path))
     mirror = served.url if source == "http" else str(served.root)
     with pytest.raises(DownloadError) as err:
         fetch(pinned, cache, mirror=mirror, lock_path=lock, quiet=True, net=FAST)

@@ -212,7 +212,8 @@ class Family:
 
         options = {**self.keras_app.defaults, **{k: getattr(variant, k) for k in self.keras_app.variant_args}, **kwargs}
         constructor = getattr(keras.applications, self.keras_constructor(variant))
-        return constructor(alpha=float(variant.alpha), input_shape=(variant.rows, variant.rows, 3),
+        return constructor(alpha=float(variant.alpha),
+                           input_shape=options.pop("input_shape", (variant.rows, variant.rows, 3)),
                            include_top=include_top, weights=options.pop("weights", None),
                            classes=variant.classes - variant.label_offset, **options)
 

@@ -1,0 +1,46 @@
+"""Where an archive comes from: the manifest URL, or a mirror (http(s)://, file:// or a directory)."""
+from __future__ import annotations
+
+import os
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from ..errors import UserError
+from ..manifest import Variant
+
+MIRROR_ENV = "MOBILENET_MIRROR"
+
+
+def normalize_mirror(mirror: str | os.PathLike | None) -> str | None:
+    """Validate a mirror (``http(s)://…``, ``file://…`` or a local directory) and return it as a URL."""
+    if mirror is None or str(mirror).strip() == "":
+        return None
+    text = str(mirror).strip()
+    scheme = urllib.parse.urlsplit(text).scheme.lower()
+    if scheme in ("http", "https"):
+        if not urllib.parse.urlsplit(text).netloc:
+            raise UserError(f"mirror {text!r} has no host; expected e.g. https://host/path/")
+        return text.rstrip("/")
+    if scheme == "file":
+        directory = file_url_path(text)
+    elif len(scheme) > 1:  # one letter would be a Windows drive
+        raise UserError(f"mirror {text!r} has unsupported scheme {scheme!r}; use http(s)://, file:// or a directory")
+    else:
+        directory = Path(text).expanduser()
+    if not directory.is_dir():
+        raise UserError(f"mirror {text!r} is not an existing directory; use http(s)://, file:// or a directory")
+    return directory.resolve().as_uri()
+
+
+def file_url_path(url: str) -> Path:
+    parts = urllib.parse.urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise UserError(f"file URL {url!r} names host {parts.netloc!r}; only local file:// URLs are supported")
+    return Path(urllib.request.url2pathname(parts.path))
+
+
+def source_url(variant: Variant, mirror: str | None = None) -> str:
+    """The manifest URL, or the mirror (argument, else ``$MOBILENET_MIRROR``) + the archive file name."""
+    base = normalize_mirror(mirror if mirror is not None else os.environ.get(MIRROR_ENV))
+    return f"{base}/{variant.archive_filename}" if base else variant.url
