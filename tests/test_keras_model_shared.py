@@ -19,7 +19,8 @@ import h5py  # noqa: E402
 import keras  # noqa: E402
 
 from _worker_faults import DIES, die_on_one, no_init  # noqa: E402
-from convert import fixtures, pipeline  # noqa: E402
+from convert import pipeline  # noqa: E402
+from convert.factory import fixtures  # noqa: E402
 from convert.checkpoint import extract  # noqa: E402
 from convert.download import FetchFailure  # noqa: E402
 from convert.guide import load_layer_guide  # noqa: E402

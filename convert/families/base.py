@@ -21,6 +21,8 @@ Vocabulary
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -179,16 +181,13 @@ class Family:
     def format_fields(self, variant) -> dict[str, Any]:
         """The values the templates may name (a lookup whose value is outside its table is left out:
         :meth:`validate` reports it)."""
-        values = {f.name: getattr(variant, f.name) for f in dataclasses.fields(variant)}
-        values["alpha_percent"] = round(float(variant.alpha) * 100)
-        for name, lookup in self.files.parts.items():
-            key = getattr(variant, lookup.field)
-            if key in lookup.table:
-                values[name] = lookup.table[key]
-        return values
+        fields = _TemplateFields(self, variant)
+        names = [f.name for f in dataclasses.fields(variant)] + ["alpha_percent", *self.files.parts]
+        return {name: fields[name] for name in names if name in fields}
 
     def _format(self, template: str, variant) -> str:
-        return template.format_map(self.format_fields(variant))
+        # only the fields the template names are read (the Keras model's cache key relies on what is read)
+        return template.format_map(_TemplateFields(self, variant))
 
     def stem(self, variant) -> str:
         """The archive's file name without ``.tgz``."""
@@ -234,3 +233,30 @@ class Family:
             if url.rsplit("/", 1)[-1] != want:
                 return f"field '{url_field}' must end in {want!r}, got {url!r}"
         return self.check(variant) if self.check else None
+
+
+class _TemplateFields(Mapping):
+    """A variant's template values, each read when a template names it: the variant's fields, ``alpha_percent``
+    and the family's lookup parts (absent when the variant's value is outside the lookup's table)."""
+
+    def __init__(self, family: Family, variant):
+        self._family, self._variant = family, variant
+
+    def __getitem__(self, name: str):
+        parts = self._family.files.parts
+        if name in parts:
+            key = getattr(self._variant, parts[name].field)
+            if key not in parts[name].table:
+                raise KeyError(name)
+            return parts[name].table[key]
+        if name == "alpha_percent":
+            return round(float(self._variant.alpha) * 100)
+        if name.startswith("_") or not hasattr(self._variant, name):
+            raise KeyError(name)
+        return getattr(self._variant, name)
+
+    def __iter__(self):
+        raise TypeError("template fields are read by name only")
+
+    def __len__(self) -> int:
+        raise TypeError("template fields are read by name only")
