@@ -108,7 +108,9 @@ def tf_name_for(family: Family | str, keras_layer: str, keras_weight: str) -> st
 
 def head_tf_shape(keras_shape: tuple[int, ...], leaf: str, label_offset: int) -> tuple[int, ...]:
     """Shape of the slim logits variable for a Keras head weight: the 1x1 conv kernel ``[1, 1, C, K + off]``
-    for a Dense kernel ``[C, K]`` or a 1x1 conv kernel ``[1, 1, C, K]``; ``[K + off]`` for the bias."""
+    for a Dense kernel ``[C, K]`` or a 1x1 conv kernel ``[1, 1, C, K]``; ``[K + off]`` for the bias. The one
+    statement of the head's shape rule: the expected variable set and the .h5 writer's head hook
+    (:func:`convert.keras_weights.head_hook`) both use it."""
     if leaf == "weights":
         *rest, k = keras_shape
         c = rest[-1]

@@ -350,10 +350,10 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
                 # the raw values only matter when the frozen graph does not hold slim's evaluation values
                 if np.max(np.abs(frozen - logits)) > logit_tolerance(logits):
                     raw = _raw_logits(run, graph_def, model_dir, variant, batch)
-    sources = {"ema": sum(s == "ema" for s in feeds.sources.values()),
-               "raw": sum(s == "raw" for s in feeds.sources.values())}
+    ema = sum(s == "ema" for s in feeds.sources.values())
     if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
-        sources = {"ema": sources["ema"] + sources["raw"], "raw": 0}
+        ema = len(feeds.sources)
+    sources = {"ema": ema, "raw": len(feeds.sources) - ema}
     return SlimReference(graph_def, kind, graph_path, feeds, sources, fill(cf.prefix, variant), logits, pooled,
                          seconds, frozen, raw)
 

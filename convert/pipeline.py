@@ -9,6 +9,7 @@ does not stop the others; every variant's TF graph/session and Keras model are r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gc
 import hashlib
@@ -63,6 +64,25 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class StageEntry:
+    """A stamp's record of one stage: its inputs, its outputs' sha256 and signatures, and its result."""
+
+    inputs: dict
+    outputs: dict[str, str]  # path -> sha256
+    stat: dict[str, dict]  # path -> signature_record
+    result: object = None  # what the stage hands on (JSON): a path, conversion facts, a parity record
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data) -> StageEntry:
+        if not isinstance(data, dict) or not {"inputs", "outputs"} <= set(data):
+            raise ValueError(f"not a stamp entry: {str(data)[:80]}")
+        return cls(data["inputs"], dict(data["outputs"]), dict(data.get("stat") or {}), data.get("result"))
+
+
 class Stamp:
     """Per-variant record of what each stage consumed and produced (content hashes). Each output's
     :func:`~convert.fsutil.signature_record` is kept with its hash, so checking an unchanged output costs
@@ -72,17 +92,17 @@ class Stamp:
     def __init__(self, path: Path):
         self.path = path
         try:
-            self.data = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):  # none yet, or unreadable: every stage re-runs
-            self.data = {}
+            self.data = {k: StageEntry.from_json(v) for k, v in json.loads(path.read_text()).items()}
+        except (FileNotFoundError, ValueError, AttributeError):  # none yet, unreadable or of another
+            self.data = {}  # version: every stage re-runs
 
-    def _unchanged(self, entry: dict, path: str) -> bool:
+    def _unchanged(self, entry: StageEntry, path: str) -> bool:
         try:
-            if signature_trusted(entry.get("stat", {}).get(path), path):
+            if signature_trusted(entry.stat.get(path), path):
                 return True
-            if sha256_file(Path(path)) != entry["outputs"][path]:
+            if sha256_file(Path(path)) != entry.outputs[path]:
                 return False
-            entry.setdefault("stat", {})[path] = signature_record(path)  # vouches for it from now on
+            entry.stat[path] = signature_record(path)  # vouches for it from now on
             self._dirty = True
             return True
         except FileNotFoundError:
@@ -90,10 +110,10 @@ class Stamp:
 
     def fresh(self, stage: str, inputs: dict) -> bool:
         entry = self.data.get(stage)
-        if not entry or entry["inputs"] != inputs:
+        if entry is None or entry.inputs != inputs:
             return False
         self._dirty = False
-        unchanged = all(self._unchanged(entry, p) for p in entry["outputs"])
+        unchanged = all(self._unchanged(entry, p) for p in entry.outputs)
         if unchanged and self._dirty:
             self._save()
         return unchanged
@@ -102,26 +122,26 @@ class Stamp:
         """sha256 of a file, taken from this stamp when it is a recorded output its signature vouches for."""
         key = str(path)
         for entry in self.data.values():
-            if key in entry.get("outputs", {}) and signature_trusted(entry.get("stat", {}).get(key), path):
-                return entry["outputs"][key]
+            if key in entry.outputs and signature_trusted(entry.stat.get(key), path):
+                return entry.outputs[key]
         return sha256_file(path)
 
-    def record(self, stage: str, inputs: dict, outputs: list[Path], extra: dict | None = None) -> None:
-        digests = {str(p): sha256_file(p) for p in outputs}
-        self.data[stage] = {"inputs": inputs, "outputs": digests,
-                            "stat": {str(p): signature_record(p) for p in outputs}, **(extra or {})}
+    def record(self, stage: str, inputs: dict, outputs: list[Path], result=None) -> None:
+        self.data[stage] = StageEntry(inputs, {str(p): sha256_file(p) for p in outputs},
+                                      {str(p): signature_record(p) for p in outputs}, result)
         self._save()
 
     def _save(self) -> None:
-        atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+        doc = {stage: entry.to_json() for stage, entry in self.data.items()}
+        atomic_write_bytes(self.path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _stage(stamp: Stamp, stage: str, inputs: dict, force: bool, run) -> tuple[bool, dict]:
-    """Run ``run() -> (outputs, extra)`` unless the stamp says it is fresh. Returns (ran, stamp entry)."""
+def _stage(stamp: Stamp, stage: str, inputs: dict, force: bool, run) -> tuple[bool, StageEntry]:
+    """Run ``run() -> (outputs, result)`` unless the stamp says it is fresh. Returns (ran, stamp entry)."""
     if not force and stamp.fresh(stage, inputs):
         return False, stamp.data[stage]
-    outputs, extra = run()
-    stamp.record(stage, inputs, outputs, extra)
+    outputs, result = run()
+    stamp.record(stage, inputs, outputs, result)
     return True, stamp.data[stage]
 
 
@@ -167,31 +187,31 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
         guide = checkpoint.guide_from_extracted(extracted(), variant, opts.weight_choice, fetched.archive,
                                                 fetched.sha256, fetched.source)
         guide_path = guides.save_layer_guide(guide, guide_dir)
-        return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], {"guide": str(guide_path)}
+        return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], str(guide_path)
 
     entry = timed("extract", {"archive": fetched.sha256, "weights": opts.weight_choice,
                               "out": str(guide_dir.resolve()), "code": code_version()}, extract)
-    guide_path = Path(entry["guide"])
+    guide_path = Path(entry.result)
 
     def write_h5():
         facts = keras_weights.convert_guide(guides.load_layer_guide(guide_path), variant, opts.weights)
-        return [opts.weights / name for name in facts.files], {"facts": facts.to_json()}
+        return [opts.weights / name for name in facts.files], facts.to_json()
 
     entry = timed("write_h5", {"guide": stamp.digest(guide_path), "out": str(opts.weights.resolve()),
                                "code": code_version()}, write_h5)
-    facts = ConversionFacts.from_json(entry["facts"])
+    facts = ConversionFacts.from_json(entry.result)
     top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
 
     def verify():
         record = parity.verify(variant, extracted(), opts.weights, facts.source(fetched.source), images=opts.images,
                                random_count=opts.random_inputs, seed=opts.seed)
-        return [], {"record": record.to_json()}
+        return [], record.to_json()
 
     inputs = {"archive": fetched.sha256, "top": stamp.digest(top), "no_top": stamp.digest(no_top),
               "images": {str(p): sha256_file(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
               "seed": opts.seed, "code": code_version()}
     entry = timed("verify", inputs, verify)
-    row.record = ParityRecord.from_json(entry["record"])
+    row.record = ParityRecord.from_json(entry.result)
     row.passed = row.record.passed
     if "ran" in row.stage_status.values() or not cards.sidecar_path(opts.weights, variant).is_file():
         cards.write(opts.weights, variant, facts, row.record)  # the variant's metadata, once, at its end

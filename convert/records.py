@@ -332,6 +332,10 @@ class Sidecar:
 STAGES = ("extract", "write_h5", "verify")  # the pipeline's stages, in order
 
 
+def _figure(row: RunRow, name: str) -> float | None:
+    return None if row.record is None else getattr(row.record, name)
+
+
 @dataclass
 class RunRow:
     """What the pipeline did for one variant: the stages run or skipped and their seconds, the outcome
@@ -350,21 +354,11 @@ class RunRow:
     rss_mb: float | None = None
     finished: float | None = None  # time.time() when the row was done
 
-    @property
-    def max_abs_dlogit(self) -> float | None:
-        return self.record and self.record.max_abs_dlogit
-
-    @property
-    def tolerance(self) -> float | None:
-        return self.record and self.record.tolerance
-
-    @property
-    def inference_time_tf(self) -> float | None:
-        return self.record and self.record.inference_time_tf
-
-    @property
-    def inference_time_keras(self) -> float | None:
-        return self.record and self.record.inference_time_keras
+    # the record's figures, None without a record
+    max_abs_dlogit = property(lambda self: _figure(self, "max_abs_dlogit"))
+    tolerance = property(lambda self: _figure(self, "tolerance"))
+    inference_time_tf = property(lambda self: _figure(self, "inference_time_tf"))
+    inference_time_keras = property(lambda self: _figure(self, "inference_time_keras"))
 
     def to_json(self) -> dict:
         out = {"name": self.name, "passed": self.passed, "seconds": self.seconds, "stages": dict(self.stages),
