@@ -23,6 +23,9 @@ from .keras_model import legacy_weights, model_for
 from .mapping import head_tf_shape
 from .records import ConversionFacts, ValuesUsed
 
+# TensorFlow, Keras and h5py are imported inside the functions that use them: importing this module must not
+# import TF (~2 s), so that an up-to-date pipeline run settles its variants without it (tests/test_records.py)
+
 quiet_tf()
 
 # Keras 3 names a DepthwiseConv2D kernel "kernel"; the legacy (Keras 2) files call it "depthwise_kernel".

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,9 @@ from .keras_model import legacy_weights, model_for
 from .families.base import to_keras_input
 from .records import Comparison, Digests, ParityRecord, RewriteFigures, Source
 from .timing import stage, timed
+
+# TensorFlow, Keras and h5py are imported inside the functions that use them: importing this module must not
+# import TF (~2 s), so that an up-to-date pipeline run settles its variants without it (tests/test_records.py)
 
 quiet_tf()
 
@@ -220,8 +224,6 @@ def archive_graph(model_dir: Path, variant):
 
 
 def _timed(fn):
-    import time
-
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
