@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from convert import cards
 from convert.cli import UserError, quiet_tf, run_cli
+from convert.guide import load_layer_guide
+from convert.keras_weights import convert_guide
+from convert.manifest import resolve
 
 quiet_tf()
 
@@ -24,21 +28,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="layer guide written by extract_weights.py (default: work/<name>/layer_guide.p)")
     p.add_argument("--out", metavar="DIR", default="weights", help="output folder (default: weights)")
     args = p.parse_args(argv)
-
-    from convert.guide import load_layer_guide
-    from convert.keras_weights import convert_guide
-    from convert.manifest import resolve
-
     variant = resolve(args.name)
     guide_path = Path(args.guide) if args.guide else Path("work") / variant.name / "layer_guide.p"
     guide = load_layer_guide(guide_path)
     if guide.variant != variant.name:
         raise UserError(f"layer guide {guide_path} is for variant {guide.variant}, not {variant.name}; "
                         f"pass the matching NAME or --guide")
-    result = convert_guide(guide, variant, args.out)
-    for path in (result.h5, result.h5_no_top, result.sidecar, result.card):
-        print(f"{result.sha256[path.name]}  {path}")
-    print(f"updated {result.sha256sums}")
+    facts = convert_guide(guide, variant, args.out)
+    written = cards.write(args.out, variant, facts)  # the end of this variant's conversion
+    for name in (variant.keras_weights, variant.keras_weights_no_top, written.sidecar.name, written.card.name):
+        print(f"{written.sha256[name]}  {Path(args.out) / name}")
+    print(f"updated {written.sha256sums}")
     return 0
 
 

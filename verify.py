@@ -5,7 +5,7 @@ Reference: the archive's inference graph (V1/V2: ``<stem>_eval.pbtxt``; V3: ``em
 every ``<var>/read`` fed slim's evaluation values (EMA values where the checkpoint has them). Candidate:
 the keras.applications model loaded from the converted .h5. V3 also reports the same graph with the
 squeeze-excite gate constant rewritten to 1/6. Writes/updates results/test_results.{p,json} and
-results/PARITY.md; exit 1 when parity fails.
+results/PARITY.md, and the weights' sidecar, model card and SHA256SUMS; exit 1 when parity fails.
 """
 from __future__ import annotations
 
@@ -13,39 +13,40 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from convert import cards, download, parity, report
+from convert.archive import find_checkpoint
 from convert.cli import UserError, quiet_tf, run_cli
 from convert.env import default_cache
+from convert.manifest import resolve
+from convert.records import ConversionFacts, Source
 
 quiet_tf()
 
 
-def _model_dir(args, variant, tmp: Path) -> Path:
-    """The extracted archive to take the reference from: --archive, else the download cache, else the
-    archive or checkpoint folder the converted weights were made from (their sidecar's provenance)."""
-    from convert import download
-    from convert.archive import find_checkpoint
-    from convert.cards import read_sidecar
-
+def _model_dir(args, variant, tmp: Path, facts: ConversionFacts | None) -> tuple[Path, str | None]:
+    """The extracted archive to take the reference from, and where that archive is: --archive, else the
+    download cache, else the archive or checkpoint folder the converted weights were made from (their
+    sidecar's provenance, ``facts``)."""
     archive = args.archive
+    provenance = facts and facts.provenance
     if archive is None:
         cached = download.extracted_dir(args.cache or default_cache(), variant)
         try:
             find_checkpoint(cached, variant)
-            return cached
+            return cached, (provenance and (provenance.url or provenance.archive))
         except FileNotFoundError:
             pass
-        provenance = (read_sidecar(args.weights_dir, variant) or {}).get("provenance") or {}
-        if provenance.get("archive") and Path(provenance["archive"]).is_file():
-            archive = Path(provenance["archive"])
-        elif provenance.get("checkpoint_role") == "given" and Path(provenance["checkpoint"] + ".index").is_file():
-            return Path(provenance["checkpoint"]).parent  # converted from an extracted checkpoint prefix
+        if provenance and provenance.archive and Path(provenance.archive).is_file():
+            archive = Path(provenance.archive)
+        elif provenance and provenance.checkpoint_role == "given" and Path(provenance.checkpoint + ".index").is_file():
+            return Path(provenance.checkpoint).parent, provenance.checkpoint  # converted from a checkpoint prefix
         else:
             raise UserError(f"no archive of {variant.name}: not in {cached} and the converted weights do not "
                             f"name an existing one; pass --archive TGZ (or run `python -m convert download "
                             f"{variant.name}`)")
     if not archive.is_file():
         raise UserError(f"--archive {archive}: no such file")
-    return download.extract_archive(archive, tmp / variant.name, variant)
+    return download.extract_archive(archive, tmp / variant.name, variant), str(archive)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,34 +67,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                    help="where test_results.{p,json} and PARITY.md go (default: results/)")
     args = p.parse_args(argv)
-
-    from convert import cards, download, parity, report
-    from convert.manifest import resolve
-
     variant = resolve(args.name)
     for image in args.image:
         if not image.is_file():
             raise UserError(f"--image {image}: no such file")
     if args.random_inputs < 0 or args.random_inputs + len(args.image) == 0:
         raise UserError(f"--random-inputs {args.random_inputs}: give at least one input (N >= 1, or N >= 0 with --image)")
+    sidecar = cards.read_facts(args.weights_dir, variant)  # what the converter recorded, read once
+    facts = sidecar and sidecar.facts
     with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
         try:
-            model_dir = _model_dir(args, variant, Path(tmp))
-            record = parity.verify(variant, model_dir, args.weights_dir, images=args.image,
+            model_dir, location = _model_dir(args, variant, Path(tmp), facts)
+            source = facts.source(location) if facts else Source(location)
+            record = parity.verify(variant, model_dir, args.weights_dir, source, images=args.image,
                                    random_count=args.random_inputs, seed=args.seed)
         except (ValueError, OSError, download.DownloadError) as exc:
             raise UserError(str(exc)) from None
     report.update_results([record], args.results)
-    cards.update(args.weights_dir, variant, parity=record)
-    verdict = "PASS" if record["passed"] else "FAIL"
-    print(f"{variant.name}: {verdict}  max|dlogit| {record['max_abs_dlogit']:.2e} (tolerance {record['tolerance']:.2e})"
-          f"  top-1 {record['top1_agree']}/{record['inputs']}  top-5 {record['top5_agree']}/{record['inputs']}"
-          f"  no-top max|d| {record['no_top_max_abs_diff']:.2e}  frozen graph matches: {record['frozen']}")
-    for name, r in record["rewrites"].items():
-        print(f"  {name}: max|dlogit| {r['max_abs_dlogit']:.2e} (tolerance {r['tolerance']:.2e}) "
-              f"{'pass' if r['passed'] else 'FAIL'}  ({r['description']})")
-    print(f"report: {args.results / 'PARITY.md'}")
-    return 0 if record["passed"] else 1
+    if facts is not None:  # weights this project converted: their sidecar, card and SHA256SUMS, once
+        cards.write(args.weights_dir, variant, facts, record)
+    verdict = "PASS" if record.passed else "FAIL"
+    print(f"{variant.name}: {verdict}  max|dlogit| {record.max_abs_dlogit:.2e} (tolerance {record.tolerance:.2e})"
+          f"  top-1 {record.top1_agree}/{record.inputs}  top-5 {record.top5_agree}/{record.inputs}"
+          f"  no-top max|d| {record.no_top_max_abs_diff:.2e}  frozen graph matches: {record.frozen}")
+    for name, r in record.rewrites.items():
+        print(f"  {name}: max|dlogit| {r.max_abs_dlogit:.2e} (tolerance {r.tolerance:.2e}) "
+              f"{'pass' if r.passed else 'FAIL'}  ({r.description})")
+    print(f"report: {args.results / report.PARITY_MD}")
+    return 0 if record.passed else 1
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from .env import PROJECT_ROOT, default_cache, quiet_tf
 from .errors import UserError
 from .fsutil import atomic_write_bytes
 from .manifest import Variant, default_manifest
+from .records import RunRow
 from .factory.serve import serve_directory
 
 quiet_tf()
@@ -116,11 +117,10 @@ class Conversion:
     finished: float  # epoch seconds
 
 
-def _conversion(row) -> Conversion:
+def _conversion(row: RunRow) -> Conversion:
     """The one place that reads a pipeline row (:func:`convert.pipeline.run`'s summary of a variant)."""
-    return Conversion(name=row["name"], passed=bool(row.get("passed")), seconds=row["seconds"],
-                      stages=dict(row.get("stages", {})), pid=row.get("pid"), rss_mb=row.get("rss_mb"),
-                      finished=row.get("finished", 0.0))
+    return Conversion(name=row.name, passed=bool(row.passed), seconds=row.seconds, stages=dict(row.stages),
+                      pid=row.pid, rss_mb=row.rss_mb, finished=row.finished or 0.0)
 
 
 def convert(variants: list[Variant], opts: pipeline.Options) -> list[Conversion]:

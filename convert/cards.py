@@ -1,17 +1,21 @@
 """The metadata next to converted weights: the JSON sidecar, the model card (``…_card.md``) and
 ``SHA256SUMS``; this module is the one writer of all three.
 
-The sidecar is written when the .h5 files are (conversion facts: provenance, values used, versions) and
-updated after parity and after an accuracy evaluation; the card is rendered from the sidecar each time,
-so the two always hold the same data.
+Per variant the three are written once, at the end of its conversion (:func:`write`: the conversion
+facts, provenance, values used, versions, and the parity figures), and again only by an accuracy
+evaluation (:func:`update`); the card is rendered from the sidecar's data each time, so the two always
+hold the same data.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from .timing import timed
 from .fsutil import atomic_write_bytes, file_lock, sha256_file
+from .records import ConversionFacts, ParityRecord, ParitySummary, Sidecar
+from .timing import timed
 
 SUMS_FILENAME = "SHA256SUMS"
 LICENCE = ("The original checkpoints are published by Google in tensorflow/models under the Apache License 2.0 "
@@ -51,37 +55,59 @@ def _published(variant) -> dict:
     return {"macs_m": variant.macs_m, "params_m": variant.params_m, "top1": variant.top1, "top5": variant.top5}
 
 
-def _parity_summary(record: dict) -> dict:
-    keys = ("passed", "max_abs_dlogit", "tolerance", "top1_agree", "top5_agree", "inputs", "max_abs_dprob",
-            "no_top_max_abs_diff", "reference", "reference_graph", "reference_checkpoint", "frozen", "verified_at")
-    out = {k: record.get(k) for k in keys}
-    out["rewrites"] = {name: {k: r[k] for k in ("description", "constants", "max_abs_dlogit", "tolerance", "passed")}
-                       for name, r in (record.get("rewrites") or {}).items()}
-    return out
+def _card_section(variant) -> dict:
+    return {"url": variant.url, "published": _published(variant), "load": variant.spec.keras_call(variant),
+            "preprocessing": PREPROCESSING, "licence": LICENCE}
+
+
+@dataclass(frozen=True)
+class Written:
+    """The metadata files :func:`write` wrote, with the sha256 of every file SHA256SUMS now lists for them."""
+
+    sidecar: Path
+    card: Path
+    sha256sums: Path
+    sha256: dict[str, str]  # file name -> digest (the .h5 files, the sidecar, the card)
+
+
+def read_facts(out_dir: str | Path, variant) -> Sidecar | None:
+    """The typed sidecar of a variant's converted files, or None when there is none."""
+    doc = read_sidecar(out_dir, variant)
+    return None if doc is None else Sidecar.from_json(doc)
+
+
+def _save(out_dir: Path, variant, sidecar: Sidecar) -> Written:
+    """Write the sidecar and card, then record them and the .h5 files in SHA256SUMS (each file once)."""
+    side_path, card = sidecar_path(out_dir, variant), card_path(out_dir, variant)
+    atomic_write_bytes(side_path, (json.dumps(sidecar.to_json(_card_section(variant)), indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(card, render_card(variant, sidecar).encode())
+    digests = {**sidecar.facts.files, side_path.name: sha256_file(side_path), card.name: sha256_file(card)}
+    return Written(side_path, card, update_sha256sums(out_dir, digests), digests)
 
 
 @timed("report")
-def update(out_dir: str | Path, variant, conversion: dict | None = None, parity: dict | None = None,
-           accuracy: list[dict] | None = None) -> tuple[Path, Path]:
-    """Merge the given sections into the variant's sidecar (a ``conversion`` replaces it whole: new
-    weights invalidate earlier parity and accuracy figures), render the card, update ``SHA256SUMS``."""
+def write(out_dir: str | Path, variant, facts: ConversionFacts, parity: ParityRecord | None = None) -> Written:
+    """The end of a variant's conversion: write its sidecar and model card, and update ``SHA256SUMS``,
+    once each. An accuracy section already there is kept when it is about the same .h5 files (new
+    weights invalidate it)."""
     out_dir = Path(out_dir)
-    sidecar, card = sidecar_path(out_dir, variant), card_path(out_dir, variant)
-    with file_lock(out_dir / f".{sidecar.name}.lock"):
-        doc = dict(conversion) if conversion is not None else read_sidecar(out_dir, variant)
-        if doc is None:
-            raise FileNotFoundError(f"no converted weights of {variant.name} in {out_dir} ({sidecar.name} is "
-                                    f"missing); run load_weights.py {variant.name} first")
-        if parity is not None:
-            doc["parity"] = _parity_summary(parity)
-        if accuracy is not None:
-            doc["accuracy"] = [dict(a) for a in accuracy]
-        doc["card"] = {"url": variant.url, "published": _published(variant), "load": variant.spec.keras_call(variant),
-                       "preprocessing": PREPROCESSING, "licence": LICENCE}
-        atomic_write_bytes(sidecar, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
-        atomic_write_bytes(card, render_card(variant, doc).encode())
-    update_sha256sums(out_dir, {sidecar.name: sha256_file(sidecar), card.name: sha256_file(card)})
-    return sidecar, card
+    with file_lock(out_dir / f".{sidecar_path(out_dir, variant).name}.lock"):
+        old = read_facts(out_dir, variant)
+        accuracy = old.accuracy if old is not None and old.facts.files == facts.files else []
+        return _save(out_dir, variant, Sidecar(facts, parity and ParitySummary.of(parity), accuracy))
+
+
+@timed("report")
+def update(out_dir: str | Path, variant, accuracy: list[dict]) -> Written:
+    """Put measured accuracy records into the sidecar and card of weights converted earlier."""
+    out_dir = Path(out_dir)
+    with file_lock(out_dir / f".{sidecar_path(out_dir, variant).name}.lock"):
+        old = read_facts(out_dir, variant)
+        if old is None:
+            raise FileNotFoundError(f"no converted weights of {variant.name} in {out_dir} "
+                                    f"({sidecar_path(out_dir, variant).name} is missing); run load_weights.py "
+                                    f"{variant.name} first")
+        return _save(out_dir, variant, dataclasses.replace(old, accuracy=[dict(a) for a in accuracy]))
 
 
 PREPROCESSING = ("For the published accuracy, preprocess as slim's evaluation does: decode to float in [0, 1], "
@@ -94,41 +120,39 @@ def _fmt(x, spec=".2e") -> str:
     return "–" if x is None else format(x, spec)
 
 
-def render_card(variant, doc: dict) -> str:
-    p, files, prov = doc["card"]["published"], doc.get("files", {}), doc.get("provenance", {})
+def render_card(variant, sidecar: Sidecar) -> str:
+    facts, prov, v = sidecar.facts, sidecar.facts.provenance, variant
     lines = [f"# {variant.spec.title} {variant.name}: Keras weights converted from TF-slim", "",
              "## Files", ""]
-    lines += [f"- `{name}`  sha256 `{digest}`" for name, digest in sorted(files.items())]
-    by_source = ", ".join(f"{k} {n}" for k, n in sorted(doc.get("weights", {}).get("by_source", {}).items()))
+    lines += [f"- `{name}`  sha256 `{digest}`" for name, digest in sorted(facts.files.items())]
     lines += ["", "## Source", "",
-              f"- Archive: {doc['card']['url']}",
-              f"- Archive sha256: `{prov.get('archive_sha256') or '–'}` (manifest pin: {prov.get('pin_status', '–')})",
-              f"- Checkpoint read: `{prov.get('checkpoint', '–')}` ({prov.get('checkpoint_role', '–')})",
-              f"- Values: {by_source or '–'} (EMA values are what slim's evaluation restores with "
+              f"- Archive: {variant.url}",
+              f"- Archive sha256: `{prov.archive_sha256 or '–'}` (manifest pin: {prov.pin_status})",
+              f"- Checkpoint read: `{prov.checkpoint}` ({prov.checkpoint_role})",
+              f"- Values: {facts.values.summary() or '–'} (EMA values are what slim's evaluation restores with "
               f"`--moving_average_decay`)", "",
               "## Published figures (slim README)", "",
-              f"MACs {p['macs_m']} M, parameters {p['params_m']} M, top-1 {p['top1']} %, "
-              f"top-5 {'–' if p['top5'] is None else str(p['top5']) + ' %'}", ""]
-    parity = doc.get("parity")
+              f"MACs {v.macs_m} M, parameters {v.params_m} M, top-1 {v.top1} %, "
+              f"top-5 {'–' if v.top5 is None else str(v.top5) + ' %'}", ""]
+    parity = sidecar.parity
     lines += ["## Parity against the archive's own graph", ""]
     if parity:
-        lines.append(f"- {'pass' if parity['passed'] else 'FAIL'}: max |Δlogit| {_fmt(parity['max_abs_dlogit'])} "
-                     f"(tolerance {_fmt(parity['tolerance'])}), top-1 {parity['top1_agree']}/{parity['inputs']}, "
-                     f"top-5 {parity['top5_agree']}/{parity['inputs']}; reference {parity['reference']} "
-                     f"`{parity.get('reference_graph')}`; frozen graph matches: {parity['frozen']}")
-        for name, r in parity["rewrites"].items():
-            lines.append(f"- {name} ({r['description']}): max |Δlogit| {_fmt(r['max_abs_dlogit'])} "
-                         f"(tolerance {_fmt(r['tolerance'])}), {'pass' if r['passed'] else 'FAIL'}")
+        lines.append(f"- {'pass' if parity.passed else 'FAIL'}: max |Δlogit| {_fmt(parity.max_abs_dlogit)} "
+                     f"(tolerance {_fmt(parity.tolerance)}), top-1 {parity.top1_agree}/{parity.inputs}, "
+                     f"top-5 {parity.top5_agree}/{parity.inputs}; reference {parity.reference} "
+                     f"`{parity.reference_graph}`; frozen graph matches: {parity.frozen}")
+        for name, r in parity.rewrites.items():
+            lines.append(f"- {name} ({r.description}): max |Δlogit| {_fmt(r.max_abs_dlogit)} "
+                         f"(tolerance {_fmt(r.tolerance)}), {'pass' if r.passed else 'FAIL'}")
     else:
         lines.append("- not verified yet (`verify.py " + variant.name + "`)")
     lines += ["", "## Measured accuracy", ""]
-    accuracy = doc.get("accuracy") or []
-    if accuracy:
+    if sidecar.accuracy:
         lines += ["| model | preprocessing | images | top-1 | top-5 |", "|---|---|---|---|---|"]
         lines += [f"| {a['model']} | {a['preprocessing']} | {a['images']} | {_fmt(a['top1'], '.2f')} | "
-                  f"{_fmt(a['top5'], '.2f')} |" for a in accuracy]
+                  f"{_fmt(a['top5'], '.2f')} |" for a in sidecar.accuracy]
     else:
         lines.append("- not evaluated (`python -m convert evaluate " + variant.name + " --imagenet-dir DIR`)")
-    lines += ["", "## How to load", "", "```python", "import keras", doc["card"]["load"], "```", "",
-              doc["card"]["preprocessing"], "", "## Licence", "", doc["card"]["licence"], ""]
+    lines += ["", "## How to load", "", "```python", "import keras", variant.spec.keras_call(variant), "```", "",
+              PREPROCESSING, "", "## Licence", "", LICENCE, ""]
     return "\n".join(lines)

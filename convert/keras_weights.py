@@ -9,7 +9,6 @@ keras.applications constructors' ``weights=path``.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -19,9 +18,13 @@ from .timing import timed
 from .env import quiet_tf
 from .errors import ConversionError
 from .fsutil import package_versions, sha256_file, temp_path_for
-from .cards import SUMS_FILENAME, update, update_sha256sums
 from .guide import GuideRecord, LayerGuide
 from .keras_model import legacy_weights, model_for
+from .mapping import head_tf_shape
+from .records import ConversionFacts, ValuesUsed
+
+# TensorFlow, Keras and h5py are imported inside the functions that use them: importing this module must not
+# import TF (~2 s), so that an up-to-date pipeline run settles its variants without it (tests/test_records.py)
 
 quiet_tf()
 
@@ -34,20 +37,16 @@ class WeightAssignmentError(ConversionError):
 
 
 def head_hook(record: GuideRecord, array: np.ndarray, variant, keras_shape: tuple[int, ...]) -> np.ndarray:
-    """slim logits -> the Keras head: drop the first ``label_offset`` classes (the last axis), then drop
-    the 1x1 spatial axes when the Keras head is a Dense layer."""
-    off, classes = variant.label_offset, variant.classes
-    if record.leaf == "weights":
-        if array.ndim != 4 or array.shape[:2] != (1, 1) or array.shape[3] != classes:
-            raise WeightAssignmentError(f"{record.key} has shape {list(array.shape)}, expected "
-                                        f"[1, 1, C, {classes}] for the logits 1x1 conv")
-        value = array[..., off:]
-        return np.ascontiguousarray(value[0, 0] if len(keras_shape) == 2 else value)
-    if record.leaf == "biases":
-        if array.shape != (classes,):
-            raise WeightAssignmentError(f"{record.key} has shape {list(array.shape)}, expected [{classes}]")
-        return np.ascontiguousarray(array[off:])
-    raise WeightAssignmentError(f"{record.key}: the logits layer takes weights/biases, not {record.leaf}")
+    """slim logits -> the Keras head: checked against :func:`convert.mapping.head_tf_shape` (the one
+    statement of the head's shape rule), then the first ``label_offset`` classes (the last axis) dropped
+    and the 1x1 spatial axes with them when the Keras head is a Dense layer."""
+    if record.leaf not in ("weights", "biases"):
+        raise WeightAssignmentError(f"{record.key}: the logits layer takes weights/biases, not {record.leaf}")
+    want = head_tf_shape(keras_shape, record.leaf, variant.label_offset)
+    if array.shape != want:
+        raise WeightAssignmentError(f"{record.key} has shape {list(array.shape)}, expected {list(want)} for the "
+                                    f"logits {'1x1 conv kernel' if record.leaf == 'weights' else 'bias'}")
+    return np.ascontiguousarray(array[..., variant.label_offset:].reshape(keras_shape))
 
 
 def port_weight(variable, record: GuideRecord, array: np.ndarray, hook=None, assign: bool = True) -> np.ndarray:
@@ -169,39 +168,21 @@ def write_legacy_h5(model, values_by_weight: dict[str, np.ndarray], path: str | 
     return path
 
 
-@dataclasses.dataclass(frozen=True)
-class Converted:
-    """The files one conversion wrote."""
-
-    variant: str
-    h5: Path
-    h5_no_top: Path
-    sidecar: Path
-    card: Path
-    sha256sums: Path
-    sha256: dict[str, str]  # file name -> digest
-
-
-def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -> Converted:
-    """Write the variant's top and no-top ``.h5``, its JSON sidecar and model card, and update ``SHA256SUMS``."""
+def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -> ConversionFacts:
+    """Write the variant's top and no-top ``.h5`` into ``out_dir``; returns what the conversion knows (the
+    files' sha256, the values used, provenance, versions). The sidecar, model card and ``SHA256SUMS`` are
+    :mod:`convert.cards`' to write, once the variant is done."""
     if guide.variant != variant.name:
         raise WeightAssignmentError(f"the layer guide is for {guide.variant}, not {variant.name}")
     out_dir = Path(out_dir)
-    paths = {}
+    digests = {}
     for include_top, filename in ((True, variant.keras_weights), (False, variant.keras_weights_no_top)):
         model = model_for(variant, include_top)
         values = assign_guide(model, guide, variant, include_top, assign=False)  # the file gets the values
-        paths[include_top] = write_legacy_h5(model, values, out_dir / filename)
-    digests = {p.name: sha256_file(p) for p in paths.values()}
-    update_sha256sums(out_dir, digests)
-    conversion = {
-        "variant": variant.name, "family": variant.family, "stem": variant.stem, "alpha": variant.alpha,
-        "rows": variant.rows, "kind": variant.kind, "minimalistic": variant.minimalistic, "files": digests,
-        "provenance": {**dataclasses.asdict(guide.provenance), "pin_status": guide.provenance.pin_status},
-        "weights": {"requested": guide.weights, "mode": guide.counts.mode, "by_source": guide.counts.by_source},
-        "label_offset": variant.label_offset, "classes": variant.classes - variant.label_offset,
-        "counts": dataclasses.asdict(guide.counts), "versions": package_versions(),
-    }
-    sidecar, card = update(out_dir, variant, conversion=conversion)
-    digests.update({p.name: sha256_file(p) for p in (sidecar, card)})
-    return Converted(variant.name, paths[True], paths[False], sidecar, card, out_dir / SUMS_FILENAME, digests)
+        digests[filename] = sha256_file(write_legacy_h5(model, values, out_dir / filename))
+    return ConversionFacts(
+        variant=variant.name, family=variant.family, stem=variant.stem, alpha=variant.alpha, rows=variant.rows,
+        kind=variant.kind, minimalistic=variant.minimalistic, files=digests, provenance=guide.provenance,
+        values=ValuesUsed(requested=guide.weights, mode=guide.counts.mode, by_source=dict(guide.counts.by_source)),
+        label_offset=variant.label_offset, classes=variant.classes - variant.label_offset, counts=guide.counts,
+        versions=package_versions())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .families import family as family_of
 from .families.base import BN_LEAVES, LEAF_TO_KERAS, MOVING_STATS, Family, has_bn, kernel_leaf
+from .keras_model import legacy_weights, model_for
 
 EMA_SUFFIX = "ExponentialMovingAverage"
 
@@ -108,7 +109,9 @@ def tf_name_for(family: Family | str, keras_layer: str, keras_weight: str) -> st
 
 def head_tf_shape(keras_shape: tuple[int, ...], leaf: str, label_offset: int) -> tuple[int, ...]:
     """Shape of the slim logits variable for a Keras head weight: the 1x1 conv kernel ``[1, 1, C, K + off]``
-    for a Dense kernel ``[C, K]`` or a 1x1 conv kernel ``[1, 1, C, K]``; ``[K + off]`` for the bias."""
+    for a Dense kernel ``[C, K]`` or a 1x1 conv kernel ``[1, 1, C, K]``; ``[K + off]`` for the bias. The one
+    statement of the head's shape rule: the expected variable set and the .h5 writer's head hook
+    (:func:`convert.keras_weights.head_hook`) both use it."""
     if leaf == "weights":
         *rest, k = keras_shape
         c = rest[-1]
@@ -120,8 +123,6 @@ def head_tf_shape(keras_shape: tuple[int, ...], leaf: str, label_offset: int) ->
 @functools.lru_cache(maxsize=None)
 def keras_weight_shapes(variant) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     """(layer, weight, shape) of every weight of the variant's Keras model with top, in legacy order."""
-    from .keras_model import legacy_weights, model_for
-
     model = model_for(variant, include_top=True)
     return tuple((layer.name, w.name, tuple(int(d) for d in w.shape))
                  for layer in model.layers for w in legacy_weights(layer))

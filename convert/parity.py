@@ -8,6 +8,8 @@ reference must not share the converter's weight-choice code it is meant to check
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +19,13 @@ import numpy as np
 from .archive import fill, find_checkpoint, frozen_graph
 from .env import quiet_tf
 from .fsutil import sha256_file
+from .keras_model import legacy_weights, model_for
+from .families.base import to_keras_input
+from .records import Comparison, Digests, ParityRecord, RewriteFigures, Source
 from .timing import stage, timed
+
+# TensorFlow, Keras and h5py are imported inside the functions that use them: importing this module must not
+# import TF (~2 s), so that an up-to-date pipeline run settles its variants without it (tests/test_records.py)
 
 quiet_tf()
 
@@ -216,8 +224,6 @@ def archive_graph(model_dir: Path, variant):
 
 
 def _timed(fn):
-    import time
-
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
@@ -233,8 +239,6 @@ def legacy_file_mismatches(model, path: Path) -> list[str]:
 
     def names(attrs, key):
         return [n.decode() if isinstance(n, bytes) else str(n) for n in np.atleast_1d(attrs.get(key, []))]
-
-    from .keras_model import legacy_weights
 
     layers = [layer for layer in model.layers if legacy_weights(layer)]
     problems = []
@@ -268,9 +272,6 @@ def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple
     Keras' loader reads it (:func:`legacy_file_mismatches`): then its features are the ones computed."""
     import keras
 
-    from .families.base import to_keras_input
-    from .keras_model import model_for
-
     inputs = to_keras_input(images, variant.spec.keras_input_range).astype(np.float32)
     with stage("keras build"):
         model, features = model_for(variant, True), model_for(variant, False)
@@ -285,7 +286,7 @@ def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1, tolerance: float = 1e-4,
-            require_top5: bool = False) -> dict:
+            require_top5: bool = False) -> Comparison:
     """Parity metrics over the classes both models share (slim ``label_offset..`` == keras ``0..``)."""
     shared = reference[:, label_offset:]
     ref_prob, cand_prob = _softmax(shared), _softmax(candidate)
@@ -294,31 +295,13 @@ def compare(reference: np.ndarray, candidate: np.ndarray, label_offset: int = 1,
     max_dlogit = float(np.max(np.abs(shared - candidate)))
     top1 = shared.argmax(1) == candidate.argmax(1)
     top5_agree = int(sum(set(a) == set(b) for a, b in zip(top5(shared), top5(candidate))))
-    return {
-        "max_abs_dlogit": max_dlogit,
-        "tolerance": tolerance,
-        "max_abs_ref_logit": float(np.max(np.abs(reference))),
-        "max_abs_dprob": float(np.max(np.abs(ref_prob - cand_prob))),
-        "top1_agree": int(top1.sum()),
-        "top5_agree": top5_agree,
-        "inputs": int(len(reference)),
-        "passed": bool(max_dlogit <= tolerance and top1.all() and (not require_top5 or top5_agree == len(reference))),
-        "ref_top1": shared.argmax(1).tolist(),
-        "keras_top1": candidate.argmax(1).tolist(),
-        "pred_tf_score": float(ref_prob[0].max()),
-        "pred_keras_score": float(cand_prob[0].max()),
-    }
-
-
-def sidecar_facts(weights_dir: Path, variant) -> tuple[str | None, str | None]:
-    """What the converted weights were read from (e.g. ``ema 158, raw 104``) and whether their archive
-    matches the manifest's pin, per the converter's JSON sidecar (read once)."""
-    from .cards import read_sidecar
-
-    sidecar = read_sidecar(weights_dir, variant) or {}
-    by_source = sidecar.get("weights", {}).get("by_source", {})
-    return (", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or None,
-            (sidecar.get("provenance") or {}).get("pin_status"))
+    return Comparison(
+        max_abs_dlogit=max_dlogit, tolerance=tolerance, max_abs_ref_logit=float(np.max(np.abs(reference))),
+        max_abs_dprob=float(np.max(np.abs(ref_prob - cand_prob))), top1_agree=int(top1.sum()),
+        top5_agree=top5_agree, inputs=int(len(reference)),
+        passed=bool(max_dlogit <= tolerance and top1.all() and (not require_top5 or top5_agree == len(reference))),
+        ref_top1=shared.argmax(1).tolist(), keras_top1=candidate.argmax(1).tolist(),
+        pred_tf_score=float(ref_prob[0].max()), pred_keras_score=float(cand_prob[0].max()))
 
 
 @dataclass
@@ -369,10 +352,10 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
                 # the raw values only matter when the frozen graph does not hold slim's evaluation values
                 if np.max(np.abs(frozen - logits)) > logit_tolerance(logits):
                     raw = _raw_logits(run, graph_def, model_dir, variant, batch)
-    sources = {"ema": sum(s == "ema" for s in feeds.sources.values()),
-               "raw": sum(s == "raw" for s in feeds.sources.values())}
+    ema = sum(s == "ema" for s in feeds.sources.values())
     if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
-        sources = {"ema": sources["ema"] + sources["raw"], "raw": 0}
+        ema = len(feeds.sources)
+    sources = {"ema": ema, "raw": len(feeds.sources) - ema}
     return SlimReference(graph_def, kind, graph_path, feeds, sources, fill(cf.prefix, variant), logits, pooled,
                          seconds, frozen, raw)
 
@@ -387,16 +370,18 @@ def _raw_logits(run, graph_def, model_dir: Path, variant, batch):
     return run(batch, checkpoint_feeds(graph_def, str(raw_prefix), raw=True).raw, variant.spec.nodes.logits)
 
 
-def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count: int = 4, seed: int = 0,
-           ) -> dict:
+def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = None, images=(),
+           random_count: int = 4, seed: int = 0) -> ParityRecord:
     """Prove one conversion: slim logits (the archive's own inference graph, fed slim's evaluation values;
     or its frozen graph when it has no inference graph) against the Keras model loaded from the converted
-    .h5 files, plus the family's graph rewrites (V3: the SE gate constant). Returns the parity record."""
+    .h5 files, plus the family's graph rewrites (V3: the SE gate constant). ``source`` is what the caller
+    knows of the weights' origin (archive location, sha256, pin status, values used): it is reported, not
+    checked. Returns the parity record."""
     import keras
     import tensorflow as tf
 
     spec, nodes = variant.spec, variant.spec.nodes
-    model_dir, weights_dir = Path(model_dir), Path(weights_dir)
+    model_dir, weights_dir, source = Path(model_dir), Path(weights_dir), source or Source()
     rows = variant.rows
     top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
     for path in (top, no_top):
@@ -406,62 +391,55 @@ def verify(variant, model_dir: Path, weights_dir: Path, images=(), random_count:
 
     outputs = [nodes.logits, nodes.pooled]
     ref = slim_reference(variant, model_dir, batch)
-    graph_def, kind, graph_path, feeds = ref.graph_def, ref.kind, ref.graph_path, ref.feeds
-    reference, pooled, tf_seconds, raw = ref.logits, ref.pooled, ref.seconds, ref.raw_logits
-    sources, reference_checkpoint = ref.sources, ref.checkpoint
-    weight_source, archive_pin = sidecar_facts(weights_dir, variant)
+    reference, pooled, raw = ref.logits, ref.pooled, ref.raw_logits
     candidate, keras_seconds, embedding, no_top_mismatches = keras_outputs(variant, top, no_top, batch)
-    record = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
-    record["no_top_max_abs_diff"] = float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding)))
+    figures = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
     no_top_reference, no_top_factor = pooled, spec.tolerance
 
-    record["rewrites"] = {}
+    rewrites = {}
     for name, (description, rewrite) in spec.reference_rewrites.items():
         with stage("tf reference"):
-            rewritten, count = rewrite(graph_def)
-            rewritten_logits, rewritten_pooled = run_graph(rewritten, batch, feeds and feeds.slim, outputs,
+            rewritten, count = rewrite(ref.graph_def)
+            rewritten_logits, rewritten_pooled = run_graph(rewritten, batch, ref.feeds and ref.feeds.slim, outputs,
                                                            nodes.input)
-        figures = compare(rewritten_logits, candidate, variant.label_offset, spec.rewrite_tolerance)
-        record["rewrites"][name] = {
-            "description": description, "constants": count, "max_abs_dlogit": figures["max_abs_dlogit"],
-            "tolerance": figures["tolerance"], "top1_agree": figures["top1_agree"],
-            "top5_agree": figures["top5_agree"], "passed": figures["passed"],
-            "no_top_max_abs_diff": float(np.max(np.abs(rewritten_pooled.reshape(embedding.shape) - embedding)))}
+        r = compare(rewritten_logits, candidate, variant.label_offset, spec.rewrite_tolerance)
+        rewrites[name] = RewriteFigures(
+            description=description, constants=count, max_abs_dlogit=r.max_abs_dlogit, tolerance=r.tolerance,
+            top1_agree=r.top1_agree, top5_agree=r.top5_agree, passed=r.passed,
+            no_top_max_abs_diff=float(np.max(np.abs(rewritten_pooled.reshape(embedding.shape) - embedding))))
         # the no-top weights are proven against the rewritten graph, with the rewrite's bound
         no_top_reference, no_top_factor = rewritten_pooled, spec.rewrite_tolerance
     no_top_diff = float(np.max(np.abs(no_top_reference.reshape(embedding.shape) - embedding)))
-    record["no_top_file_mismatches"] = no_top_mismatches  # no-top file vs the no-top model (must be none)
-    record["no_top_passed"] = (not no_top_mismatches and
-                               no_top_diff <= no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference)))))
+    # the no-top file must hold exactly the no-top model's weights (no mismatches)
+    no_top_passed = (not no_top_mismatches and
+                     no_top_diff <= no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference)))))
 
-    record["frozen"] = "absent"
+    frozen, frozen_dlogit, frozen_vs_raw = "absent", None, None
     if ref.frozen_logits is not None:
-        frozen = ref.frozen_logits
-        record["frozen_max_abs_dlogit"] = float(np.max(np.abs(frozen - reference)))
         tol = logit_tolerance(reference)
-        record["frozen"] = "ema" if record["frozen_max_abs_dlogit"] <= tol else "neither"
+        frozen_dlogit = float(np.max(np.abs(ref.frozen_logits - reference)))
+        frozen = "ema" if frozen_dlogit <= tol else "neither"
         if raw is not None:
-            record["frozen_vs_raw_max_abs_dlogit"] = float(np.max(np.abs(frozen - raw)))
-            if record["frozen"] == "neither" and record["frozen_vs_raw_max_abs_dlogit"] <= tol:
-                record["frozen"] = "raw"
-    elif kind == "frozen_pb":
-        record["frozen"] = "is the reference"
+            frozen_vs_raw = float(np.max(np.abs(ref.frozen_logits - raw)))
+            if frozen == "neither" and frozen_vs_raw <= tol:
+                frozen = "raw"
+    elif ref.kind == "frozen_pb":
+        frozen = "is the reference"
 
-    record["passed"] = bool(record["passed"] and record["no_top_passed"]
-                            and all(r["passed"] for r in record["rewrites"].values()))
-    record.update({
-        "model": variant.stem, "name": variant.name, "family": variant.family, "alpha": variant.alpha,
-        "rows": rows, "kind": variant.kind, "minimalistic": variant.minimalistic,
-        "reference": kind, "reference_graph": str(Path(graph_path).relative_to(model_dir)),
-        "reference_checkpoint": reference_checkpoint, "reference_sources": sources,
-        "tolerance_factor": spec.tolerance,
-        "weight_source": weight_source, "archive_pin": archive_pin,
-        "preds_agree": record["top1_agree"] == record["inputs"],
-        "max_vector_difference": record["max_abs_dlogit"],
-        "inference_time_tf": tf_seconds, "inference_time_keras": keras_seconds,
-        "images": [str(p) for p in images], "random_inputs": random_count, "seed": seed,
-        "sha256": {"top": sha256_file(top), "no_top": sha256_file(no_top)},
-        "tf_version": tf.__version__, "keras_version": keras.__version__,
-        "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
-    return record
+    return ParityRecord(
+        **dataclasses.asdict(figures) | {"passed": bool(figures.passed and no_top_passed
+                                                        and all(r.passed for r in rewrites.values()))},
+        model=variant.stem, name=variant.name, family=variant.family, alpha=variant.alpha, rows=rows,
+        kind=variant.kind, minimalistic=variant.minimalistic,
+        archive_source=source.location, archive_sha256=source.sha256, archive_pin=source.pin_status,
+        weight_source=source.values, tolerance_factor=spec.tolerance,
+        no_top_max_abs_diff=float(np.max(np.abs(pooled.reshape(embedding.shape) - embedding))),
+        no_top_file_mismatches=no_top_mismatches, no_top_passed=no_top_passed, rewrites=rewrites,
+        frozen=frozen, frozen_max_abs_dlogit=frozen_dlogit, frozen_vs_raw_max_abs_dlogit=frozen_vs_raw,
+        reference=ref.kind, reference_graph=str(Path(ref.graph_path).relative_to(model_dir)),
+        reference_checkpoint=ref.checkpoint, reference_sources=ref.sources,
+        inference_time_tf=ref.seconds, inference_time_keras=keras_seconds,
+        images=[str(p) for p in images], random_inputs=random_count, seed=seed,
+        sha256=Digests(top=sha256_file(top), no_top=sha256_file(no_top)),
+        tf_version=tf.__version__, keras_version=keras.__version__,
+        verified_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))

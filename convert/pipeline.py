@@ -1,4 +1,4 @@
-"""Orchestration: download -> extract (layer guide) -> load (.h5) -> verify (parity) per variant, any family.
+"""Orchestration: download -> extract (layer guide) -> write_h5 (.h5) -> verify (parity) per variant, any family.
 
 Each stage is skipped when its outputs are up to date for its inputs: a stamp per variant
 (``work/<name>/stamp.json``) records the sha256 of each stage's inputs (archive, guide, .h5 files, images,
@@ -9,6 +9,7 @@ does not stop the others; every variant's TF graph/session and Keras model are r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gc
 import hashlib
@@ -21,11 +22,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
+from . import cards, checkpoint, download, keras_weights, parity, report, timing
+from . import guide as guides
 from .env import default_cache, quiet_tf
 from .errors import UserError
 from .keras_model import architecture
 from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
 from .manifest import Variant, default_manifest
+from .records import STAGES, ConversionFacts, ParityRecord, RunRow
 
 quiet_tf()
 
@@ -59,6 +65,25 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class StageEntry:
+    """A stamp's record of one stage: its inputs, its outputs' sha256 and signatures, and its result."""
+
+    inputs: dict
+    outputs: dict[str, str]  # path -> sha256
+    stat: dict[str, dict]  # path -> signature_record
+    result: object = None  # what the stage hands on (JSON): a path, conversion facts, a parity record
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data) -> StageEntry:
+        if not isinstance(data, dict) or not {"inputs", "outputs"} <= set(data):
+            raise ValueError(f"not a stamp entry: {str(data)[:80]}")
+        return cls(data["inputs"], dict(data["outputs"]), dict(data.get("stat") or {}), data.get("result"))
+
+
 class Stamp:
     """Per-variant record of what each stage consumed and produced (content hashes). Each output's
     :func:`~convert.fsutil.signature_record` is kept with its hash, so checking an unchanged output costs
@@ -68,17 +93,17 @@ class Stamp:
     def __init__(self, path: Path):
         self.path = path
         try:
-            self.data = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):  # none yet, or unreadable: every stage re-runs
-            self.data = {}
+            self.data = {k: StageEntry.from_json(v) for k, v in json.loads(path.read_text()).items()}
+        except (FileNotFoundError, ValueError, AttributeError):  # none yet, unreadable or of another
+            self.data = {}  # version: every stage re-runs
 
-    def _unchanged(self, entry: dict, path: str) -> bool:
+    def _unchanged(self, entry: StageEntry, path: str) -> bool:
         try:
-            if signature_trusted(entry.get("stat", {}).get(path), path):
+            if signature_trusted(entry.stat.get(path), path):
                 return True
-            if sha256_file(Path(path)) != entry["outputs"][path]:
+            if sha256_file(Path(path)) != entry.outputs[path]:
                 return False
-            entry.setdefault("stat", {})[path] = signature_record(path)  # vouches for it from now on
+            entry.stat[path] = signature_record(path)  # vouches for it from now on
             self._dirty = True
             return True
         except FileNotFoundError:
@@ -86,10 +111,10 @@ class Stamp:
 
     def fresh(self, stage: str, inputs: dict) -> bool:
         entry = self.data.get(stage)
-        if not entry or entry["inputs"] != inputs:
+        if entry is None or entry.inputs != inputs:
             return False
         self._dirty = False
-        unchanged = all(self._unchanged(entry, p) for p in entry["outputs"])
+        unchanged = all(self._unchanged(entry, p) for p in entry.outputs)
         if unchanged and self._dirty:
             self._save()
         return unchanged
@@ -98,26 +123,26 @@ class Stamp:
         """sha256 of a file, taken from this stamp when it is a recorded output its signature vouches for."""
         key = str(path)
         for entry in self.data.values():
-            if key in entry.get("outputs", {}) and signature_trusted(entry.get("stat", {}).get(key), path):
-                return entry["outputs"][key]
+            if key in entry.outputs and signature_trusted(entry.stat.get(key), path):
+                return entry.outputs[key]
         return sha256_file(path)
 
-    def record(self, stage: str, inputs: dict, outputs: list[Path], extra: dict | None = None) -> None:
-        digests = {str(p): sha256_file(p) for p in outputs}
-        self.data[stage] = {"inputs": inputs, "outputs": digests,
-                            "stat": {str(p): signature_record(p) for p in outputs}, **(extra or {})}
+    def record(self, stage: str, inputs: dict, outputs: list[Path], result=None) -> None:
+        self.data[stage] = StageEntry(inputs, {str(p): sha256_file(p) for p in outputs},
+                                      {str(p): signature_record(p) for p in outputs}, result)
         self._save()
 
     def _save(self) -> None:
-        atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+        doc = {stage: entry.to_json() for stage, entry in self.data.items()}
+        atomic_write_bytes(self.path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _stage(stamp: Stamp, stage: str, inputs: dict, force: bool, run) -> tuple[bool, dict]:
-    """Run ``run() -> (outputs, extra)`` unless the stamp says it is fresh. Returns (ran, stamp entry)."""
+def _stage(stamp: Stamp, stage: str, inputs: dict, force: bool, run) -> tuple[bool, StageEntry]:
+    """Run ``run() -> (outputs, result)`` unless the stamp says it is fresh. Returns (ran, stamp entry)."""
     if not force and stamp.fresh(stage, inputs):
         return False, stamp.data[stage]
-    outputs, extra = run()
-    stamp.record(stage, inputs, outputs, extra)
+    outputs, result = run()
+    stamp.record(stage, inputs, outputs, result)
     return True, stamp.data[stage]
 
 
@@ -129,15 +154,13 @@ class NeedsWork(Exception):
     """Raised by ``convert_variant(..., only_if_fresh=True)`` at the first stage that would run."""
 
 
-def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: bool = False) -> dict:
-    """Extract, load and verify one fetched variant. Returns the summary row (raises on failure).
-    With ``only_if_fresh``, raise :class:`NeedsWork` instead of running a stage (the up-to-date check the
-    main process makes before handing a variant to a worker)."""
-    from . import cards, checkpoint, guide as guides, keras_weights, parity
-
+def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: bool = False) -> RunRow:
+    """Extract, write the .h5 files of and verify one fetched variant; then, when a stage ran, write its
+    sidecar, model card and SHA256SUMS once (:func:`convert.cards.write`). Returns the run row (raises on
+    failure). With ``only_if_fresh``, raise :class:`NeedsWork` instead of running a stage (the up-to-date
+    check the main process makes before handing a variant to a worker)."""
     stamp = Stamp(opts.work / variant.name / "stamp.json")
-    row = {"name": variant.name, "downloaded": fetched.downloaded}
-    timings = {}
+    row = RunRow(variant.name, downloaded=fetched.downloaded)
 
     def timed(stage, inputs, run):
         start = time.perf_counter()
@@ -148,8 +171,8 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
         except Exception as exc:
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             raise StageError(f"{stage}: {detail}") from exc
-        timings[stage] = round(time.perf_counter() - start, 2)
-        row[stage] = "ran" if ran else "skipped"
+        row.timings[stage] = round(time.perf_counter() - start, 2)
+        row.stage_status[stage] = "ran" if ran else "skipped"
         return entry
 
     guide_dir = opts.work / variant.name
@@ -158,52 +181,42 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
     def extracted() -> Path:  # the archive is extracted only when a stage needs its members
         nonlocal model_dir
         if model_dir is None:
-            from .download import extract_fetched
-
-            model_dir = extract_fetched(fetched, opts.cache)
+            model_dir = download.extract_fetched(fetched, opts.cache)
         return model_dir
 
     def extract():
         guide = checkpoint.guide_from_extracted(extracted(), variant, opts.weight_choice, fetched.archive,
                                                 fetched.sha256, fetched.source)
         guide_path = guides.save_layer_guide(guide, guide_dir)
-        return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], {"guide": str(guide_path)}
+        return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], str(guide_path)
 
     entry = timed("extract", {"archive": fetched.sha256, "weights": opts.weight_choice,
                               "out": str(guide_dir.resolve()), "code": code_version()}, extract)
-    guide_path = Path(entry["guide"])
+    guide_path = Path(entry.result)
 
-    def load():
-        out = keras_weights.convert_guide(guides.load_layer_guide(guide_path), variant, opts.weights)
-        return [out.h5, out.h5_no_top], {"convert": _jsonable(out.sha256)}
+    def write_h5():
+        facts = keras_weights.convert_guide(guides.load_layer_guide(guide_path), variant, opts.weights)
+        return [opts.weights / name for name in facts.files], facts.to_json()
 
-    entry = timed("load", {"guide": stamp.digest(guide_path), "out": str(opts.weights.resolve()),
-                           "code": code_version()}, load)
+    entry = timed("write_h5", {"guide": stamp.digest(guide_path), "out": str(opts.weights.resolve()),
+                               "code": code_version()}, write_h5)
+    facts = ConversionFacts.from_json(entry.result)
     top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
 
     def verify():
-        record = parity.verify(variant, extracted(), opts.weights, images=opts.images,
+        record = parity.verify(variant, extracted(), opts.weights, facts.source(fetched.source), images=opts.images,
                                random_count=opts.random_inputs, seed=opts.seed)
-        record["archive_source"] = fetched.source
-        cards.update(opts.weights, variant, parity=record)  # the sidecar and model card carry the figures
-        return [], {"record": record}
+        return [], record.to_json()
 
     inputs = {"archive": fetched.sha256, "top": stamp.digest(top), "no_top": stamp.digest(no_top),
               "images": {str(p): sha256_file(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
               "seed": opts.seed, "code": code_version()}
     entry = timed("verify", inputs, verify)
-    record = entry["record"]
-    if "parity" not in (cards.read_sidecar(opts.weights, variant) or {}):  # re-written weights, verify skipped
-        cards.update(opts.weights, variant, parity=record)
-    row["record"] = record
-    row.update(passed=record["passed"], max_abs_dlogit=record["max_abs_dlogit"], tolerance=record["tolerance"],
-               timings=timings, inference_time_tf=record["inference_time_tf"],
-               inference_time_keras=record["inference_time_keras"])
+    row.record = ParityRecord.from_json(entry.result)
+    row.passed = row.record.passed
+    if "ran" in row.stage_status.values() or not cards.sidecar_path(opts.weights, variant).is_file():
+        cards.write(opts.weights, variant, facts, row.record)  # the variant's metadata, once, at its end
     return row
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=str))
 
 
 def _rss_mb() -> float | None:
@@ -219,23 +232,21 @@ def _release() -> None:
     """Drop every TF/Keras object of a variant so per-variant time and memory stay flat; the model of its
     architecture stays for the next variant of that architecture (keras_model.model_for drops it when
     another architecture comes: never two alive)."""
-    import keras
+    import keras  # imports TensorFlow (~2 s): an up-to-date run settles every variant without it
 
     keras.backend.clear_session(free_memory=False)
     gc.collect()  # once (clear_session(free_memory=True) would collect too)
 
 
-def _failed(name: str, error: str) -> dict:
-    """The summary row of a variant that failed before a stage could say more."""
-    return {"name": name, "passed": False, "seconds": 0.0, "error": error}
+def _failed(name: str, error: str) -> RunRow:
+    """The run row of a variant that failed before a stage could say more."""
+    return RunRow(name, passed=False, error=error)
 
 
-def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
-    """One fetched (or failed) variant -> its summary row; never raises, except :class:`NeedsWork`.
+def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> RunRow:
+    """One fetched (or failed) variant -> its run row; never raises, except :class:`NeedsWork`.
     The row carries the time and exclusive stage times (:mod:`convert.timing`) it took in this process,
     and this process's id and resident memory afterwards."""
-    from . import download, timing
-
     start, before = time.perf_counter(), timing.snapshot()
     if isinstance(item, download.FetchFailure):
         row = _failed(item.variant.name, f"download: {item.error}")
@@ -252,9 +263,9 @@ def _convert_one(item, opts: Options, only_if_fresh: bool = False) -> dict:
             if not only_if_fresh:
                 _release()
     after = timing.snapshot()
-    row["seconds"] = round(time.perf_counter() - start, 2)
-    row["stages"] = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
-    row["pid"], row["rss_mb"], row["finished"] = os.getpid(), _rss_mb(), time.time()
+    row.seconds = round(time.perf_counter() - start, 2)
+    row.stages = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+    row.pid, row.rss_mb, row.finished = os.getpid(), _rss_mb(), time.time()
     return row
 
 
@@ -273,7 +284,7 @@ def _worker_init(threads: int) -> None:
     gc.freeze()
 
 
-def run(variants: list[Variant], opts: Options) -> list[dict]:
+def run(variants: list[Variant], opts: Options) -> list[RunRow]:
     """The whole pipeline over ``variants``; returns one summary row per variant (``error`` on failure),
     in the order of ``variants``.
 
@@ -283,12 +294,8 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
     processes (spawned when the first variant needs one; each imports TF once and converts one variant
     after another). Variants sharing a Keras architecture (:func:`convert.keras_model.architecture`) are
     fetched next to each other and converted one after another by one process, so that one model build
-    serves them all (:class:`_Groups`). Only this process writes the results."""
-    from tqdm import tqdm
-
-    from . import download, report
-
-    rows: dict[str, dict] = {}
+    serves them all (:class:`_Groups`). Only this process writes the results (through :mod:`convert.report`)."""
+    rows: dict[str, RunRow] = {}
     bar = tqdm(total=len({v.name for v in variants}), desc="variants", unit="variant",
                disable=opts.quiet or not sys.stderr.isatty())
 
@@ -296,11 +303,11 @@ def run(variants: list[Variant], opts: Options) -> list[dict]:
         rows[item.variant.name] = row
         bar.update(1)
         if not opts.quiet:
-            verdict = "pass" if row.get("passed") else "FAIL"
-            detail = row.get("error") or f"max|dlogit| {row['max_abs_dlogit']:.2e} (tol {row['tolerance']:.2e})"
-            tqdm.write(f"{item.variant.name}: {verdict}  {detail}  [{row['seconds']:.1f} s]", file=sys.stderr)
-        record = row.pop("record", None) or report.failure_record(
-            item.variant, row["error"], download.source_url(item.variant, opts.mirror))
+            verdict = "pass" if row.passed else "FAIL"
+            detail = row.error or f"max|dlogit| {row.max_abs_dlogit:.2e} (tol {row.tolerance:.2e})"
+            tqdm.write(f"{item.variant.name}: {verdict}  {detail}  [{row.seconds:.1f} s]", file=sys.stderr)
+        record = row.record if row.error is None else report.failure_record(
+            item.variant, row.error, download.source_url(item.variant, opts.mirror))
         report.update_results([record], opts.results)  # the one place the pipeline writes results
 
     workers = _Workers(opts, len(variants))
@@ -441,7 +448,7 @@ class _Workers:
                 except Exception as exc:  # e.g. a result that could not be sent back
                     rows = [_failed(item.variant.name, f"worker: {type(exc).__name__}: {exc}") for item in items]
                 for item, row in zip(items, rows):
-                    timing.merge(row.get("stages", {}))  # the workers' stage times count in this process's totals
+                    timing.merge(row.stages)  # the workers' stage times count in this process's totals
                     yield item, row
         while block and self.suspects:
             item = self.suspects.pop(0)
@@ -451,7 +458,7 @@ class _Workers:
                 except BrokenProcessPool as exc:
                     row = _failed(item.variant.name,
                                   f"worker process died while converting it, alone on a second try ({exc})")
-            timing.merge(row.get("stages", {}))
+            timing.merge(row.stages)
             yield item, row
 
     def close(self) -> None:
@@ -459,21 +466,20 @@ class _Workers:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def summary_table(rows: list[dict]) -> str:
-    head = ("variant", "result", "extract", "load", "verify", "max|dlogit|", "tolerance", "TF s", "Keras s", "total s", "RSS MB")
+def summary_table(rows: list[RunRow]) -> str:
+    head = ("variant", "result", *STAGES, "max|dlogit|", "tolerance", "TF s", "Keras s", "total s", "RSS MB")
     lines = []
     for r in rows:
-        result = "pass" if r.get("passed") else "FAIL"
-        fmt = lambda k, spec: format(r[k], spec) if r.get(k) is not None else "-"
-        lines.append((r["name"], result, r.get("extract", "-"), r.get("load", "-"), r.get("verify", "-"),
-                      fmt("max_abs_dlogit", ".2e"), fmt("tolerance", ".2e"), fmt("inference_time_tf", ".3f"),
-                      fmt("inference_time_keras", ".3f"), fmt("seconds", ".1f"), fmt("rss_mb", ".0f")))
+        fmt = lambda x, spec: "-" if x is None else format(x, spec)
+        lines.append((r.name, "pass" if r.passed else "FAIL", *(r.stage_status.get(s, "-") for s in STAGES),
+                      fmt(r.max_abs_dlogit, ".2e"), fmt(r.tolerance, ".2e"), fmt(r.inference_time_tf, ".3f"),
+                      fmt(r.inference_time_keras, ".3f"), fmt(r.seconds, ".1f"), fmt(r.rss_mb, ".0f")))
     widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
     fmt_row = lambda x: "  ".join(str(c).ljust(w) for c, w in zip(x, widths))
     out = [fmt_row(head), fmt_row(["-" * w for w in widths]), *map(fmt_row, lines)]
-    failed = [r for r in rows if not r.get("passed")]
+    failed = [r for r in rows if not r.passed]
     out.append(f"{len(rows) - len(failed)} of {len(rows)} variants passed.")
-    out += [f"  {r['name']}: {r.get('error', 'parity check failed (see PARITY.md)')}" for r in failed]
+    out += [f"  {r.name}: {r.error or 'parity check failed (see PARITY.md)'}" for r in failed]
     return "\n".join(out)
 
 
@@ -482,8 +488,6 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
-    from .download import LOCK_ENV, MIRROR_ENV
-
     if paths:
         p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                        help="download cache (default: <project>/cache, or $MOBILENET_CACHE)")
@@ -505,7 +509,7 @@ def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
         p.add_argument("--ignore-pins", action="store_true",
                        help="check archives against a lock file (--lock, default <cache>/checksums.lock.json) "
                             "instead of the manifest's sha256 pins: for factory archives or a rebuilt mirror")
-    p.epilog = f"Environment: ${MIRROR_ENV} (default mirror), ${LOCK_ENV} (checksum lock file)."
+    p.epilog = f"Environment: ${download.MIRROR_ENV} (default mirror), ${download.LOCK_ENV} (checksum lock file)."
 
 
 def _options(args, **overrides) -> Options:
@@ -521,32 +525,28 @@ def _options(args, **overrides) -> Options:
     return opts
 
 
-def _finish(rows: list[dict], opts: Options) -> int:
+def _finish(rows: list[RunRow], opts: Options) -> int:
     print(summary_table(rows))
-    print(f"report: {opts.results / 'PARITY.md'}")
-    return 0 if rows and all(r.get("passed") for r in rows) else 1
+    print(f"report: {opts.results / report.PARITY_MD}")
+    return 0 if rows and all(r.passed for r in rows) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .download import MIRROR_ENV, normalize_mirror
-
     p = argparse.ArgumentParser(prog="python -m convert run", description=(
-        "Convert TF-slim MobileNet checkpoints (V1, V2, V3): download -> extract -> load -> verify, per variant."))
+        "Convert TF-slim MobileNet checkpoints (V1, V2, V3): download -> extract -> write_h5 -> verify, per variant."))
     p.add_argument("names", nargs="+", metavar="NAME",
                    help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) "
                         "or 'all'")
-    p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV),
+    p.add_argument("--mirror", default=os.environ.get(download.MIRROR_ENV),
                    help="base URL (http(s)://, file://) or directory replacing the manifest URLs' location")
     p.add_argument("--lock", type=Path, default=None, metavar="PATH", help="checksum lock file")
     _add_common(p)
     args = p.parse_args(argv)
     variants = default_manifest().select(args.names)
-    from .download import lock_for
-
     cache = args.cache or default_cache()
-    lock_for(cache, args.lock, args.ignore_pins)  # refuse a bad --lock before any work
+    download.lock_for(cache, args.lock, args.ignore_pins)  # refuse a bad --lock before any work
     opts = _options(args, cache=cache, work=args.work, weights=args.weights_dir,
-                    mirror=normalize_mirror(args.mirror), lock=args.lock, ignore_pins=args.ignore_pins)
+                    mirror=download.normalize_mirror(args.mirror), lock=args.lock, ignore_pins=args.ignore_pins)
     return _finish(run(variants, opts), opts)
 
 

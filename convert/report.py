@@ -8,61 +8,50 @@ import json
 import pickle
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .timing import timed
+from .families import FAMILIES
 from .fsutil import atomic_write_bytes, file_lock
 from .manifest import default_manifest
+from .records import LEGACY_KEYS, ParityRecord  # noqa: F401  (LEGACY_KEYS: the results' documented keys)
+from .timing import timed
 
 RESULTS_P, RESULTS_JSON, PARITY_MD = "test_results.p", "test_results.json", "PARITY.md"
-# The keys of the original converter's report, which every record carries.
-LEGACY_KEYS = ("alpha", "rows", "pred_keras_score", "pred_tf_score", "preds_agree", "max_vector_difference",
-               "inference_time_tf", "inference_time_keras", "model")
 
 
-def failure_record(variant, error: str, archive_source: str | None = None) -> dict:
+def failure_record(variant, error: str, archive_source: str | None = None) -> ParityRecord:
     """The results row of a variant that could not be converted or verified."""
-    return {"model": variant.stem, "name": variant.name, "family": variant.family, "alpha": variant.alpha,
-            "rows": variant.rows,
-            "passed": False, "error": error, "archive_source": archive_source, "pred_keras_score": None, "pred_tf_score": None, "preds_agree": False,
-            "max_vector_difference": None, "inference_time_tf": None, "inference_time_keras": None}
+    return ParityRecord.failure(variant, error, archive_source)
 
 
-def load_results(results_dir: Path) -> list[dict]:
+def load_results(results_dir: Path) -> list[ParityRecord]:
     path = Path(results_dir) / RESULTS_JSON
-    return json.loads(path.read_text()) if path.exists() else []
+    return [ParityRecord.from_json(r) for r in json.loads(path.read_text())] if path.exists() else []
 
 
-def _order(record: dict) -> int:
+def _order(record: ParityRecord) -> int:
     names = default_manifest().names
-    return names.index(record["name"]) if record.get("name") in names else len(names)
+    return names.index(record.name) if record.name in names else len(names)
 
 
 @timed("report")
-def update_results(records: list[dict], results_dir: str | Path) -> list[dict]:
-    """Merge ``records`` (by variant) into the results folder and rewrite all three files."""
+def update_results(records: list[ParityRecord], results_dir: str | Path) -> list[ParityRecord]:
+    """Merge ``records`` (by variant) into the results folder and rewrite all three files: the only
+    writer of ``results/test_results.{p,json}`` and ``PARITY.md``."""
     results_dir = Path(results_dir)
     with file_lock(results_dir / ".results.lock"):  # concurrent verifiers merge instead of overwriting
-        return _update_locked(records, results_dir)
-
-
-def _update_locked(records: list[dict], results_dir: Path) -> list[dict]:
-    merged = {r["model"]: r for r in load_results(results_dir)}
-    for record in records:
-        missing = [] if record.get("error") else [k for k in LEGACY_KEYS if k not in record]
-        if missing:
-            raise ValueError(f"parity record for {record.get('model')} lacks {missing}")
-        merged[record["model"]] = record
-    rows = sorted(merged.values(), key=_order)
-    atomic_write_bytes(results_dir / RESULTS_JSON, (json.dumps(rows, indent=2, sort_keys=True) + "\n").encode())
-    atomic_write_bytes(results_dir / RESULTS_P, pickle.dumps(rows, protocol=4))
-    atomic_write_bytes(results_dir / PARITY_MD, render_markdown(rows).encode())
+        merged = {r.model: r for r in load_results(results_dir)}
+        merged.update((r.model, r) for r in records)
+        rows = sorted(merged.values(), key=_order)
+        documents = [r.to_json() for r in rows]
+        atomic_write_bytes(results_dir / RESULTS_JSON, (json.dumps(documents, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(results_dir / RESULTS_P, pickle.dumps(documents, protocol=4))
+        atomic_write_bytes(results_dir / PARITY_MD, render_markdown(rows).encode())
     return rows
 
 
 def archive_origin(url: str | None) -> str:
     """Where an archive came from, in a word: ``loopback`` (the demo/test mirror), ``local`` or the host."""
-    from urllib.parse import urlsplit
-
     if not url:
         return "–"
     parts = urlsplit(url)
@@ -75,9 +64,9 @@ def _fmt(x, spec=".2e"):
     return "–" if x is None else format(x, spec)
 
 
-def _section(title: str, rows: list[dict]) -> list[str]:
-    rewrites = list(dict.fromkeys(n for r in rows for n in (r.get("rewrites") or {})))
-    factor = next((r["tolerance_factor"] for r in rows if r.get("tolerance_factor")), 1e-4)
+def _section(title: str, rows: list[ParityRecord]) -> list[str]:
+    rewrites = list(dict.fromkeys(n for r in rows for n in r.rewrites))
+    factor = next((r.tolerance_factor for r in rows if r.tolerance_factor), 1e-4)
     head = ["variant", "result", "max abs Δlogit", f"tolerance ({factor:g}·max)"]
     for name in rewrites:
         head += [f"max abs Δlogit, {name}", "tolerance"]
@@ -85,28 +74,26 @@ def _section(title: str, rows: list[dict]) -> list[str]:
              "Keras s", "archive", "pin"]
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        origin = archive_origin(r.get("archive_source"))
-        if r.get("error"):
-            cells = [r["name"], "FAIL"] + ["–"] * (len(head) - 4) + [origin, "–"]
+        origin = archive_origin(r.archive_source)
+        if r.error:
+            cells = [r.name, "FAIL"] + ["–"] * (len(head) - 4) + [origin, "–"]
         else:
-            n = r["inputs"]
-            cells = [r["name"], "pass" if r["passed"] else "FAIL", _fmt(r["max_abs_dlogit"]), _fmt(r["tolerance"])]
+            n = r.inputs
+            cells = [r.name, "pass" if r.passed else "FAIL", _fmt(r.max_abs_dlogit), _fmt(r.tolerance)]
             for name in rewrites:
-                w = (r.get("rewrites") or {}).get(name)
-                cells += [_fmt(w and w["max_abs_dlogit"]), _fmt(w and w["tolerance"])]
-            reference = r["reference"] + (f" ({r['reference_checkpoint']})" if r.get("reference_checkpoint") else "")
-            cells += [f"{r['top1_agree']}/{n}", f"{r['top5_agree']}/{n}", _fmt(r["max_abs_dprob"]),
-                      _fmt(r.get("no_top_max_abs_diff")), reference, r.get("weight_source") or "–",
-                      r.get("frozen", "–"), _fmt(r["inference_time_tf"], ".3f"), _fmt(r["inference_time_keras"], ".3f"),
-                      origin, r.get("archive_pin") or "–"]
+                w = r.rewrites.get(name)
+                cells += [_fmt(w and w.max_abs_dlogit), _fmt(w and w.tolerance)]
+            reference = r.reference + (f" ({r.reference_checkpoint})" if r.reference_checkpoint else "")
+            cells += [f"{r.top1_agree}/{n}", f"{r.top5_agree}/{n}", _fmt(r.max_abs_dprob),
+                      _fmt(r.no_top_max_abs_diff), reference, r.weight_source or "–",
+                      r.frozen or "–", _fmt(r.inference_time_tf, ".3f"), _fmt(r.inference_time_keras, ".3f"),
+                      origin, r.archive_pin or "–"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines + [""]
 
 
-def render_markdown(rows: list[dict]) -> str:
-    from .families import FAMILIES
-
-    passed = sum(1 for r in rows if r.get("passed"))
+def render_markdown(rows: list[ParityRecord]) -> str:
+    passed = sum(1 for r in rows if r.passed)
     out = [
         "# Parity report: slim logits vs converted Keras weights", "",
         f"{passed} of {len(rows)} variants pass. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.", "",
@@ -125,10 +112,10 @@ def render_markdown(rows: list[dict]) -> str:
         "one eager call on the batch (no warm-up: it includes first-call set-up).", "",
     ]
     for key, fam in FAMILIES.items():
-        section = [r for r in rows if r.get("family", "v2") == key]
+        section = [r for r in rows if r.family == key]
         if section:
             out += _section(fam.title, section)
-    errors = [f"- {r['name']}: {r['error']}" for r in rows if r.get("error")]
+    errors = [f"- {r.name}: {r.error}" for r in rows if r.error]
     return "\n".join(out + (["Failures:"] + errors if errors else [])) + "\n"
 
 

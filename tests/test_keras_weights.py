@@ -16,6 +16,7 @@ import h5py  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from convert import cards  # noqa: E402
 from convert.factory import fixtures  # noqa: E402
 from convert.checkpoint import extract  # noqa: E402
 from convert.guide import load_layer_guide  # noqa: E402
@@ -121,6 +122,20 @@ def assert_model_equals_checkpoint(model, reader, variant, include_top: bool) ->
     return n
 
 
+@dataclasses.dataclass
+class Converted:
+    facts: object  # what convert_guide returned
+    written: cards.Written  # what cards.write wrote at the end of the conversion
+    h5: Path
+    h5_no_top: Path
+
+
+def _convert(guide, v, out: Path) -> Converted:
+    """A conversion as the pipeline ends it: the .h5 files, then the variant's metadata, once."""
+    facts = convert_guide(guide, v, out)
+    return Converted(facts, cards.write(out, v, facts), out / v.keras_weights, out / v.keras_weights_no_top)
+
+
 @pytest.fixture(scope="module", params=VARIANTS)
 def converted(request, tmp_path_factory):
     """Factory archive -> extract() -> convert_guide() for one variant."""
@@ -128,7 +143,7 @@ def converted(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"conv_{request.param}")
     archive = fixtures.cached_archive(v.name)
     guide = load_layer_guide(extract(v, archive=archive, out_dir=out / "work"))
-    result = convert_guide(guide, v, out / "weights")
+    result = _convert(guide, v, out / "weights")
     reader = tf.train.load_checkpoint(fixtures.cached_checkpoint(v.name))  # V3: its ema/ checkpoint
     return {"variant": v, "archive": archive, "guide": guide, "result": result, "reader": reader}
 
@@ -177,12 +192,14 @@ def test_outputs_sidecar_and_sums(converted):
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
         [v.keras_weights, v.keras_weights_no_top, stem + ".json", stem + "_card.md", "SHA256SUMS"])
     sums = dict(line.split("  ")[::-1] for line in (out / "SHA256SUMS").read_text().splitlines())
-    assert sums == {p.name: sha256_file(p) for p in (result.h5, result.h5_no_top, result.sidecar, result.card)}
-    card = result.card.read_text()  # the model card: the sidecar's data, for people
+    written = result.written
+    assert sums == {p.name: sha256_file(p) for p in (result.h5, result.h5_no_top, written.sidecar, written.card)}
+    assert written.sha256 == sums and result.facts.files == {p.name: sums[p.name] for p in (result.h5, result.h5_no_top)}
+    card = written.card.read_text()  # the model card: the sidecar's data, for people
     assert v.url in card and f"MACs {v.macs_m} M" in card and f"top-1 {v.top1} %" in card
     assert f'weights="{v.keras_weights}"' in card and "Apache License 2.0" in card
     assert "not verified yet" in card and "not evaluated" in card
-    side = json.loads(result.sidecar.read_text())
+    side = json.loads(written.sidecar.read_text())
     assert side["variant"] == v.name and side["family"] == v.family
     assert side["provenance"]["archive_sha256"] == sha256_file(converted["archive"])
     assert side["provenance"]["pin"] == v.sha256 and side["provenance"]["pin_status"] == (
@@ -207,7 +224,7 @@ def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("small")
     guide_path = extract(resolve(SMALL), archive=fixtures.cached_archive(SMALL), out_dir=out / "work")
     return {"guide_path": guide_path, "guide": load_layer_guide(guide_path), "out": out,
-            "result": convert_guide(load_layer_guide(guide_path), resolve(SMALL), out / "weights")}
+            "result": _convert(load_layer_guide(guide_path), resolve(SMALL), out / "weights")}
 
 
 def _layout(path):
@@ -244,7 +261,8 @@ def test_layout_is_what_tf_keras_save_weights_writes(small, tmp_path):
 
 def test_conversion_is_byte_reproducible(small, tmp_path):
     again = convert_guide(small["guide"], resolve(SMALL), tmp_path)
-    assert again.sha256 == small["result"].sha256
+    assert again.files == small["result"].facts.files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(again.files)  # the .h5 files only
 
 
 @pytest.mark.parametrize("name", [*VARIANTS, "v3-large-minimalistic_224_1.0_float", "v3-small_224_1.0_float"])
@@ -321,7 +339,7 @@ def _load_cli(argv, capsys):
 def test_load_weights_cli(small, tmp_path, capsys):
     code, out, err = _load_cli([SMALL, "--guide", str(small["guide_path"]), "--out", str(tmp_path)], capsys)
     assert code == 0, err
-    for name, digest in small["result"].sha256.items():
+    for name, digest in small["result"].written.sha256.items():  # the .h5 files, the sidecar and the card
         assert f"{digest}  {tmp_path / name}" in out
     code, out, err = _load_cli(["0.5_96", "--guide", str(small["guide_path"]), "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and err.startswith("error: layer guide ") and "is for variant 0.35_96, not 0.5_96" in err

@@ -1,7 +1,6 @@
 """End to end: factory archives on a loopback mirror -> download -> guide -> .h5 -> parity -> report.
 
-The CI parity report: ``test_end_to_end_parity_report`` merges its rows into the project's
-``results/`` (test_results.{p,json}, PARITY.md), which ``.ci/run`` prints after a green run.
+Every test writes under its own ``tmp_path``, never into the checkout.
 """
 from __future__ import annotations
 
@@ -58,32 +57,32 @@ def e2e(tmp_path_factory):
 
 def test_end_to_end_parity_report(e2e):
     opts = e2e["opts"]
-    assert [r["name"] for r in e2e["rows"]] == CI_VARIANTS
-    assert [r.get("error") for r in e2e["rows"]] == [None] * len(CI_VARIANTS)
-    records = {r["name"]: r for r in report.load_results(opts.results)}
+    assert [r.name for r in e2e["rows"]] == CI_VARIANTS
+    assert [r.error for r in e2e["rows"]] == [None] * len(CI_VARIANTS)
+    records = {r.name: r for r in report.load_results(opts.results)}
     assert sorted(records) == sorted(CI_VARIANTS)
     for name in CI_VARIANTS:
         r, v = records[name], resolve(name)
-        assert r["passed"] is True, r
-        assert r["top1_agree"] == r["inputs"] == len(e2e["images"]) + 4
-        assert r["top5_agree"] == r["inputs"]
-        assert r["no_top_passed"] is True
-        assert r["frozen"] == "ema"
-        assert r["archive_source"].startswith("http://127.0.0.1:")
+        assert r.passed is True, r
+        assert r.top1_agree == r.inputs == len(e2e["images"]) + 4
+        assert r.top5_agree == r.inputs
+        assert r.no_top_passed is True
+        assert r.frozen == "ema"
+        assert r.archive_source.startswith("http://127.0.0.1:")
         if v.family == "v3":  # two figures: the graph as it is, and with the SE gate constant set to 1/6
-            assert r["reference"] == "ckpt_meta" and r["reference_checkpoint"] == f"{v.stem}/ema/model-{v.step}"
-            assert r["max_abs_dlogit"] <= 1e-3 * max(1.0, r["max_abs_ref_logit"])
-            gate = r["rewrites"]["gate_1/6"]
-            assert gate["passed"] and gate["constants"] > 0
-            assert gate["max_abs_dlogit"] <= 1e-4 * max(1.0, r["max_abs_ref_logit"])
-            assert gate["max_abs_dlogit"] < r["max_abs_dlogit"] / 10  # the gate constant was the difference
-            assert r["reference_sources"] == {"ema": 266, "raw": 0} and r["weight_source"] == "ema 266"
+            assert r.reference == "ckpt_meta" and r.reference_checkpoint == f"{v.stem}/ema/model-{v.step}"
+            assert r.max_abs_dlogit <= 1e-3 * max(1.0, r.max_abs_ref_logit)
+            gate = r.rewrites["gate_1/6"]
+            assert gate.passed and gate.constants > 0
+            assert gate.max_abs_dlogit <= 1e-4 * max(1.0, r.max_abs_ref_logit)
+            assert gate.max_abs_dlogit < r.max_abs_dlogit / 10  # the gate constant was the difference
+            assert r.reference_sources == {"ema": 266, "raw": 0} and r.weight_source == "ema 266"
         else:
-            assert r["reference"] == "eval_pbtxt" and r["rewrites"] == {}
-            assert r["max_abs_dlogit"] <= 1e-4 * max(1.0, r["max_abs_ref_logit"])
+            assert r.reference == "eval_pbtxt" and r.rewrites == {}
+            assert r.max_abs_dlogit <= 1e-4 * max(1.0, r.max_abs_ref_logit)
             n = {"v1": {"ema": 137, "raw": 0}, "v2": {"ema": 158, "raw": 104}}[v.family]
-            assert r["reference_sources"] == n
-            assert r["weight_source"] == ", ".join(f"{k} {c}" for k, c in sorted(n.items()) if c)
+            assert r.reference_sources == n
+            assert r.weight_source == ", ".join(f"{k} {c}" for k, c in sorted(n.items()) if c)
     # test_results.p carries the original converter's keys; PARITY.md has one row per variant
     with open(opts.results / "test_results.p", "rb") as fh:
         legacy = pickle.load(fh)
@@ -94,11 +93,10 @@ def test_end_to_end_parity_report(e2e):
     for name in CI_VARIANTS:  # every converted variant has a model card carrying its parity figures
         v = resolve(name)
         side = json.loads((opts.weights / (Path(v.keras_weights).stem + ".json")).read_text())
-        assert side["parity"]["passed"] is True and side["parity"]["max_abs_dlogit"] == records[name]["max_abs_dlogit"]
+        assert side["parity"]["passed"] is True and side["parity"]["max_abs_dlogit"] == records[name].max_abs_dlogit
         card = (opts.weights / (Path(v.keras_weights).stem + "_card.md")).read_text()
-        assert f"- pass: max |Δlogit| {records[name]['max_abs_dlogit']:.2e}" in card
+        assert f"- pass: max |Δlogit| {records[name].max_abs_dlogit:.2e}" in card
         assert ("gate_1/6" in card) == (v.family == "v3")
-    report.update_results(list(records.values()), PROJECT_ROOT / "results")  # the CI parity report
 
 
 @pytest.mark.parametrize("name", CI_VARIANTS)
@@ -141,8 +139,8 @@ def test_converted_h5_matches_the_archives_frozen_graph(e2e, name):
 
 def test_rerun_is_a_no_op(e2e):
     for row in e2e["again"]:
-        assert row["passed"] is True
-        assert (row["downloaded"], row["extract"], row["load"], row["verify"]) == (False, "skipped", "skipped", "skipped")
+        assert row.passed is True and row.downloaded is False
+        assert row.stage_status == {"extract": "skipped", "write_h5": "skipped", "verify": "skipped"}
 
 
 def test_keras_outputs_are_legacy_h5_with_sidecars(e2e):
@@ -157,7 +155,7 @@ def test_keras_outputs_are_legacy_h5_with_sidecars(e2e):
     assert all(resolve(n).keras_weights_no_top in sums for n in CI_VARIANTS)
 
 
-def _verify(cache: Path, name: str, weights_dir: Path) -> dict:
+def _verify(cache: Path, name: str, weights_dir: Path):
     from convert import download, parity
 
     variant = resolve(name)
@@ -170,10 +168,10 @@ def test_raw_weights_fail_parity(tmp_path):
     with serve_directory(_mirror(tmp_path, ["0.35_96"])) as url:
         rows = pipeline.run([resolve("0.35_96")], _options(tmp_path, mirror=url, weight_choice="raw"))
     (row,) = rows
-    assert row["passed"] is False and "error" not in row
+    assert row.passed is False and row.error is None
     record = report.load_results(tmp_path / "results")[0]
-    assert record["max_abs_dlogit"] > 10 * record["tolerance"]
-    assert record["weight_source"] == "raw 262"
+    assert record.max_abs_dlogit > 10 * record.tolerance
+    assert record.weight_source == "raw 262"
     assert "| 0.35_96 | FAIL |" in (tmp_path / "results" / "PARITY.md").read_text()
 
 
@@ -191,8 +189,8 @@ def test_bn_gamma_beta_swap_fails_parity(e2e, tmp_path):
         g, b = gamma[...], beta[...]
         gamma[...], beta[...] = b, g
     record = _verify(e2e["opts"].cache, "0.35_96", weights)
-    assert record["passed"] is False
-    assert record["max_abs_dlogit"] > 10 * record["tolerance"]
+    assert record.passed is False
+    assert record.max_abs_dlogit > 10 * record.tolerance
 
 
 def test_a_no_top_file_that_differs_from_the_top_file_fails(e2e, tmp_path):
@@ -208,9 +206,9 @@ def test_a_no_top_file_that_differs_from_the_top_file_fails(e2e, tmp_path):
         gamma = group[[n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]][0]]
         gamma[0] = gamma[0] * np.float32(1.001)
     record = _verify(e2e["opts"].cache, "0.35_96", weights)
-    assert record["max_abs_dlogit"] <= record["tolerance"] and record["top1_agree"] == record["inputs"]
-    assert record["no_top_file_mismatches"] == ["block_3_project_BN/gamma"]
-    assert record["no_top_passed"] is False and record["passed"] is False
+    assert record.max_abs_dlogit <= record.tolerance and record.top1_agree == record.inputs
+    assert record.no_top_file_mismatches == ["block_3_project_BN/gamma"]
+    assert record.no_top_passed is False and record.passed is False
 
 
 def _truncated_copy(archive: Path, out: Path) -> Path:
@@ -237,15 +235,15 @@ def test_truncated_checkpoint_and_missing_archive_fail_only_their_variants(tmp_p
         code = pipeline.main(argv)
     out = capsys.readouterr().out
     assert code == 1
-    records = {r["name"]: r for r in report.load_results(tmp_path / "results")}
-    assert records["0.35_96"]["passed"] is True
+    records = {r.name: r for r in report.load_results(tmp_path / "results")}
+    assert records["0.35_96"].passed is True
     bad = records["0.5_96"]
-    assert bad["passed"] is False
-    assert "mobilenet_v2_0.5_96.ckpt" in bad["error"]
+    assert bad.passed is False
+    assert "mobilenet_v2_0.5_96.ckpt" in bad.error
     assert "0.5_96: " in out and "1 of 3 variants passed." in out
     assert not (tmp_path / "weights" / resolve("0.5_96").keras_weights).exists()
     missing = records["0.35_128"]  # not on the mirror: a download failure, reported, the others unaffected
-    assert missing["passed"] is False and missing["error"].startswith("download: ") and "404" in missing["error"]
+    assert missing.passed is False and missing.error.startswith("download: ") and "404" in missing.error
     assert not (tmp_path / "cache" / "archives" / "mobilenet_v2_0.35_128.tgz").exists()
 
 
@@ -264,7 +262,7 @@ def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path, capsys):
     opts = e2e["opts"]
     results = tmp_path / "results"
     shutil.copytree(opts.results, results)
-    before = {r["name"]: r for r in report.load_results(results)}
+    before = {r.name: r for r in report.load_results(results)}
     archive = opts.cache / "archives" / "mobilenet_v2_0.35_96.tgz"
     # the script runs as a script (its --help exits before importing TF); the cases run in this process
     usage = subprocess.run([sys.executable, "verify.py", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
@@ -272,10 +270,11 @@ def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path, capsys):
     code, out, err = run_main(verify.main, ["0.35_96", "--archive", str(archive), "--weights-dir", str(opts.weights),
                                             "--results", str(results)], capsys)
     assert code == 0 and "0.35_96: PASS" in out, err
-    after = {r["name"]: r for r in report.load_results(results)}
+    after = {r.name: r for r in report.load_results(results)}
     assert sorted(after) == sorted(before)
     assert after["1.0_224"] == before["1.0_224"] and after["1.4_224"] == before["1.4_224"]
-    assert after["0.35_96"]["random_inputs"] == 4 and after["0.35_96"]["images"] == []
+    assert after["0.35_96"].random_inputs == 4 and after["0.35_96"].images == []
+    assert after["0.35_96"].archive_source == str(archive) and after["0.35_96"].weight_source == "ema 158, raw 104"
     code, _, err = run_main(verify.main, ["0.35_96", "--weights-dir", str(tmp_path / "none"), "--archive",
                                           str(archive), "--results", str(results)], capsys)
     assert code == 2 and "converted weights not found" in err
@@ -297,9 +296,9 @@ def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):
     shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
     (model_dir / f"{v.stem}_eval.pbtxt").unlink()
     record = parity.verify(v, model_dir, e2e["opts"].weights)
-    assert record["reference"] == "ckpt_meta"
-    assert record["passed"] is True
-    assert record["max_abs_dlogit"] <= record["tolerance"]
+    assert record.reference == "ckpt_meta"
+    assert record.passed is True
+    assert record.max_abs_dlogit <= record.tolerance
 
 
 def test_an_archive_without_an_inference_graph_is_checked_against_its_frozen_graph(e2e, tmp_path):
@@ -312,11 +311,11 @@ def test_an_archive_without_an_inference_graph_is_checked_against_its_frozen_gra
     for meta in model_dir.rglob("*.meta"):
         meta.unlink()
     record = parity.verify(v, model_dir, e2e["opts"].weights)
-    assert record["reference"] == "frozen_pb" and record["frozen"] == "is the reference"
-    assert record["reference_sources"] == {} and record["reference_checkpoint"] is None
-    gate = record["rewrites"]["gate_1/6"]
-    assert gate["constants"] == 8 and gate["passed"] and gate["max_abs_dlogit"] < record["max_abs_dlogit"] / 10
-    assert record["passed"] is True
+    assert record.reference == "frozen_pb" and record.frozen == "is the reference"
+    assert record.reference_sources == {} and record.reference_checkpoint is None
+    gate = record.rewrites["gate_1/6"]
+    assert gate.constants == 8 and gate.passed and gate.max_abs_dlogit < record.max_abs_dlogit / 10
+    assert record.passed is True
 
 
 def test_demo_command_runs_offline_end_to_end(tmp_path, capsys):
@@ -341,10 +340,10 @@ def test_converted_1_0_224_matches_the_genuine_2018_eval_graph(e2e, reference_di
     shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
     shutil.copyfile(reference_dir / f"{v.stem}_eval.pbtxt", model_dir / f"{v.stem}_eval.pbtxt")
     record = parity.verify(v, model_dir, e2e["opts"].weights, images=e2e["images"])
-    assert record["reference"] == "eval_pbtxt"
-    assert record["reference_sources"] == {"ema": 158, "raw": 104}
-    assert record["passed"] is True and record["top1_agree"] == record["inputs"]
-    assert record["max_abs_dlogit"] <= record["tolerance"]
+    assert record.reference == "eval_pbtxt"
+    assert record.reference_sources == {"ema": 158, "raw": 104}
+    assert record.passed is True and record.top1_agree == record.inputs
+    assert record.max_abs_dlogit <= record.tolerance
 
 
 def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(e2e, monkeypatch):
@@ -359,7 +358,7 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(e2e, monkeypa
     for stream in (io.StringIO(), Terminal()):
         monkeypatch.setattr(sys, "stderr", stream)
         rows = pipeline.run(variants, opts)
-        assert all(r["passed"] for r in rows)
+        assert all(r.passed for r in rows)
         text = stream.getvalue()
         lines = [line for line in text.splitlines() if ": pass  max|dlogit|" in line]
         assert len(lines) == len(CI_VARIANTS)
@@ -386,5 +385,5 @@ def test_a_worker_that_dies_fails_only_its_own_variant():
     finally:
         workers.close()
     assert sorted(rows) == sorted(names)
-    assert rows[DIES]["passed"] is False and "worker process died while converting it, alone" in rows[DIES]["error"]
-    assert all(rows[n]["passed"] is True for n in names if n != DIES), rows
+    assert rows[DIES].passed is False and "worker process died while converting it, alone" in rows[DIES].error
+    assert all(rows[n].passed is True for n in names if n != DIES), rows

@@ -1,0 +1,385 @@
+"""The typed records the pipeline passes between its modules and writes out, each with one ``to_json`` /
+``from_json`` pair: what a conversion knows (:class:`ConversionFacts`), a parity check's figures
+(:class:`ParityRecord`, a row of ``results/test_results.json``) and the pipeline's per-variant row
+(:class:`RunRow`).
+
+The JSON keeps the keys the README documents (the original converter's ``alpha rows pred_keras_score
+pred_tf_score preds_agree max_vector_difference inference_time_tf inference_time_keras model`` plus the
+parity figures); key lookups happen only in the ``from_json`` functions.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .guide import Accounting, Provenance
+
+# the keys of the original converter's report, which every parity record carries
+LEGACY_KEYS = ("alpha", "rows", "pred_keras_score", "pred_tf_score", "preds_agree", "max_vector_difference",
+               "inference_time_tf", "inference_time_keras", "model")
+
+
+def _known(cls, data: dict) -> dict:
+    """The entries of ``data`` that are fields of ``cls`` (a record written by another version of the
+    converter may have more, or fewer: those take their defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _require(cls, data: Any, keys: tuple[str, ...]) -> dict:
+    if not isinstance(data, dict):
+        raise ValueError(f"a {cls.__name__} must be a JSON object, got {type(data).__name__}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ValueError(f"{cls.__name__} lacks {', '.join(missing)} (has: {', '.join(sorted(data))})")
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Conversion facts: what keras_weights.convert_guide knows about the files it wrote
+
+
+@dataclass(frozen=True)
+class ValuesUsed:
+    """Which checkpoint values the converted weights hold."""
+
+    requested: str  # auto / ema / raw
+    mode: str  # what was used: ema or raw
+    by_source: dict[str, int]  # "ema"/"raw" -> number of weights
+
+    def summary(self) -> str | None:
+        """e.g. ``ema 158, raw 104`` (None when nothing is known)."""
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.by_source.items())) or None
+
+
+@dataclass(frozen=True)
+class ConversionFacts:
+    """One conversion of one variant: the .h5 files written and their sha256, the values used, where they
+    came from and the package versions. The sidecar's conversion section is :meth:`to_json`."""
+
+    variant: str
+    family: str
+    stem: str
+    alpha: str
+    rows: int
+    kind: str | None
+    minimalistic: bool
+    files: dict[str, str]  # .h5 file name -> sha256
+    provenance: Provenance
+    values: ValuesUsed
+    label_offset: int
+    classes: int  # the Keras head's classes
+    counts: Accounting
+    versions: dict[str, str]
+
+    def to_json(self) -> dict:
+        return {"variant": self.variant, "family": self.family, "stem": self.stem, "alpha": self.alpha,
+                "rows": self.rows, "kind": self.kind, "minimalistic": self.minimalistic, "files": dict(self.files),
+                "provenance": {**dataclasses.asdict(self.provenance), "pin_status": self.provenance.pin_status},
+                "weights": dataclasses.asdict(self.values), "label_offset": self.label_offset,
+                "classes": self.classes, "counts": dataclasses.asdict(self.counts), "versions": dict(self.versions)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ConversionFacts:
+        d = _require(cls, data, ("variant", "family", "files", "provenance", "weights", "counts"))
+        return cls(variant=d["variant"], family=d["family"], stem=d.get("stem"), alpha=d.get("alpha"),
+                   rows=d.get("rows"), kind=d.get("kind"), minimalistic=d.get("minimalistic", False),
+                   files=dict(d["files"]), provenance=Provenance(**_known(Provenance, d["provenance"])),
+                   values=ValuesUsed(**_known(ValuesUsed, d["weights"])), label_offset=d.get("label_offset", 1),
+                   classes=d.get("classes", 1000), counts=Accounting(**_known(Accounting, d["counts"])),
+                   versions=dict(d.get("versions") or {}))
+
+    def source(self, location: str | None = None) -> Source:
+        """What parity reports these weights were made from; ``location`` is the archive's URL or path
+        (default: the URL it was downloaded from, else its path)."""
+        p = self.provenance
+        return Source(location or p.url or p.archive, p.archive_sha256, p.pin_status, self.values.summary())
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a parity check is told about the converted weights it checks (it never reads the sidecar)."""
+
+    location: str | None = None  # the archive's URL or path
+    sha256: str | None = None  # the archive's sha256
+    pin_status: str | None = None  # matches / differs / no pin / unknown
+    values: str | None = None  # the checkpoint values the weights hold, e.g. "ema 158, raw 104"
+
+
+# --------------------------------------------------------------------------------------------------
+# Parity
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Parity figures of one candidate's logits against one reference's (see ``parity.compare``)."""
+
+    max_abs_dlogit: float
+    tolerance: float
+    max_abs_ref_logit: float
+    max_abs_dprob: float
+    top1_agree: int
+    top5_agree: int
+    inputs: int
+    passed: bool
+    ref_top1: list[int]
+    keras_top1: list[int]
+    pred_tf_score: float
+    pred_keras_score: float
+
+
+@dataclass(frozen=True)
+class RewriteFigures:
+    """Parity against one of the family's rewritten reference graphs (V3: the SE gate constant)."""
+
+    description: str
+    constants: int  # how many constants the rewrite changed
+    max_abs_dlogit: float
+    tolerance: float
+    top1_agree: int
+    top5_agree: int
+    passed: bool
+    no_top_max_abs_diff: float
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RewriteFigures:
+        return cls(**_known(cls, _require(cls, data, ("description", "constants", "max_abs_dlogit", "passed"))))
+
+
+@dataclass(frozen=True)
+class Digests:
+    top: str
+    no_top: str
+
+
+# the keys of a failure row (a variant that could not be converted or verified)
+_FAILURE_KEYS = ("model", "name", "family", "alpha", "rows", "passed", "error", "archive_source",
+                 "pred_keras_score", "pred_tf_score", "preds_agree", "max_vector_difference", "inference_time_tf",
+                 "inference_time_keras")
+_OPTIONAL_KEYS = ("frozen_max_abs_dlogit", "frozen_vs_raw_max_abs_dlogit")  # written only when measured
+
+
+@dataclass(frozen=True)
+class ParityRecord:
+    """One variant's parity check (or its failure: ``error`` set, the figures None): a row of
+    ``results/test_results.{p,json}``; the sidecar and model card carry a part of it."""
+
+    model: str  # the variant's stem, the key of a results row
+    name: str
+    family: str
+    alpha: str
+    rows: int
+    passed: bool
+    error: str | None = None
+    archive_source: str | None = None  # URL or path of the archive the reference came from
+    archive_pin: str | None = None
+    archive_sha256: str | None = None
+    weight_source: str | None = None  # the values the converted weights hold, e.g. "ema 158, raw 104"
+    kind: str | None = None
+    minimalistic: bool = False
+    # the figures (see parity.compare)
+    max_abs_dlogit: float | None = None
+    tolerance: float | None = None
+    tolerance_factor: float | None = None
+    max_abs_ref_logit: float | None = None
+    max_abs_dprob: float | None = None
+    top1_agree: int | None = None
+    top5_agree: int | None = None
+    inputs: int | None = None
+    ref_top1: list[int] = field(default_factory=list)
+    keras_top1: list[int] = field(default_factory=list)
+    pred_tf_score: float | None = None
+    pred_keras_score: float | None = None
+    no_top_max_abs_diff: float | None = None
+    no_top_file_mismatches: list[str] = field(default_factory=list)
+    no_top_passed: bool | None = None
+    rewrites: dict[str, RewriteFigures] = field(default_factory=dict)
+    frozen: str | None = None  # which values the frozen graph matches: ema / raw / neither / absent / is the reference
+    frozen_max_abs_dlogit: float | None = None
+    frozen_vs_raw_max_abs_dlogit: float | None = None
+    # the reference
+    reference: str | None = None  # eval_pbtxt | ckpt_meta | graph_pb | frozen_pb
+    reference_graph: str | None = None
+    reference_checkpoint: str | None = None
+    reference_sources: dict[str, int] = field(default_factory=dict)
+    inference_time_tf: float | None = None
+    inference_time_keras: float | None = None
+    # the inputs and the environment
+    images: list[str] = field(default_factory=list)
+    random_inputs: int | None = None
+    seed: int | None = None
+    sha256: Digests | None = None  # of the checked .h5 files
+    tf_version: str | None = None
+    keras_version: str | None = None
+    verified_at: str | None = None
+
+    @property
+    def preds_agree(self) -> bool:
+        return self.error is None and self.top1_agree is not None and self.top1_agree == self.inputs
+
+    @property
+    def max_vector_difference(self) -> float | None:
+        return self.max_abs_dlogit
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update(preds_agree=self.preds_agree, max_vector_difference=self.max_vector_difference)
+        if self.error is not None:
+            return {k: out[k] for k in _FAILURE_KEYS}
+        del out["error"]
+        for key in _OPTIONAL_KEYS:
+            if out[key] is None:
+                del out[key]
+        out["rewrites"] = {name: r.to_json() for name, r in self.rewrites.items()}
+        out["sha256"] = self.sha256 and dataclasses.asdict(self.sha256)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> ParityRecord:
+        d = _require(cls, data, ("model", "name", "passed", *LEGACY_KEYS))
+        fields = _known(cls, d)
+        fields["rewrites"] = {n: RewriteFigures.from_json(r) for n, r in (d.get("rewrites") or {}).items()}
+        fields["sha256"] = Digests(**d["sha256"]) if d.get("sha256") else None
+        fields.setdefault("family", "v2")  # rows written before V1/V3 existed
+        return cls(**fields)
+
+    @classmethod
+    def failure(cls, variant, error: str, archive_source: str | None = None) -> ParityRecord:
+        """The row of a variant that could not be converted or verified."""
+        return cls(model=variant.stem, name=variant.name, family=variant.family, alpha=variant.alpha,
+                   rows=variant.rows, passed=False, error=error, archive_source=archive_source)
+
+
+@dataclass(frozen=True)
+class RewriteSummary:
+    description: str
+    constants: int
+    max_abs_dlogit: float
+    tolerance: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ParitySummary:
+    """The part of a parity record the sidecar and model card carry."""
+
+    passed: bool
+    max_abs_dlogit: float | None
+    tolerance: float | None
+    top1_agree: int | None
+    top5_agree: int | None
+    inputs: int | None
+    max_abs_dprob: float | None
+    no_top_max_abs_diff: float | None
+    reference: str | None
+    reference_graph: str | None
+    reference_checkpoint: str | None
+    frozen: str | None
+    verified_at: str | None
+    rewrites: dict[str, RewriteSummary] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: ParityRecord) -> ParitySummary:
+        names = {f.name for f in dataclasses.fields(cls)} - {"rewrites"}
+        rewrites = {n: RewriteSummary(r.description, r.constants, r.max_abs_dlogit, r.tolerance, r.passed)
+                    for n, r in record.rewrites.items()}
+        return cls(**{n: getattr(record, n) for n in names}, rewrites=rewrites)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> ParitySummary:
+        d = _require(cls, data, ("passed",))
+        fields = {f.name: d.get(f.name) for f in dataclasses.fields(cls)}
+        fields["rewrites"] = {n: RewriteSummary(**_known(RewriteSummary, r)) for n, r in (d.get("rewrites") or {}).items()}
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """The JSON next to a variant's converted files: the conversion facts, the parity summary and the
+    measured accuracy (evaluate's records, kept as written); the model card renders the same data."""
+
+    facts: ConversionFacts
+    parity: ParitySummary | None = None
+    accuracy: list[dict] = field(default_factory=list)
+
+    def to_json(self, card: dict) -> dict:
+        out = self.facts.to_json()
+        if self.parity is not None:
+            out["parity"] = self.parity.to_json()
+        if self.accuracy:
+            out["accuracy"] = [dict(a) for a in self.accuracy]
+        return {**out, "card": card}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Sidecar:
+        d = _require(cls, data, ("variant",))
+        parity = d.get("parity")
+        return cls(ConversionFacts.from_json(d), ParitySummary.from_json(parity) if parity else None,
+                   list(d.get("accuracy") or []))
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline's row
+
+
+STAGES = ("extract", "write_h5", "verify")  # the pipeline's stages, in order
+
+
+def _figure(row: RunRow, name: str) -> float | None:
+    return None if row.record is None else getattr(row.record, name)
+
+
+@dataclass
+class RunRow:
+    """What the pipeline did for one variant: the stages run or skipped and their seconds, the outcome
+    (the parity record, or an error), and the process that did it."""
+
+    name: str
+    passed: bool = False
+    error: str | None = None
+    downloaded: bool | None = None
+    stage_status: dict[str, str] = field(default_factory=dict)  # pipeline stage -> "ran" / "skipped"
+    timings: dict[str, float] = field(default_factory=dict)  # pipeline stage -> seconds
+    record: ParityRecord | None = None
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # convert.timing's exclusive stage seconds
+    pid: int | None = None
+    rss_mb: float | None = None
+    finished: float | None = None  # time.time() when the row was done
+
+    # the record's figures, None without a record
+    max_abs_dlogit = property(lambda self: _figure(self, "max_abs_dlogit"))
+    tolerance = property(lambda self: _figure(self, "tolerance"))
+    inference_time_tf = property(lambda self: _figure(self, "inference_time_tf"))
+    inference_time_keras = property(lambda self: _figure(self, "inference_time_keras"))
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "passed": self.passed, "seconds": self.seconds, "stages": dict(self.stages),
+               "pid": self.pid, "rss_mb": self.rss_mb, "finished": self.finished}
+        if self.error is not None:
+            out["error"] = self.error
+        if self.downloaded is not None:
+            out["downloaded"] = self.downloaded
+        out.update(self.stage_status)
+        if self.record is not None and self.error is None:
+            out.update(max_abs_dlogit=self.max_abs_dlogit, tolerance=self.tolerance, timings=dict(self.timings),
+                       inference_time_tf=self.inference_time_tf, inference_time_keras=self.inference_time_keras,
+                       record=self.record.to_json())
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunRow:
+        d = _require(cls, data, ("name", "passed"))
+        record = d.get("record")
+        return cls(name=d["name"], passed=d["passed"], error=d.get("error"), downloaded=d.get("downloaded"),
+                   stage_status={s: d[s] for s in STAGES if s in d}, timings=dict(d.get("timings") or {}),
+                   record=ParityRecord.from_json(record) if record else None, seconds=d.get("seconds", 0.0),
+                   stages=dict(d.get("stages") or {}), pid=d.get("pid"), rss_mb=d.get("rss_mb"),
+                   finished=d.get("finished"))
