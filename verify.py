@@ -10,30 +10,31 @@ results/PARITY.md, and the weights' sidecar, model card and SHA256SUMS; exit 1 w
 from __future__ import annotations
 
 import argparse
-import tempfile
+import contextlib
 from pathlib import Path
 
 from convert import cards, download, parity, report
-from convert.archive import find_checkpoint
 from convert.cli import UserError, quiet_tf, run_cli
 from convert.env import default_cache
+from convert.extraction import cached_extraction, extracted
 from convert.manifest import resolve
 from convert.records import ConversionFacts, Source
 
 quiet_tf()
 
 
-def _model_dir(args, variant, tmp: Path, facts: ConversionFacts | None) -> tuple[Path, str | None]:
+def _model_dir(args, variant, stack: contextlib.ExitStack, facts: ConversionFacts | None) -> tuple[Path, str | None]:
     """The extracted archive to take the reference from, and where that archive is: --archive, else the
-    download cache, else the archive or checkpoint folder the converted weights were made from (their
-    sidecar's provenance, ``facts``)."""
+    download cache (its extraction, or its verified archive extracted here), else the archive or checkpoint
+    folder the converted weights were made from (their sidecar's provenance, ``facts``). Temporary
+    extractions last as long as ``stack``."""
     archive = args.archive
     provenance = facts and facts.provenance
     if archive is None:
-        cached = download.extracted_dir(args.cache or default_cache(), variant)
+        cache = args.cache or default_cache()
         try:
-            find_checkpoint(cached, variant)
-            return cached, (provenance and (provenance.url or provenance.archive))
+            root = stack.enter_context(cached_extraction(variant, cache))
+            return root, (provenance and (provenance.url or provenance.archive))
         except FileNotFoundError:
             pass
         if provenance and provenance.archive and Path(provenance.archive).is_file():
@@ -41,12 +42,10 @@ def _model_dir(args, variant, tmp: Path, facts: ConversionFacts | None) -> tuple
         elif provenance and provenance.checkpoint_role == "given" and Path(provenance.checkpoint + ".index").is_file():
             return Path(provenance.checkpoint).parent, provenance.checkpoint  # converted from a checkpoint prefix
         else:
-            raise UserError(f"no archive of {variant.name}: not in {cached} and the converted weights do not "
+            raise UserError(f"no archive of {variant.name}: not in cache {cache} and the converted weights do not "
                             f"name an existing one; pass --archive TGZ (or run `python -m convert download "
                             f"{variant.name}`)")
-    if not archive.is_file():
-        raise UserError(f"--archive {archive}: no such file")
-    return download.extract_archive(archive, tmp / variant.name, variant), str(archive)
+    return stack.enter_context(extracted(variant, archive)), str(archive)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--random-inputs {args.random_inputs}: give at least one input (N >= 1, or N >= 0 with --image)")
     sidecar = cards.read_facts(args.weights_dir, variant)  # what the converter recorded, read once
     facts = sidecar and sidecar.facts
-    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+    with contextlib.ExitStack() as stack:
         try:
-            model_dir, location = _model_dir(args, variant, Path(tmp), facts)
+            model_dir, location = _model_dir(args, variant, stack, facts)
             source = facts.source(location) if facts else Source(location)
             record = parity.verify(variant, model_dir, args.weights_dir, source, images=args.image,
                                    random_count=args.random_inputs, seed=args.seed)

@@ -26,6 +26,7 @@ from convert.evaluate import preprocess as ev_pre  # noqa: E402
 from convert.evaluate import records as ev_rec  # noqa: E402
 from convert.evaluate import scorers as ev_scorers  # noqa: E402
 from convert.factory import fixtures  # noqa: E402
+from convert import cards  # noqa: E402
 from convert.archive import find_checkpoint  # noqa: E402
 from convert.checkpoint import extract  # noqa: E402
 from convert.guide import load_layer_guide  # noqa: E402
@@ -82,7 +83,8 @@ def setup(tmp_path_factory):
     for name in VARIANTS:
         v = resolve(name)
         archive = fixtures.cached_archive(v.name)
-        convert_guide(load_layer_guide(extract(v, archive=archive, out_dir=base / "work")), v, base / "weights")
+        cards.write(base / "weights", v,
+                    convert_guide(load_layer_guide(extract(v, archive=archive, out_dir=base / "work")), v, base / "weights"))
         logits = slim_logits(v, candidates)
         top2 = np.sort(logits, axis=1)[:, -2:]
         keep = sorted(np.argsort(top2[:, 0] - top2[:, 1])[:IMAGES])  # the clearest top-1s
