@@ -61,10 +61,11 @@ def test_shared_model_writes_the_fixed_shape_constructors_files(name, tmp_path):
     release()
     for _ in range(3):  # auto-named layers made earlier in the process must not change the written names
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dropout(0.1), keras.layers.Rescaling(1.0)
-    shared = convert_guide(guide, v, tmp_path / "shared")  # the conversion's own path: model_for
+    convert_guide(guide, v, tmp_path / "shared")  # the conversion's own path: model_for
     assert model_for(v, True).input_shape == (None, None, None, 3), "not the shared any-size model"
 
-    for include_top, written in ((True, shared.h5), (False, shared.h5_no_top)):
+    for include_top, written in ((True, tmp_path / "shared" / v.keras_weights),
+                                 (False, tmp_path / "shared" / v.keras_weights_no_top)):
         keras.backend.clear_session()
         fixed = constructor_model(v, include_top, weights=None,
                                   input_tensor=keras.Input((v.rows, v.rows, 3), name="input_1"))
@@ -161,5 +162,5 @@ def test_a_worker_that_dies_in_a_group_fails_only_its_own_variant():
         rows = dict((item.variant.name, row) for item, row in workers.finished(block=True))
     finally:
         workers.close()
-    assert {n: r["passed"] for n, r in rows.items()} == {n: n != DIES for n in names}
-    assert "worker process died while converting it, alone" in rows[DIES]["error"]
+    assert {n: r.passed for n, r in rows.items()} == {n: n != DIES for n in names}
+    assert "worker process died while converting it, alone" in rows[DIES].error

@@ -22,6 +22,7 @@ import pytest
 
 from convert import pipeline, report
 from convert.factory import fixtures
+from convert.factory.demo import demo_main
 from convert.env import PROJECT_ROOT
 from convert.manifest import resolve
 from convert.factory.serve import serve_directory
@@ -320,8 +321,8 @@ def test_an_archive_without_an_inference_graph_is_checked_against_its_frozen_gra
 
 def test_demo_command_runs_offline_end_to_end(tmp_path, capsys):
     """`make demo`'s command on one variant: factory archive -> loopback server -> pipeline -> PARITY.md."""
-    code = pipeline.demo_main(["0.35_96", "--cache", str(tmp_path / "demo"), "--results", str(tmp_path / "results"),
-                               "--quiet"])
+    code = demo_main(["0.35_96", "--cache", str(tmp_path / "demo"), "--results", str(tmp_path / "results"),
+                      "--quiet"])
     out = capsys.readouterr().out
     assert code == 0
     assert "| 0.35_96 | pass |" in out and "| loopback |" in out

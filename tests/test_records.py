@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from convert import fixtures, pipeline
+from convert import pipeline
+from convert.factory import fixtures
 from convert.env import PROJECT_ROOT
 from convert.manifest import resolve
 from convert.records import LEGACY_KEYS, ConversionFacts, ParityRecord, RewriteFigures, RunRow
-from convert.serve import serve_directory
+from convert.factory.serve import serve_directory
 
 NAME = "0.35_96"
 _PLUMBING = {"convert.fsutil", "os", __name__}
