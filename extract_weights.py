@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from convert.archive import VALUE_SOURCES
 from convert.cli import quiet_tf, run_cli
 
 quiet_tf()
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--archive", metavar="TGZ", help="the variant's official-layout archive <stem>.tgz")
     src.add_argument("--checkpoint", metavar="PREFIX",
                      help="checkpoint prefix, e.g. dir/mobilenet_v2_1.0_224.ckpt or dir/v3-…_float/ema/model-540000")
-    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+    p.add_argument("--value-source", "--weights", dest="value_source", choices=VALUE_SOURCES, default="auto",
                    help="auto (default): EMA shadows when the checkpoint has them, else raw values; "
                         "ema: require the shadows; raw: ignore them")
     p.add_argument("--out", metavar="DIR", default="work", help="output folder (default: work)")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from convert.manifest import resolve
 
     variant = resolve(args.name)
-    path = extract(variant, archive=args.archive, checkpoint=args.checkpoint, weights=args.weights,
+    path = extract(variant, archive=args.archive, checkpoint=args.checkpoint, value_source=args.value_source,
                    out_dir=args.out, cache_dir=args.cache, ignore_pins=args.ignore_pins)
     guide = load_layer_guide(path)
     print(f"{variant.name}: wrote {path} and {path.parent / 'weights.npz'}")

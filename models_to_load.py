@@ -17,7 +17,7 @@ def models_to_load(alpha: str | None = None, rows: int | None = None, manifest: 
 
 def format_table(variants: list[Variant]) -> str:
     head = ("name", "family", "alpha", "rows", "MACs(M)", "params(M)", "top-1", "top-5", "url")
-    rows = [(v.name, v.family, v.alpha, str(v.rows), str(v.macs_m), f"{v.params_m:.2f}", f"{v.top1:.1f}",
+    rows = [(v.name, v.family_key, v.alpha, str(v.rows), str(v.macs_m), f"{v.params_m:.2f}", f"{v.top1:.1f}",
              "-" if v.top5 is None else f"{v.top5:.1f}", v.url) for v in variants]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .families.base import CheckpointFile
 
-WEIGHT_MODES = ("auto", "ema", "raw")
+VALUE_SOURCES = ("auto", "ema", "raw")
 
 
 def fill(template: str, variant) -> str:
@@ -20,7 +20,7 @@ def checkpoint_files(variant, mode: str) -> list[CheckpointFile]:
     """The layout's checkpoints in the order to try them for a weight mode: ``raw`` wants training
     values (a checkpoint whose plain names hold raw values); ``auto``/``ema`` want EMA values (an EMA
     checkpoint first, then a raw one, whose shadows hold them)."""
-    files = list(variant.spec.layout.checkpoints)
+    files = list(variant.family.layout.checkpoints)
     if mode == "raw":
         return [f for f in files if f.plain_values == "raw"]
     return [f for f in files if f.plain_values == "ema"] + [f for f in files if f.plain_values == "raw"]
@@ -39,18 +39,18 @@ def find_checkpoint(root: str | Path, variant, mode: str = "auto") -> tuple[Path
         if has_checkpoint(root, fill(cf.prefix, variant)):
             return root / fill(cf.prefix, variant), cf
     wanted = ", ".join(fill(cf.prefix, variant) + ".index" for cf in candidates) or "none"
-    raise FileNotFoundError(f"{root} holds no checkpoint of {variant.name} for --weights {mode} (looked for {wanted})")
+    raise FileNotFoundError(f"{root} holds no checkpoint of {variant.name} for --value-source {mode} (looked for {wanted})")
 
 
 def checkpoint_members(variant) -> list[tuple[str, str]]:
     """(``….index``, ``….data-`` prefix) member names of every checkpoint of the layout."""
     return [(fill(cf.prefix, variant) + ".index", fill(cf.prefix, variant) + ".data-")
-            for cf in variant.spec.layout.checkpoints]
+            for cf in variant.family.layout.checkpoints]
 
 
 def reference_graph(root: str | Path, variant) -> Path | None:
     """The first reference-graph candidate present in the extraction (None: none is)."""
-    for template in variant.spec.layout.reference_graphs:
+    for template in variant.family.layout.reference_graphs:
         path = Path(root) / fill(template, variant)
         if path.is_file():
             return path
@@ -58,4 +58,4 @@ def reference_graph(root: str | Path, variant) -> Path | None:
 
 
 def frozen_graph(root: str | Path, variant) -> Path:
-    return Path(root) / fill(variant.spec.layout.frozen, variant)
+    return Path(root) / fill(variant.family.layout.frozen, variant)

@@ -243,7 +243,7 @@ def floor_seconds(variants: list[Variant], archives: dict[str, Path]) -> float:
             with tarfile.open(archives[v.name], "r:gz") as tar:
                 for member in tar:  # one pass over the gzip stream (extractall would rewind it once)
                     tar.extract(member, tmp, filter="data")
-            for cf in v.spec.layout.checkpoints:
+            for cf in v.family.layout.checkpoints:
                 reader = tf.train.load_checkpoint(str(Path(tmp) / fill(cf.prefix, v)))
                 for name in reader.get_variable_to_shape_map():
                     reader.get_tensor(name)
@@ -301,9 +301,9 @@ def _baseline_picks(variants: list[Variant], count: int) -> list[Variant]:
     """``count`` variants for the naive baseline: the first of each family, then the next ones."""
     picks, seen = [], set()
     for v in variants:
-        if v.family not in seen:
+        if v.family_key not in seen:
             picks.append(v)
-            seen.add(v.family)
+            seen.add(v.family_key)
     picks += [v for v in variants if v not in picks]
     return picks[:count]
 
@@ -334,7 +334,7 @@ def flatness_probe(variants: list[Variant], opts: pipeline.Options, size: dict[s
     medians. The original converter's time grew 9x over 22 variants."""
     ordered = sorted(variants, key=lambda v: size[v.name])
     target, others = ordered[0], ordered[1:between + 2]
-    flat = dataclasses.replace(opts, jobs=1, force=True, quiet=True, work=root / "work", weights=root / "weights",
+    flat = dataclasses.replace(opts, jobs=1, force=True, quiet=True, work=root / "work", weights_dir=root / "weights",
                                results=root / "results")
 
     def times(count=3):  # a small variant's time varies by ~20 % from one conversion to the next: a median
@@ -380,7 +380,7 @@ def _publish(names, root: Path, seed: int, jobs: int, quiet: bool) -> tuple[list
     mirror = fixtures.publish([v.name for v in selected], root / "mirror", seed,
                               progress=not quiet and sys.stderr.isatty(), jobs=jobs)
     size = {v.name: (mirror / v.archive_filename).stat().st_size for v in selected}
-    return sorted(selected, key=lambda v: (v.family != V2, -size[v.name])), mirror, size
+    return sorted(selected, key=lambda v: (v.family_key != V2, -size[v.name])), mirror, size
 
 
 def _run_pipeline(variants: list[Variant], mirror: Path, opts: pipeline.Options, size: dict[str, int],
@@ -417,7 +417,7 @@ def assemble(variants: list[Variant], jobs: int, forced: TimedRun, rerun: TimedR
     conversions = forced.conversions
     staged = {k: round(v, 2) for k, v in sorted(forced.stages.items(), key=lambda kv: -kv[1])}
     staged[OTHER] = round(max(0.0, forced.wall_s - sum(forced.stages.values())), 2)
-    v2 = {v.name for v in variants if v.family == V2}
+    v2 = {v.name for v in variants if v.family_key == V2}
     v2_wall = (round(max(c.finished for c in conversions if c.name in v2) - forced.started_at, 2) if v2 else None)
     per_variant = round(forced.wall_s / len(variants), 3)
     baseline_mean = round(sum(baseline.values()) / len(baseline), 3) if baseline else None
@@ -481,7 +481,7 @@ def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quie
     import tensorflow  # noqa: F401
 
     variants, mirror, size = _publish(names, root, seed, jobs, quiet)
-    opts = pipeline.Options(cache=root / "cache", work=root / "work", weights=root / "weights",
+    opts = pipeline.Options(cache=root / "cache", work=root / "work", weights_dir=root / "weights",
                             results=root / "results", lock=root / "checksums.lock.json", ignore_pins=True,
                             jobs=jobs, quiet=quiet)
     forced, rerun, probe = _run_pipeline(variants, mirror, opts, size, root / "flat")

@@ -56,7 +56,7 @@ def _published(variant) -> dict:
 
 
 def _card_section(variant) -> dict:
-    return {"url": variant.url, "published": _published(variant), "load": variant.spec.keras_call(variant),
+    return {"url": variant.url, "published": _published(variant), "load": variant.family.keras_call(variant),
             "preprocessing": PREPROCESSING, "licence": LICENCE}
 
 
@@ -122,7 +122,7 @@ def _fmt(x, spec=".2e") -> str:
 
 def render_card(variant, sidecar: Sidecar) -> str:
     facts, prov, v = sidecar.facts, sidecar.facts.provenance, variant
-    lines = [f"# {variant.spec.title} {variant.name}: Keras weights converted from TF-slim", "",
+    lines = [f"# {variant.family.title} {variant.name}: Keras weights converted from TF-slim", "",
              "## Files", ""]
     lines += [f"- `{name}`  sha256 `{digest}`" for name, digest in sorted(facts.files.items())]
     lines += ["", "## Source", "",
@@ -153,6 +153,6 @@ def render_card(variant, sidecar: Sidecar) -> str:
                   f"{_fmt(a['top5'], '.2f')} |" for a in sidecar.accuracy]
     else:
         lines.append("- not evaluated (`python -m convert evaluate " + variant.name + " --imagenet-dir DIR`)")
-    lines += ["", "## How to load", "", "```python", "import keras", variant.spec.keras_call(variant), "```", "",
+    lines += ["", "## How to load", "", "```python", "import keras", variant.family.keras_call(variant), "```", "",
               PREPROCESSING, "", "## Licence", "", LICENCE, ""]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import WEIGHT_MODES, find_checkpoint, fill
+from .archive import VALUE_SOURCES, find_checkpoint, fill
 from .download import DownloadError, fetch
 from .env import default_cache, quiet_tf
 from .errors import ConversionError
@@ -47,7 +47,7 @@ class CheckpointMismatchError(ConversionError):
         if self.missing:
             parts.append(f"{len(self.missing)} missing variable(s): {', '.join(self.missing)}")
         if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected variable(s) (neither a {variant.spec.title} weight nor "
+            parts.append(f"{len(self.unexpected)} unexpected variable(s) (neither a {variant.family.title} weight nor "
                          f"an optimizer slot/global_step): {', '.join(self.unexpected)}")
         if self.wrong_shape:
             parts.append(f"{len(self.wrong_shape)} wrong shape(s): " + ", ".join(
@@ -57,17 +57,17 @@ class CheckpointMismatchError(ConversionError):
                 f"{n} is {d}" for n, d in self.wrong_dtype))
         if self.missing_shadows:
             parts.append(f"{len(self.missing_shadows)} trainable variable(s) without /{EMA_SUFFIX} shadow in a "
-                         f"checkpoint that has shadows (refusing to mix EMA and raw weights; use --weights raw "
+                         f"checkpoint that has shadows (refusing to mix EMA and raw weights; use --value-source raw "
                          f"to convert the raw values): {', '.join(self.missing_shadows)}")
         hint = ""
         if len(self.wrong_shape) > 10:
             hint = f" (many shapes differ: is this the checkpoint of another variant? {variant.name} is {variant.stem})"
-        super().__init__(f"checkpoint {prefix} does not match {variant.spec.title} {variant.name}{hint}: "
+        super().__init__(f"checkpoint {prefix} does not match {variant.family.title} {variant.name}{hint}: "
                          + "; ".join(parts))
 
 
 class WeightSourceError(ConversionError):
-    """``--weights ema`` on a checkpoint without EMA values, or an unknown weight mode."""
+    """``--value-source ema`` on a checkpoint without EMA values, or an unknown weight mode."""
 
 
 def normalize_prefix(prefix: str | Path) -> str:
@@ -81,7 +81,7 @@ def normalize_prefix(prefix: str | Path) -> str:
 
 def _layout_file(prefix: str, variant: Variant):
     """The layout checkpoint a prefix is (by its path's tail), or None."""
-    for cf in variant.spec.layout.checkpoints:
+    for cf in variant.family.layout.checkpoints:
         if prefix.endswith("/" + fill(cf.prefix, variant)) or prefix == fill(cf.prefix, variant):
             return cf
     return None
@@ -139,17 +139,17 @@ def classify(names: Iterable[str], expected: Collection[str]) -> Classes:
                    tuple(n for n in expected if n not in present))
 
 
-def choose(classes: Classes, expected: Mapping[str, Expected], weights: str, plain: str, prefix: str) -> Selection:
-    """Which value each model variable takes. ``weights`` (the value mode) ``raw`` reads the plain names;
+def choose(classes: Classes, expected: Mapping[str, Expected], value_source: str, plain: str, prefix: str) -> Selection:
+    """Which value each model variable takes. ``value_source`` ``raw`` reads the plain names;
     ``auto`` and ``ema`` read every existing shadow (BN moving statistics included) when the checkpoint has shadows,
     else the plain names, which hold EMA values when ``plain`` is ``ema`` (an EMA checkpoint). ``ema``
     on a checkpoint without EMA values raises :class:`WeightSourceError` (naming ``prefix``)."""
     shadows = classes.shadows
-    if weights == "raw" or (plain == "raw" and not shadows):
-        if weights == "ema":
+    if value_source == "raw" or (plain == "raw" and not shadows):
+        if value_source == "ema":
             raise WeightSourceError(
-                f"--weights ema needs EMA values, but checkpoint {prefix} has no /{EMA_SUFFIX} shadows; "
-                f"use --weights raw (or auto, which falls back to the raw values)")
+                f"--value-source ema needs EMA values, but checkpoint {prefix} has no /{EMA_SUFFIX} shadows; "
+                f"use --value-source raw (or auto, which falls back to the raw values)")
         mode, use_shadows = "raw", False
     else:
         mode, use_shadows = "ema", bool(shadows)
@@ -215,35 +215,35 @@ def _open_checkpoint(prefix: str):
 
 
 @timed("layer guide")
-def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, weights: str = "auto",
+def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_source: str = "auto",
                       provenance: Provenance | None = None) -> LayerGuide:
     """Read a TF1 checkpoint by name and build the layer guide of ``variant``: :func:`classify` its
     variables, :func:`choose` a value per model variable, check the table, :func:`read` the values.
 
-    ``weights``: ``auto`` uses EMA values when the checkpoint has them, else the raw values; ``ema``
+    ``value_source``: ``auto`` uses EMA values when the checkpoint has them, else the raw values; ``ema``
     requires EMA values; ``raw`` ignores shadows. EMA values are the ``/ExponentialMovingAverage`` shadows
     (each one that exists, BN moving statistics included, as slim's evaluation with
     ``--moving_average_decay`` restores them), or the plain values of an EMA checkpoint (V3's ``ema/``).
     Optimizer slots and ``global_step`` are ignored and counted; anything else not consumed, any expected
     variable missing, any wrong shape or dtype raises :class:`CheckpointMismatchError`.
     """
-    if weights not in WEIGHT_MODES:
-        raise WeightSourceError(f"unknown weight source {weights!r}; valid: {', '.join(WEIGHT_MODES)}")
+    if value_source not in VALUE_SOURCES:
+        raise WeightSourceError(f"unknown weight source {value_source!r}; valid: {', '.join(VALUE_SOURCES)}")
     prefix = normalize_prefix(checkpoint_prefix)
     layout_file = _layout_file(prefix, variant)
     plain = layout_file.plain_values if layout_file else "raw"
     if provenance is None:
         provenance = Provenance(checkpoint=str(Path(prefix).resolve()),
                                 checkpoint_role=layout_file.role if layout_file else "given")
-    if weights == "raw" and plain == "ema":
-        raise WeightSourceError(f"--weights raw needs the training values, but {prefix} is the "
+    if value_source == "raw" and plain == "ema":
+        raise WeightSourceError(f"--value-source raw needs the training values, but {prefix} is the "
                                 f"{layout_file.role} checkpoint (EMA values under the plain names)")
     reader = _open_checkpoint(prefix)
     shapes = {k: tuple(int(d) for d in v) for k, v in reader.get_variable_to_shape_map().items()}
     dtypes = {k: v.name for k, v in reader.get_variable_to_dtype_map().items()}
     expected = expected_variables(variant)
     classes = classify(shapes, expected)
-    selection = choose(classes, expected, weights, plain, prefix)
+    selection = choose(classes, expected, value_source, plain, prefix)
     _check_table(prefix, variant, expected, classes, selection, shapes, dtypes)
     records, arrays = read(reader, prefix, variant, expected, selection)
     by_source: dict[str, int] = {}
@@ -254,7 +254,7 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, weights: 
                         unselected=len(expected) + len(classes.shadows) - len(records), by_source=by_source,
                         mode=selection.mode)
     assert counts.consumed + counts.ignored_slots + counts.ignored_global_step + counts.unselected == len(shapes)
-    return LayerGuide(variant.name, variant.family, weights, provenance, records, arrays, counts,
+    return LayerGuide(variant.name, variant.family_key, value_source, provenance, records, arrays, counts,
                       versions=package_versions())
 
 
@@ -262,18 +262,18 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, weights: 
 # Extraction entry point
 
 
-def guide_from_extracted(root: str | Path, variant: Variant, weights: str = "auto", archive: Path | None = None,
+def guide_from_extracted(root: str | Path, variant: Variant, value_source: str = "auto", archive: Path | None = None,
                          archive_sha256: str | None = None, url: str | None = None) -> LayerGuide:
-    """The layer guide of an extracted archive: the layout's checkpoint for ``weights``, read by name."""
-    prefix, cf = find_checkpoint(root, variant, weights)
+    """The layer guide of an extracted archive: the layout's checkpoint for ``value_source``, read by name."""
+    prefix, cf = find_checkpoint(root, variant, value_source)
     provenance = Provenance(checkpoint=fill(cf.prefix, variant), checkpoint_role=cf.role,
                             archive=str(Path(archive).resolve()) if archive else None,
                             archive_sha256=archive_sha256, pin=variant.sha256, url=url)
-    return build_layer_guide(prefix, variant, weights, provenance)
+    return build_layer_guide(prefix, variant, value_source, provenance)
 
 
 def extract(variant: Variant, *, archive: str | Path | None = None, checkpoint: str | Path | None = None,
-            weights: str = "auto", out_dir: str | Path = "work", cache_dir: str | Path | None = None,
+            value_source: str = "auto", out_dir: str | Path = "work", cache_dir: str | Path | None = None,
             ignore_pins: bool = False) -> Path:
     """Build and save the layer guide of a variant; returns ``out_dir/<name>/layer_guide.p``.
 
@@ -285,7 +285,7 @@ def extract(variant: Variant, *, archive: str | Path | None = None, checkpoint: 
         raise ConversionError("give either an archive or a checkpoint, not both")
     out = Path(out_dir) / variant.name
     if checkpoint is not None:
-        return save_layer_guide(build_layer_guide(checkpoint, variant, weights), out)
+        return save_layer_guide(build_layer_guide(checkpoint, variant, value_source), out)
     if archive is None:
         cache_dir = cache_dir if cache_dir is not None else default_cache()
         try:
@@ -293,10 +293,10 @@ def extract(variant: Variant, *, archive: str | Path | None = None, checkpoint: 
         except DownloadError as exc:
             raise ConversionError(f"no usable archive of {variant.name} in cache {cache_dir}: {exc}; pass "
                                   f"--archive TGZ or --checkpoint PREFIX") from None
-        guide = guide_from_extracted(result.extracted, variant, weights, result.archive, result.sha256, result.source)
+        guide = guide_from_extracted(result.extracted, variant, value_source, result.archive, result.sha256, result.source)
         return save_layer_guide(guide, out)
     archive = Path(archive)
     digest = sha256_file(archive) if archive.is_file() else None
     with extracted(variant, archive, digest) as root:
-        guide = guide_from_extracted(root, variant, weights, archive, digest)
+        guide = guide_from_extracted(root, variant, value_source, archive, digest)
     return save_layer_guide(guide, out)

@@ -24,7 +24,7 @@ from .fsutil import atomic_write_bytes
 GUIDE_FILENAME = "layer_guide.p"
 ARRAYS_FILENAME = "weights.npz"
 GUIDE_FORMAT = "mobilenet_layer_guide"
-GUIDE_VERSION = 2
+GUIDE_VERSION = 3  # 3: the value mode is "value_source"
 
 
 class LayerGuideError(ConversionError):
@@ -90,7 +90,7 @@ class Accounting:
 class LayerGuide:
     variant: str
     family: str
-    weights: str  # the requested mode: auto / ema / raw
+    value_source: str  # the requested mode: auto / ema / raw
     provenance: Provenance
     records: list[GuideRecord]
     arrays: dict[str, np.ndarray]
@@ -121,7 +121,7 @@ def save_layer_guide(guide: LayerGuide, out_dir: str | Path) -> Path:
     atomic_write_bytes(out_dir / ARRAYS_FILENAME, buf.getvalue())
     doc = {
         "format": GUIDE_FORMAT, "version": GUIDE_VERSION, "variant": guide.variant, "family": guide.family,
-        "weights": guide.weights, "provenance": dataclasses.asdict(guide.provenance),
+        "value_source": guide.value_source, "provenance": dataclasses.asdict(guide.provenance),
         "arrays_file": ARRAYS_FILENAME, "records": [dataclasses.asdict(r) for r in guide.records],
         "counts": dataclasses.asdict(guide.counts), "versions": dict(guide.versions),
     }
@@ -232,5 +232,5 @@ def load_layer_guide(path: str | Path) -> LayerGuide:
         if tuple(a.shape) != r.shape or a.dtype.name != r.dtype or sha256_array(a) != r.sha256:
             raise LayerGuideError(f"{npz_path}: array {r.key} does not match its record in {path} "
                                   f"(shape/dtype/sha256 differ); re-run extract_weights.py")
-    return LayerGuide(doc["variant"], doc.get("family", ""), doc["weights"], provenance, records, arrays, counts,
+    return LayerGuide(doc["variant"], doc.get("family", ""), doc["value_source"], provenance, records, arrays, counts,
                       doc.get("versions", {}))

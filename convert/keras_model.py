@@ -1,6 +1,6 @@
 """The Keras side: keras.applications models built as the legacy weight files expect them.
 
-Family-agnostic: the constructor call itself is the family's (``variant.spec.keras_model``).
+Family-agnostic: the constructor call itself is the family's (``variant.family.keras_model``).
 
 Building a keras.applications model costs about a second (mostly creating and initialising its
 variables), more than any other step of a conversion. A model's layers and weights do not depend on the
@@ -29,7 +29,7 @@ INPUT_LAYER = "input_1"  # the input layer name in the legacy (Keras 2) weight f
 
 # The variant fields a family's Keras constructor reads besides ``rows`` (tested against every family):
 # variants equal in these have models with the same layers and weights.
-ARCHITECTURE_FIELDS = ("family", "alpha", "kind", "minimalistic", "classes", "label_offset")
+ARCHITECTURE_FIELDS = ("family_key", "alpha", "kind", "minimalistic", "classes", "label_offset")
 
 
 def architecture(variant) -> tuple:
@@ -55,7 +55,7 @@ def build(variant, include_top: bool, any_rows: bool = False, **kwargs):
     inputs = keras.Input(shape=(rows, rows, 3), name=INPUT_LAYER)
     if any_rows:
         kwargs["input_shape"] = None
-    return variant.spec.keras_model(variant, include_top, input_tensor=inputs, **kwargs)
+    return variant.family.keras_model(variant, include_top, input_tensor=inputs, **kwargs)
 
 
 @dataclasses.dataclass

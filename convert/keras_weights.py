@@ -181,8 +181,8 @@ def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -
         values = assign_guide(model, guide, variant, include_top, assign=False)  # the file gets the values
         digests[filename] = sha256_file(write_legacy_h5(model, values, out_dir / filename))
     return ConversionFacts(
-        variant=variant.name, family=variant.family, stem=variant.stem, alpha=variant.alpha, rows=variant.rows,
+        variant=variant.name, family=variant.family_key, stem=variant.stem, alpha=variant.alpha, rows=variant.rows,
         kind=variant.kind, minimalistic=variant.minimalistic, files=digests, provenance=guide.provenance,
-        values=ValuesUsed(requested=guide.weights, mode=guide.counts.mode, by_source=dict(guide.counts.by_source)),
+        values=ValuesUsed(requested=guide.value_source, mode=guide.counts.mode, by_source=dict(guide.counts.by_source)),
         label_offset=variant.label_offset, classes=variant.classes - variant.label_offset, counts=guide.counts,
         versions=package_versions())

@@ -46,7 +46,7 @@ class UnknownVariantError(KeyError):
 class Variant:
     """One released float checkpoint archive: its published facts, where it lives, where it goes."""
 
-    family: str  # "v1" | "v2" | "v3"
+    family_key: str  # "v1" | "v2" | "v3": the key of :attr:`family`
     alpha: str
     rows: int
     macs_m: int
@@ -67,19 +67,19 @@ class Variant:
     label_offset: int = 1  # keras class k == slim class k + label_offset
 
     @property
-    def spec(self) -> Family:
+    def family(self) -> Family:
         """The family this variant belongs to (its name table, layout, graph, Keras constructor)."""
-        return family_of(self.family)
+        return family_of(self.family_key)
 
     @property
     def stem(self) -> str:
         """The archive's file name without ``.tgz``, e.g. ``mobilenet_v1_0.25_128``."""
-        return self.spec.stem(self)
+        return self.family.stem(self)
 
     @property
     def name(self) -> str:
         """The variant's name: the stem, or for V2 the short ``1.0_224``."""
-        return self.spec.short_name(self) if self.spec.short_name else self.stem
+        return self.family.short_name(self) if self.family.short_name else self.stem
 
     @property
     def archive_filename(self) -> str:
@@ -90,7 +90,8 @@ class Variant:
         return float(self.alpha)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "stem": self.stem, **dataclasses.asdict(self)}
+        fields = dataclasses.asdict(self)
+        return {"name": self.name, "stem": self.stem, "family": fields.pop("family_key"), **fields}
 
 
 def _typename(typ) -> str:
@@ -138,7 +139,7 @@ def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset:
     for key in ("params_m", "top1", "top5", "pixel1_latency_ms"):
         if fields.get(key) is not None:
             fields[key] = float(fields[key])
-    variant = Variant(family=fam.key, classes=classes, label_offset=label_offset, **fields)
+    variant = Variant(family_key=fam.key, classes=classes, label_offset=label_offset, **fields)
     expected_file = f"{variant.stem}.tgz"
     if variant.archive_filename != expected_file:
         raise ManifestError(f"{where}: field 'url' must end in {expected_file!r}, got {entry['url']!r}")
@@ -177,7 +178,7 @@ class Manifest:
 
     @property
     def families(self) -> list[str]:
-        return list(dict.fromkeys(v.family for v in self.variants))
+        return list(dict.fromkeys(v.family_key for v in self.variants))
 
     def resolve(self, name: str) -> Variant:
         """Accept a variant's name, its archive stem, or the archive file name: ``1.0_224`` (V2),
@@ -195,7 +196,7 @@ class Manifest:
         """Resolve names (``all`` means every variant, a family key such as ``v1`` every variant of that
         family), then filter by family/alpha/rows; manifest order kept."""
         names = list(names) or ["all"]
-        pool = [v for v in self.variants if family is None or v.family == family]
+        pool = [v for v in self.variants if family is None or v.family_key == family]
         if family is not None and family not in self.families:
             raise ManifestError(f"--family {family!r} is not a family; valid: {', '.join(self.families)}")
         alphas = sorted({v.alpha for v in pool}, key=float, reverse=True)
@@ -211,7 +212,7 @@ class Manifest:
             if n == "all":
                 wanted.update(v.name for v in pool)
             elif n in self.families:
-                wanted.update(v.name for v in pool if v.family == n)
+                wanted.update(v.name for v in pool if v.family_key == n)
             else:
                 wanted.add(self.resolve(n).name)
         return [v for v in pool if v.name in wanted and (alpha is None or v.alpha == alpha)

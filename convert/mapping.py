@@ -133,11 +133,11 @@ def expected_variables(variant) -> dict[str, Expected]:
     in Keras model order."""
     out: dict[str, Expected] = {}
     for layer, weight, shape in keras_weight_shapes(variant):
-        name = tf_name_for(variant.family, layer, weight)
+        name = tf_name_for(variant.family_key, layer, weight)
         if name is None:
             raise RuntimeError(f"Keras weight {layer}/{weight} of {variant.name} has no TF counterpart in the "
-                               f"{variant.family} name table")
-        target = keras_target(variant.family, name)
+                               f"{variant.family_key} name table")
+        target = keras_target(variant.family_key, name)
         if target.is_head:
             shape = head_tf_shape(shape, target.leaf, variant.label_offset)
         out[name] = Expected(target, shape)

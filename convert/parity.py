@@ -198,7 +198,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def _is_inference_graph(graph_def, variant) -> bool:
     names = {n.name: n.op for n in graph_def.node}
-    nodes = variant.spec.nodes
+    nodes = variant.family.nodes
     return names.get(nodes.input.split(":")[0]) == "Placeholder" and nodes.logits.split(":")[0] in names
 
 
@@ -208,7 +208,7 @@ def archive_graph(model_dir: Path, variant):
     (graph_def, kind, path) or (None, None, None) when there is none (the frozen graph is then the reference)."""
     import tensorflow as tf
 
-    for template in variant.spec.layout.reference_graphs:
+    for template in variant.family.layout.reference_graphs:
         path = Path(model_dir) / fill(template, variant)
         if not path.is_file():
             continue
@@ -272,7 +272,7 @@ def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple
     Keras' loader reads it (:func:`legacy_file_mismatches`): then its features are the ones computed."""
     import keras
 
-    inputs = to_keras_input(images, variant.spec.keras_input_range).astype(np.float32)
+    inputs = to_keras_input(images, variant.family.keras_input_range).astype(np.float32)
     with stage("keras build"):
         model, features = model_for(variant, True), model_for(variant, False)
         both = keras.Model(model.inputs, [model.outputs[0], features.outputs[0]])  # one pass, two outputs
@@ -326,14 +326,14 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
     """Run the archive's inference graph fed slim's evaluation values (or its frozen graph, when it has no
     inference graph) on ``batch``, and the frozen graph for the cross-check; with the raw values too
     when the frozen graph does not match slim's evaluation values (does it hold the raw ones?)."""
-    nodes = variant.spec.nodes
+    nodes = variant.family.nodes
     graph_def, kind, graph_path = archive_graph(model_dir, variant)
     frozen_path = frozen_graph(model_dir, variant)
     outputs = [nodes.logits, nodes.pooled]
     if graph_def is None:
         if not frozen_path.exists():
             raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
-                                    f"{', '.join(variant.spec.layout.reference_graphs)} is an inference graph "
+                                    f"{', '.join(variant.family.layout.reference_graphs)} is an inference graph "
                                     f"and {frozen_path.name} is missing")
         graph_def = load_graph_def(frozen_path)
         with graph_session(graph_def, nodes.input) as run:
@@ -367,7 +367,7 @@ def _raw_logits(run, graph_def, model_dir: Path, variant, batch):
         raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
     except FileNotFoundError:
         return None
-    return run(batch, checkpoint_feeds(graph_def, str(raw_prefix), raw=True).raw, variant.spec.nodes.logits)
+    return run(batch, checkpoint_feeds(graph_def, str(raw_prefix), raw=True).raw, variant.family.nodes.logits)
 
 
 def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = None, images=(),
@@ -380,7 +380,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = 
     import keras
     import tensorflow as tf
 
-    spec, nodes = variant.spec, variant.spec.nodes
+    spec, nodes = variant.family, variant.family.nodes
     model_dir, weights_dir, source = Path(model_dir), Path(weights_dir), source or Source()
     rows = variant.rows
     top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
@@ -429,7 +429,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = 
     return ParityRecord(
         **dataclasses.asdict(figures) | {"passed": bool(figures.passed and no_top_passed
                                                         and all(r.passed for r in rewrites.values()))},
-        model=variant.stem, name=variant.name, family=variant.family, alpha=variant.alpha, rows=rows,
+        model=variant.stem, name=variant.name, family=variant.family_key, alpha=variant.alpha, rows=rows,
         kind=variant.kind, minimalistic=variant.minimalistic,
         archive_source=source.location, archive_sha256=source.sha256, archive_pin=source.pin_status,
         weight_source=source.values, tolerance_factor=spec.tolerance,

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from . import cards, checkpoint, download, keras_weights, parity, report, timing
 from . import guide as guides
-from .env import default_cache, quiet_tf
+from .archive import VALUE_SOURCES
+from .env import default_cache, env_setting, quiet_tf
 from .errors import UserError
 from .keras_model import architecture
 from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
@@ -40,13 +41,13 @@ quiet_tf()
 class Options:
     cache: Path = field(default_factory=default_cache)
     work: Path = Path("work")
-    weights: Path = Path("weights")
+    weights_dir: Path = Path("weights")
     results: Path = Path("results")
     mirror: str | None = None
     lock: Path | None = None
     jobs: int = 1
     force: bool = False
-    weight_choice: str = "auto"
+    value_source: str = "auto"
     images: list[Path] = field(default_factory=list)
     random_inputs: int = 4
     seed: int = 0
@@ -185,26 +186,26 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
         return model_dir
 
     def extract():
-        guide = checkpoint.guide_from_extracted(extracted(), variant, opts.weight_choice, fetched.archive,
+        guide = checkpoint.guide_from_extracted(extracted(), variant, opts.value_source, fetched.archive,
                                                 fetched.sha256, fetched.source)
         guide_path = guides.save_layer_guide(guide, guide_dir)
         return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], str(guide_path)
 
-    entry = timed("extract", {"archive": fetched.sha256, "weights": opts.weight_choice,
+    entry = timed("extract", {"archive": fetched.sha256, "weights": opts.value_source,
                               "out": str(guide_dir.resolve()), "code": code_version()}, extract)
     guide_path = Path(entry.result)
 
     def write_h5():
-        facts = keras_weights.convert_guide(guides.load_layer_guide(guide_path), variant, opts.weights)
-        return [opts.weights / name for name in facts.files], facts.to_json()
+        facts = keras_weights.convert_guide(guides.load_layer_guide(guide_path), variant, opts.weights_dir)
+        return [opts.weights_dir / name for name in facts.files], facts.to_json()
 
-    entry = timed("write_h5", {"guide": stamp.digest(guide_path), "out": str(opts.weights.resolve()),
+    entry = timed("write_h5", {"guide": stamp.digest(guide_path), "out": str(opts.weights_dir.resolve()),
                                "code": code_version()}, write_h5)
     facts = ConversionFacts.from_json(entry.result)
-    top, no_top = opts.weights / variant.keras_weights, opts.weights / variant.keras_weights_no_top
+    top, no_top = opts.weights_dir / variant.keras_weights, opts.weights_dir / variant.keras_weights_no_top
 
     def verify():
-        record = parity.verify(variant, extracted(), opts.weights, facts.source(fetched.source), images=opts.images,
+        record = parity.verify(variant, extracted(), opts.weights_dir, facts.source(fetched.source), images=opts.images,
                                random_count=opts.random_inputs, seed=opts.seed)
         return [], record.to_json()
 
@@ -214,8 +215,8 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
     entry = timed("verify", inputs, verify)
     row.record = ParityRecord.from_json(entry.result)
     row.passed = row.record.passed
-    if "ran" in row.stage_status.values() or not cards.sidecar_path(opts.weights, variant).is_file():
-        cards.write(opts.weights, variant, facts, row.record)  # the variant's metadata, once, at its end
+    if "ran" in row.stage_status.values() or not cards.sidecar_path(opts.weights_dir, variant).is_file():
+        cards.write(opts.weights_dir, variant, facts, row.record)  # the variant's metadata, once, at its end
     return row
 
 
@@ -500,7 +501,7 @@ def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
                    help="download up to N archives at once, and convert up to N variants at once in N worker "
                         "processes (default 1: in this process)")
     p.add_argument("--force", action="store_true", help="re-run every stage even when its outputs are up to date")
-    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+    p.add_argument("--value-source", "--weights", dest="value_source", choices=VALUE_SOURCES, default="auto",
                    help="checkpoint values to convert (default auto: EMA shadows when present)")
     p.add_argument("--image", action="append", type=Path, default=[], metavar="PATH",
                    help="also compare on this image (repeatable)")
@@ -518,7 +519,7 @@ def _options(args, **overrides) -> Options:
     for image in args.image:
         if not image.is_file():
             raise UserError(f"--image {image}: no such file")
-    opts = Options(results=args.results, jobs=args.jobs, force=args.force, weight_choice=args.weights, images=list(args.image),
+    opts = Options(results=args.results, jobs=args.jobs, force=args.force, value_source=args.value_source, images=list(args.image),
                    quiet=args.quiet)
     for key, value in overrides.items():
         setattr(opts, key, value)
@@ -537,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="+", metavar="NAME",
                    help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) "
                         "or 'all'")
-    p.add_argument("--mirror", default=os.environ.get(download.MIRROR_ENV),
+    p.add_argument("--mirror", default=env_setting(download.MIRROR_ENV),
                    help="base URL (http(s)://, file://) or directory replacing the manifest URLs' location")
     p.add_argument("--lock", type=Path, default=None, metavar="PATH", help="checksum lock file")
     _add_common(p)
@@ -545,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = default_manifest().select(args.names)
     cache = args.cache or default_cache()
     download.lock_for(cache, args.lock, args.ignore_pins)  # refuse a bad --lock before any work
-    opts = _options(args, cache=cache, work=args.work, weights=args.weights_dir,
+    opts = _options(args, cache=cache, work=args.work, weights_dir=args.weights_dir,
                     mirror=download.normalize_mirror(args.mirror), lock=args.lock, ignore_pins=args.ignore_pins)
     return _finish(run(variants, opts), opts)
 

@@ -250,7 +250,7 @@ class ParityRecord:
     @classmethod
     def failure(cls, variant, error: str, archive_source: str | None = None) -> ParityRecord:
         """The row of a variant that could not be converted or verified."""
-        return cls(model=variant.stem, name=variant.name, family=variant.family, alpha=variant.alpha,
+        return cls(model=variant.stem, name=variant.name, family=variant.family_key, alpha=variant.alpha,
                    rows=variant.rows, passed=False, error=error, archive_source=archive_source)
 
 

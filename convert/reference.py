@@ -38,6 +38,6 @@ def choose_reference(model_dir: str | Path, variant: Variant,
     frozen = frozen_graph(model_dir, variant)
     if not frozen.exists():
         raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
-                                f"{', '.join(variant.spec.layout.reference_graphs)} is an inference graph "
+                                f"{', '.join(variant.family.layout.reference_graphs)} is an inference graph "
                                 f"and {frozen.name} is missing")
     return ReferenceChoice(load_graph_def(frozen), "frozen_pb", frozen, None, None)

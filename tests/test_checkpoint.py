@@ -148,7 +148,7 @@ def test_name_table_and_keras_agree_with_the_slim_architecture(name):
     slim = fixtures.model_variables(variant)
     assert {n: e.shape for n, e in expected.items()} == {n: tuple(s) for n, (s, _) in slim.items()}
     for n, e in expected.items():  # and reading the table backwards gives the same Keras weight
-        assert tf_name_for(variant.family, e.target.layer, e.target.weight) == n
+        assert tf_name_for(variant.family_key, e.target.layer, e.target.weight) == n
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_choose_without_shadows(genuine_names, genuine_expected):
     plain = classify([n for n in genuine_names if not n.endswith(EMA)], genuine_expected)
     auto = choose(plain, genuine_expected, "auto", "raw", "genuine.ckpt")
     assert auto.mode == "raw" and Counter(c.source for c in auto.chosen.values()) == {"raw": 262}
-    with pytest.raises(WeightSourceError, match=r"--weights ema needs EMA values, but checkpoint genuine\.ckpt has no"):
+    with pytest.raises(WeightSourceError, match=r"--value-source ema needs EMA values, but checkpoint genuine\.ckpt has no"):
         choose(plain, genuine_expected, "ema", "raw", "genuine.ckpt")
     # an EMA checkpoint (V3's ema/) holds EMA values under the plain names
     ema = choose(plain, genuine_expected, "auto", "ema", "model-1")
@@ -275,7 +275,7 @@ def test_auto_picks_raw_without_shadows_and_ema_refuses(values, tmp_path):
     assert guide.counts.mode == "raw"
     for r in guide.records:
         assert r.key == r.name and guide.arrays[r.key].tobytes() == reader.get_tensor(r.name).tobytes()
-    with pytest.raises(WeightSourceError, match=r"--weights ema needs EMA values, but checkpoint .* has no /ExponentialMovingAverage shadows"):
+    with pytest.raises(WeightSourceError, match=r"--value-source ema needs EMA values, but checkpoint .* has no /ExponentialMovingAverage shadows"):
         build_layer_guide(prefix, V, "ema")
 
 
@@ -464,11 +464,11 @@ def _cli(argv, capsys):
 
 
 def test_cli_extracts_and_reports(archive, tmp_path, capsys):
-    code, out, err = _cli([SMALL, "--archive", str(archive), "--weights", "raw", "--out", str(tmp_path)], capsys)
+    code, out, err = _cli([SMALL, "--archive", str(archive), "--value-source", "raw", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     assert ("262 weights (262 raw) from the combined checkpoint mobilenet_v2_0.35_96.ckpt; ignored 316 optimizer "
             "slot(s), 1 global_step, 158 unselected") in out
-    assert load_layer_guide(tmp_path / SMALL).weights == "raw"
+    assert load_layer_guide(tmp_path / SMALL).value_source == "raw"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -568,7 +568,7 @@ def test_family_missing_extra_and_wrong_shape_are_all_named(family_ckpt, tmp_pat
     gone = [names[5], names[-1]]  # a BN variable and the logits bias
     kernel = next(n for n in names if n.endswith("/weights") and "Logits" not in n)
     bad = np.zeros((1, 1, 3, 5), np.float32)
-    extra = f"{variant.spec.scope}/Conv2d_99/weights"
+    extra = f"{variant.family.scope}/Conv2d_99/weights"
     ckpt = variant_of(values, tmp_path, drop=gone + [g + EMA for g in gone],
                       add={kernel: bad, kernel + EMA: bad, extra: bad, extra + "/RMSProp": bad})
     with pytest.raises(CheckpointMismatchError) as exc:
@@ -576,7 +576,7 @@ def test_family_missing_extra_and_wrong_shape_are_all_named(family_ckpt, tmp_pat
     assert exc.value.missing == sorted(gone)
     assert exc.value.unexpected == sorted([extra, extra + "/RMSProp"])
     assert [n for n, *_ in exc.value.wrong_shape] == [kernel, kernel + EMA]
-    assert variant.spec.title in str(exc.value) and all(g in str(exc.value) for g in gone)
+    assert variant.family.title in str(exc.value) and all(g in str(exc.value) for g in gone)
 
 
 def test_v3_ema_checkpoint_is_preferred_and_named(tmp_path):
@@ -591,8 +591,8 @@ def test_v3_ema_checkpoint_is_preferred_and_named(tmp_path):
         assert guide.arrays[r.key].tobytes() == ema.get_tensor(r.name).tobytes()
         assert guide.arrays[r.key].tobytes() == pristine.get_tensor(r.name + EMA).tobytes()
     raw = load_layer_guide(extract(variant, archive=fixtures.cached_archive(variant.name), out_dir=tmp_path / "raw",
-                                   weights="raw"))
+                                   value_source="raw"))
     assert raw.provenance.checkpoint == f"{variant.stem}/pristine/model.ckpt-{variant.step}"
     assert raw.counts.by_source == {"raw": len(raw.records)}
-    with pytest.raises(WeightSourceError, match="--weights raw needs the training values"):
+    with pytest.raises(WeightSourceError, match="--value-source raw needs the training values"):
         build_layer_guide(fixtures.cached_checkpoint(variant.name, role="ema"), variant, "raw")

@@ -23,7 +23,7 @@ def test_extract_load_verify_scripts(name, tmp_path, capsys):
     code, out, err = run_main(extract_weights.main, [v.stem + ".tgz", "--archive", str(archive), "--out", str(work)],
                               capsys)
     assert code == 0, err
-    role = "ema" if v.family == "v3" else "combined"
+    role = "ema" if v.family_key == "v3" else "combined"
     assert f"from the {role} checkpoint" in out and "(0 raw)" not in out
     code, out, err = run_main(load_weights.main, [name, "--guide", str(work / name / "layer_guide.p"),
                                                   "--out", str(weights)], capsys)
@@ -34,11 +34,11 @@ def test_extract_load_verify_scripts(name, tmp_path, capsys):
     assert code == 0, err + out
     assert out.startswith(f"{name}: PASS")
     [record] = json.loads((results / "test_results.json").read_text())
-    assert record["family"] == v.family and record["passed"] is True and record["inputs"] == 2
+    assert record["family"] == v.family_key and record["passed"] is True and record["inputs"] == 2
     assert record["archive_pin"] == ("no pin" if v.sha256 is None else "differs")
-    if v.family == "v3":
+    if v.family_key == "v3":
         assert "gate_1/6: max|dlogit|" in out and record["reference"] == "ckpt_meta"
     else:
         assert record["reference"] == "eval_pbtxt" and record["rewrites"] == {}
     md = (results / "PARITY.md").read_text()
-    assert f"## {v.spec.title}" in md and f"| {name} | pass |" in md
+    assert f"## {v.family.title}" in md and f"| {name} | pass |" in md

@@ -176,7 +176,7 @@ def test_factory_archive_downloads_verifies_extracts_and_is_cached(served, cache
     assert list(result.extracted.glob(f"{V.stem}.ckpt.data-*"))
     assert (result.extracted / ".complete").read_text().strip() == want
     assert find_checkpoint(result.extracted, V) == (result.extracted / f"{V.stem}.ckpt",
-                                                    V.spec.layout.checkpoints[0])
+                                                    V.family.layout.checkpoints[0])
     assert not list(cache.rglob("*.part"))
     entry = json.loads(lock.read_text())[V.archive_filename]
     assert entry["sha256"] == want and entry["size"] == factory_archive.stat().st_size
@@ -473,7 +473,7 @@ def test_every_manifest_pin_matches_the_genuine_archive_list():
         if want_size is not None:
             assert v.size == want_size, f"{v.name}: manifest size {v.size} != {GENUINE_TSV.name} {want_size}"
             sized += 1
-        checked[v.family] += 1
+        checked[v.family_key] += 1
     assert checked == {"v1": 16, "v2": 22, "v3": 4}
     in_manifest = {v.archive_filename for v in default_manifest()}
     assert sized == sum(size is not None for name, (_, size) in rows if name in in_manifest)

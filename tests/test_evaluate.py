@@ -69,7 +69,7 @@ def slim_logits(variant, files) -> np.ndarray:
     assert graph_def is not None
     prefix, _ = find_checkpoint(root, variant, "ema")
     batch = np.stack([ev_pre.preprocess_file(f, variant.rows, "slim") for f in files])
-    logits = run_graph(graph_def, batch, checkpoint_feeds(graph_def, str(prefix)).slim, variant.spec.nodes.logits)
+    logits = run_graph(graph_def, batch, checkpoint_feeds(graph_def, str(prefix)).slim, variant.family.nodes.logits)
     return np.asarray(logits).reshape(len(files), -1)[:, variant.label_offset:]
 
 
@@ -97,7 +97,7 @@ def setup(tmp_path_factory):
         out[name] = {"variant": v, "archive": archive, "dataset": dataset,
                      "files": [candidates[i] for i in keep], "labels": [int(labels[i]) for i in keep]}
     v = resolve(V2)
-    convert_guide(load_layer_guide(extract(v, archive=out[V2]["archive"], weights="raw", out_dir=base / "work_raw")),
+    convert_guide(load_layer_guide(extract(v, archive=out[V2]["archive"], value_source="raw", out_dir=base / "work_raw")),
                   v, base / "weights_raw")
     return {"base": base, "weights": base / "weights", "weights_raw": base / "weights_raw", "candidates": candidates,
             **out}
@@ -166,7 +166,7 @@ def test_slim_graph_scores_100_and_converted_the_same(setup, evaluated, name):
     # under keras preprocessing the inputs differ; both models still agree with each other (V3 to within a
     # couple of images: slim's SE gate constant 0.16667 differs from keras' 1/6)
     k_conv, k_slim = recs[(v.name, "converted", "keras")]["top1"], recs[(v.name, "slim", "keras")]["top1"]
-    assert abs(k_conv - k_slim) <= (10.0 if v.family == "v3" else 0.0)
+    assert abs(k_conv - k_slim) <= (10.0 if v.family_key == "v3" else 0.0)
     md = (results / ev_rec.ACCURACY_MD).read_text()
     assert "| name | model | preprocessing |" in md and md.count(f"| {v.name} |") == 4
     assert f"| {v.name} | converted | slim | {IMAGES} | 100.00 | {100 - v.top1:+.2f} |" in md  # Δ vs published

@@ -45,11 +45,11 @@ CONSTRUCTORS = {"mobilenet_v1_0.25_128": "MobileNet", "0.35_96": "MobileNetV2",
 @pytest.mark.parametrize("name", sorted(KERAS_NAMES))
 def test_keras_file_names_from_the_templates_are_keras_own(name):
     variant = resolve(name)
-    assert variant.spec.keras_files(variant) == KERAS_NAMES[name]
+    assert variant.family.keras_files(variant) == KERAS_NAMES[name]
 
 
 def test_every_v3_variant_is_among_keras_weight_files():
-    v3 = [v for v in default_manifest() if v.family == "v3"]
+    v3 = [v for v in default_manifest() if v.family_key == "v3"]
     assert len(v3) == 6 and all(v.name in KERAS_NAMES for v in v3)
 
 
@@ -58,7 +58,7 @@ def test_constructor_names_are_keras_applications(name):
     import keras
 
     variant = resolve(name)
-    assert variant.spec.keras_constructor(variant) == CONSTRUCTORS[name]
+    assert variant.family.keras_constructor(variant) == CONSTRUCTORS[name]
     assert callable(getattr(keras.applications, CONSTRUCTORS[name]))
 
 
@@ -79,4 +79,4 @@ def test_a_sibling_family_is_a_change_of_data():
 def test_lookup_tables_reject_a_value_outside_them():
     """A name part looked up from a field validates that field (V3's kind)."""
     variant = dataclasses.replace(resolve("v3-large_224_1.0_float"), kind="medium")
-    assert variant.spec.validate(variant) == "field 'kind' is 'medium'; valid kinds: large, small"
+    assert variant.family.validate(variant) == "field 'kind' is 'medium'; valid kinds: large, small"

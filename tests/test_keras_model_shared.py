@@ -36,9 +36,9 @@ def constructor_model(v, include_top: bool, **kwargs):
     named as in the legacy files, so the two files can be compared whole)."""
     apps, shape = keras.applications, (v.rows, v.rows, 3)
     common = dict(alpha=float(v.alpha), input_shape=shape, include_top=include_top, classes=1000, **kwargs)
-    if v.family == "v1":
+    if v.family_key == "v1":
         return apps.MobileNet(**common)
-    if v.family == "v2":
+    if v.family_key == "v2":
         return apps.MobileNetV2(**common)
     ctor = apps.MobileNetV3Large if v.kind == "large" else apps.MobileNetV3Small
     return ctor(minimalistic=v.minimalistic, **common)
@@ -105,7 +105,7 @@ def test_the_architecture_is_every_field_a_constructor_reads_but_rows():
         v = resolve(name)
         proxy = Recording(v)
         keras.backend.clear_session()
-        v.spec.keras_model(proxy, True, classifier_activation=None)
+        v.family.keras_model(proxy, True, classifier_activation=None)
         assert "rows" in proxy.read and proxy.read - {"rows"} <= set(ARCHITECTURE_FIELDS), (name, proxy.read)
 
 
@@ -118,8 +118,8 @@ def test_one_model_serves_every_resolution_of_an_architecture():
     release()
     # the 44 variants: V1 16 -> 4 alphas, V2 22 -> 6 alphas, V3 6 -> 6 architectures (the manifest's tables)
     variants = default_manifest().variants
-    by_family = {f: {architecture(v) for v in variants if v.family == f} for f in ("v1", "v2", "v3")}
-    assert {f: sum(v.family == f for v in variants) for f in by_family} == {"v1": 16, "v2": 22, "v3": 6}
+    by_family = {f: {architecture(v) for v in variants if v.family_key == f} for f in ("v1", "v2", "v3")}
+    assert {f: sum(v.family_key == f for v in variants) for f in by_family} == {"v1": 16, "v2": 22, "v3": 6}
     assert {f: len(archs) for f, archs in by_family.items()} == {"v1": 4, "v2": 6, "v3": 6}
 
 

@@ -90,9 +90,9 @@ def applications_model(module, v, include_top: bool, weights: str):
     """The keras.applications constructor call a user makes for a variant (``module``: keras or tf_keras)."""
     apps = module.applications
     shape = (v.rows, v.rows, 3)
-    if v.family == "v1":
+    if v.family_key == "v1":
         return apps.MobileNet(alpha=float(v.alpha), input_shape=shape, include_top=include_top, weights=weights)
-    if v.family == "v2":
+    if v.family_key == "v2":
         return apps.MobileNetV2(alpha=float(v.alpha), input_shape=shape, include_top=include_top, weights=weights)
     ctor = apps.MobileNetV3Large if v.kind == "large" else apps.MobileNetV3Small
     return ctor(alpha=float(v.alpha), minimalistic=v.minimalistic, input_shape=shape, include_top=include_top,
@@ -103,12 +103,12 @@ def assert_model_equals_checkpoint(model, reader, variant, include_top: bool) ->
     """Every weight of a loaded model equals, bit for bit, the checkpoint tensor it must come from (the
     EMA value: a shadow when there is one); the head with slim's background class 0 dropped. Returns the count."""
     names = set(reader.get_variable_to_shape_map())
-    head = ORACLES[variant.family][2]
+    head = ORACLES[variant.family_key][2]
     n = 0
     for layer in model.layers:
         for w in layer.weights:
             leaf = w.name.split("/")[-1]
-            tf_name = oracle_tf_name(variant.family, layer.name, leaf)
+            tf_name = oracle_tf_name(variant.family_key, layer.name, leaf)
             want = reader.get_tensor(tf_name + EMA if tf_name + EMA in names else tf_name)
             if layer.name in head:
                 want = want[..., variant.label_offset:]
@@ -157,7 +157,7 @@ def test_keras3_loads_both_files_bit_for_bit(converted):
         keras.backend.clear_session()
     assert counts[True] == converted["guide"].counts.consumed
     # the no-top model lacks the head's 2 weights (and V3's conv_2 kernel and bias)
-    assert counts[True] - counts[False] == (4 if v.family == "v3" else 2)
+    assert counts[True] - counts[False] == (4 if v.family_key == "v3" else 2)
 
 
 def test_tf_keras_loads_both_files_bit_for_bit(converted):
@@ -200,19 +200,19 @@ def test_outputs_sidecar_and_sums(converted):
     assert f'weights="{v.keras_weights}"' in card and "Apache License 2.0" in card
     assert "not verified yet" in card and "not evaluated" in card
     side = json.loads(written.sidecar.read_text())
-    assert side["variant"] == v.name and side["family"] == v.family
+    assert side["variant"] == v.name and side["family"] == v.family_key
     assert side["provenance"]["archive_sha256"] == sha256_file(converted["archive"])
     assert side["provenance"]["pin"] == v.sha256 and side["provenance"]["pin_status"] == (
         "no pin" if v.sha256 is None else "differs")  # factory archives never match a genuine pin
     n = guide.counts.consumed
-    by_source = {"ema": 158, "raw": 104} if v.family == "v2" else {"ema": n}  # V1/V3: every value is an EMA value
+    by_source = {"ema": 158, "raw": 104} if v.family_key == "v2" else {"ema": n}  # V1/V3: every value is an EMA value
     assert side["weights"] == {"requested": "auto", "mode": "ema", "by_source": by_source}
-    assert side["provenance"]["checkpoint_role"] == ("ema" if v.family == "v3" else "combined")
+    assert side["provenance"]["checkpoint_role"] == ("ema" if v.family_key == "v3" else "combined")
     assert side["files"] == {v.keras_weights: sums[v.keras_weights], v.keras_weights_no_top: sums[v.keras_weights_no_top]}
     assert side["versions"]["keras"] == keras.__version__ and side["versions"]["tensorflow"] == tf.__version__
     assert side["card"]["published"] == {"macs_m": v.macs_m, "params_m": v.params_m, "top1": v.top1, "top5": v.top5}
     assert side["card"]["url"] == v.url and "parity" not in side
-    assert guide.counts.consumed == len(guide.records) == {"v2": 262, "v1": 137}.get(v.family, n)
+    assert guide.counts.consumed == len(guide.records) == {"v2": 262, "v1": 137}.get(v.family_key, n)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ DOC = json.loads((PROJECT_ROOT / "manifests" / "mobilenet_v2.json").read_text())
 
 def test_manifests_hold_the_44_official_float_variants():
     m = default_manifest()
-    assert len(m) == 44 and [len([v for v in m if v.family == f]) for f in ("v1", "v2", "v3")] == [16, 22, 6]
+    assert len(m) == 44 and [len([v for v in m if v.family_key == f]) for f in ("v1", "v2", "v3")] == [16, 22, 6]
     v1 = m.resolve("mobilenet_v1_0.5_160")
     assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"
     assert (v1.keras_weights, v1.keras_weights_no_top) == ("mobilenet_5_0_160_tf.h5", "mobilenet_5_0_160_tf_no_top.h5")

@@ -38,7 +38,7 @@ def _mirror(tmp: Path, names: list[str]) -> Path:
 
 
 def _options(tmp: Path, **kw) -> pipeline.Options:
-    base = dict(cache=tmp / "cache", work=tmp / "work", weights=tmp / "weights", results=tmp / "results",
+    base = dict(cache=tmp / "cache", work=tmp / "work", weights_dir=tmp / "weights", results=tmp / "results",
                 lock=tmp / "checksums.lock.json", quiet=True, ignore_pins=True)
     return pipeline.Options(**{**base, **kw})
 
@@ -70,7 +70,7 @@ def test_end_to_end_parity_report(e2e):
         assert r.no_top_passed is True
         assert r.frozen == "ema"
         assert r.archive_source.startswith("http://127.0.0.1:")
-        if v.family == "v3":  # two figures: the graph as it is, and with the SE gate constant set to 1/6
+        if v.family_key == "v3":  # two figures: the graph as it is, and with the SE gate constant set to 1/6
             assert r.reference == "ckpt_meta" and r.reference_checkpoint == f"{v.stem}/ema/model-{v.step}"
             assert r.max_abs_dlogit <= 1e-3 * max(1.0, r.max_abs_ref_logit)
             gate = r.rewrites["gate_1/6"]
@@ -81,7 +81,7 @@ def test_end_to_end_parity_report(e2e):
         else:
             assert r.reference == "eval_pbtxt" and r.rewrites == {}
             assert r.max_abs_dlogit <= 1e-4 * max(1.0, r.max_abs_ref_logit)
-            n = {"v1": {"ema": 137, "raw": 0}, "v2": {"ema": 158, "raw": 104}}[v.family]
+            n = {"v1": {"ema": 137, "raw": 0}, "v2": {"ema": 158, "raw": 104}}[v.family_key]
             assert r.reference_sources == n
             assert r.weight_source == ", ".join(f"{k} {c}" for k, c in sorted(n.items()) if c)
     # test_results.p carries the original converter's keys; PARITY.md has one row per variant
@@ -93,11 +93,11 @@ def test_end_to_end_parity_report(e2e):
     assert all(f"## {t}" in table for t in ("MobileNetV1", "MobileNetV2", "MobileNetV3"))
     for name in CI_VARIANTS:  # every converted variant has a model card carrying its parity figures
         v = resolve(name)
-        side = json.loads((opts.weights / (Path(v.keras_weights).stem + ".json")).read_text())
+        side = json.loads((opts.weights_dir / (Path(v.keras_weights).stem + ".json")).read_text())
         assert side["parity"]["passed"] is True and side["parity"]["max_abs_dlogit"] == records[name].max_abs_dlogit
-        card = (opts.weights / (Path(v.keras_weights).stem + "_card.md")).read_text()
+        card = (opts.weights_dir / (Path(v.keras_weights).stem + "_card.md")).read_text()
         assert f"- pass: max |Δlogit| {records[name].max_abs_dlogit:.2e}" in card
-        assert ("gate_1/6" in card) == (v.family == "v3")
+        assert ("gate_1/6" in card) == (v.family_key == "v3")
 
 
 @pytest.mark.parametrize("name", CI_VARIANTS)
@@ -111,7 +111,7 @@ def test_converted_h5_matches_the_archives_frozen_graph(e2e, name):
     opts = e2e["opts"]
     member, logits = {"v1": ("{stem}_frozen.pb", "MobilenetV1/Logits/SpatialSqueeze:0"),
                       "v2": ("{stem}_frozen.pb", "MobilenetV2/Logits/output:0"),
-                      "v3": ("{stem}/{stem}.pb", "MobilenetV3/Logits/output:0")}[v.family]
+                      "v3": ("{stem}/{stem}.pb", "MobilenetV3/Logits/output:0")}[v.family_key]
     frozen = opts.cache / "extracted" / name / member.format(stem=v.stem)
     graph_def = tf.compat.v1.GraphDef.FromString(frozen.read_bytes())
     x = np.random.default_rng(123).uniform(-1, 1, (3, v.rows, v.rows, 3)).astype(np.float32)
@@ -120,10 +120,10 @@ def test_converted_h5_matches_the_archives_frozen_graph(e2e, name):
         tf.compat.v1.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
         slim = sess.run(logits, {"input:0": x})
-    apps, shape, path = keras.applications, (v.rows, v.rows, 3), str(opts.weights / v.keras_weights)
-    if v.family == "v1":
+    apps, shape, path = keras.applications, (v.rows, v.rows, 3), str(opts.weights_dir / v.keras_weights)
+    if v.family_key == "v1":
         model = apps.MobileNet(alpha=float(v.alpha), input_shape=shape, weights=path, classifier_activation=None)
-    elif v.family == "v2":
+    elif v.family_key == "v2":
         model = apps.MobileNetV2(alpha=float(v.alpha), input_shape=shape, weights=path, classifier_activation=None)
     else:
         ctor = apps.MobileNetV3Large if v.kind == "large" else apps.MobileNetV3Small
@@ -133,7 +133,7 @@ def test_converted_h5_matches_the_archives_frozen_graph(e2e, name):
     keras.backend.clear_session()
     assert slim.shape == (3, 1001) and ours.shape == (3, 1000)
     # V3's frozen graph keeps slim's gate constant 0.16667 (keras: 1/6): the as-is bound is 1e-3
-    bound = 1e-3 if v.family == "v3" else 1e-4
+    bound = 1e-3 if v.family_key == "v3" else 1e-4
     assert np.abs(slim[:, 1:] - ours).max() <= bound * max(1.0, np.abs(slim).max())
     assert np.array_equal(slim[:, 1:].argmax(1), ours.argmax(1))
 
@@ -145,7 +145,7 @@ def test_rerun_is_a_no_op(e2e):
 
 
 def test_keras_outputs_are_legacy_h5_with_sidecars(e2e):
-    weights = e2e["opts"].weights
+    weights = e2e["opts"].weights_dir
     for name in CI_VARIANTS:
         v = resolve(name)
         with h5py.File(weights / v.keras_weights, "r") as f:
@@ -167,7 +167,7 @@ def _verify(cache: Path, name: str, weights_dir: Path):
 def test_raw_weights_fail_parity(tmp_path):
     """A deliberately wrong conversion (raw values where slim evaluates EMA shadows) is caught."""
     with serve_directory(_mirror(tmp_path, ["0.35_96"])) as url:
-        rows = pipeline.run([resolve("0.35_96")], _options(tmp_path, mirror=url, weight_choice="raw"))
+        rows = pipeline.run([resolve("0.35_96")], _options(tmp_path, mirror=url, value_source="raw"))
     (row,) = rows
     assert row.passed is False and row.error is None
     record = report.load_results(tmp_path / "results")[0]
@@ -181,7 +181,7 @@ def test_bn_gamma_beta_swap_fails_parity(e2e, tmp_path):
     weights = tmp_path / "weights"  # a copy of the passing conversion, with one BN layer's gamma and beta swapped
     weights.mkdir()
     for name in (v.keras_weights, v.keras_weights_no_top):
-        shutil.copyfile(e2e["opts"].weights / name, weights / name)
+        shutil.copyfile(e2e["opts"].weights_dir / name, weights / name)
     with h5py.File(weights / v.keras_weights, "r+") as f:
         group = f["block_5_project_BN"]
         names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
@@ -201,7 +201,7 @@ def test_a_no_top_file_that_differs_from_the_top_file_fails(e2e, tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()
     for name in (v.keras_weights, v.keras_weights_no_top):
-        shutil.copyfile(e2e["opts"].weights / name, weights / name)
+        shutil.copyfile(e2e["opts"].weights_dir / name, weights / name)
     with h5py.File(weights / v.keras_weights_no_top, "r+") as f:
         group = f["block_3_project_BN"]
         gamma = group[[n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]][0]]
@@ -268,7 +268,7 @@ def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path, capsys):
     # the script runs as a script (its --help exits before importing TF); the cases run in this process
     usage = subprocess.run([sys.executable, "verify.py", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert usage.returncode == 0 and "--archive" in usage.stdout, usage.stderr
-    code, out, err = run_main(verify.main, ["0.35_96", "--archive", str(archive), "--weights-dir", str(opts.weights),
+    code, out, err = run_main(verify.main, ["0.35_96", "--archive", str(archive), "--weights-dir", str(opts.weights_dir),
                                             "--results", str(results)], capsys)
     assert code == 0 and "0.35_96: PASS" in out, err
     after = {r.name: r for r in report.load_results(results)}
@@ -281,9 +281,9 @@ def test_verify_cli_updates_one_row_and_keeps_the_others(e2e, tmp_path, capsys):
     assert code == 2 and "converted weights not found" in err
     # without --archive and without a download cache: the checkpoint named in the weights' sidecar
     code, out, err = run_main(verify.main, ["0.35_96", "--cache", str(tmp_path / "no-cache"), "--weights-dir",
-                                            str(opts.weights), "--results", str(results)], capsys)
+                                            str(opts.weights_dir), "--results", str(results)], capsys)
     assert code == 0 and "0.35_96: PASS" in out, err
-    code, _, err = run_main(verify.main, ["0.35_96", "--random-inputs", "0", "--weights-dir", str(opts.weights),
+    code, _, err = run_main(verify.main, ["0.35_96", "--random-inputs", "0", "--weights-dir", str(opts.weights_dir),
                                           "--archive", str(archive), "--results", str(results)], capsys)
     assert code == 2 and "error: --random-inputs 0: give at least one input" in err
 
@@ -296,7 +296,7 @@ def test_reference_falls_back_to_the_ckpt_meta_graph(e2e, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
     (model_dir / f"{v.stem}_eval.pbtxt").unlink()
-    record = parity.verify(v, model_dir, e2e["opts"].weights)
+    record = parity.verify(v, model_dir, e2e["opts"].weights_dir)
     assert record.reference == "ckpt_meta"
     assert record.passed is True
     assert record.max_abs_dlogit <= record.tolerance
@@ -311,7 +311,7 @@ def test_an_archive_without_an_inference_graph_is_checked_against_its_frozen_gra
     shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
     for meta in model_dir.rglob("*.meta"):
         meta.unlink()
-    record = parity.verify(v, model_dir, e2e["opts"].weights)
+    record = parity.verify(v, model_dir, e2e["opts"].weights_dir)
     assert record.reference == "frozen_pb" and record.frozen == "is the reference"
     assert record.reference_sources == {} and record.reference_checkpoint is None
     gate = record.rewrites["gate_1/6"]
@@ -340,7 +340,7 @@ def test_converted_1_0_224_matches_the_genuine_2018_eval_graph(e2e, reference_di
     model_dir = tmp_path / "model"
     shutil.copytree(download.extracted_dir(e2e["opts"].cache, v), model_dir)
     shutil.copyfile(reference_dir / f"{v.stem}_eval.pbtxt", model_dir / f"{v.stem}_eval.pbtxt")
-    record = parity.verify(v, model_dir, e2e["opts"].weights, images=e2e["images"])
+    record = parity.verify(v, model_dir, e2e["opts"].weights_dir, images=e2e["images"])
     assert record.reference == "eval_pbtxt"
     assert record.reference_sources == {"ema": 158, "raw": 104}
     assert record.passed is True and record.top1_agree == record.inputs

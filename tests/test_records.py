@@ -67,21 +67,21 @@ def test_one_variant_writes_each_output_once(tmp_path, writes):
     v = resolve(NAME)
     stem = Path(v.keras_weights).stem
     with serve_directory(fixtures.publish([NAME], tmp_path / "mirror")) as url:
-        opts = pipeline.Options(cache=tmp_path / "cache", work=tmp_path / "work", weights=tmp_path / "weights",
+        opts = pipeline.Options(cache=tmp_path / "cache", work=tmp_path / "work", weights_dir=tmp_path / "weights",
                                 results=tmp_path / "results", lock=tmp_path / "lock.json", quiet=True,
                                 ignore_pins=True, mirror=url)
         writes.clear()  # the mirror's archive is not the pipeline's
         (row,) = pipeline.run([v], opts)
         assert row.passed and row.stage_status == {"extract": "ran", "write_h5": "ran", "verify": "ran"}
         # the .h5 files by keras_weights; the sidecar, card and SHA256SUMS by cards: each exactly once
-        assert _under(writes, opts.weights) == Counter({
+        assert _under(writes, opts.weights_dir) == Counter({
             (v.keras_weights, "convert.keras_weights"): 1, (v.keras_weights_no_top, "convert.keras_weights"): 1,
             (f"{stem}.json", "convert.cards"): 1, (f"{stem}_card.md", "convert.cards"): 1,
             ("SHA256SUMS", "convert.cards"): 1})
         results = _under(writes, opts.results)
         assert {who for _, who in results} == {"convert.report"}
         assert sorted(results.values()) == [1, 1, 1]  # test_results.json, test_results.p, PARITY.md
-        sidecar = json.loads((opts.weights / f"{stem}.json").read_text())
+        sidecar = json.loads((opts.weights_dir / f"{stem}.json").read_text())
         assert sidecar["parity"]["passed"] is True and sidecar["files"].keys() == {v.keras_weights,
                                                                                     v.keras_weights_no_top}
 
@@ -89,13 +89,13 @@ def test_one_variant_writes_each_output_once(tmp_path, writes):
         opts.seed = 1
         (row,) = pipeline.run([v], opts)
         assert row.stage_status == {"extract": "skipped", "write_h5": "skipped", "verify": "ran"}
-        assert _under(writes, opts.weights) == Counter({
+        assert _under(writes, opts.weights_dir) == Counter({
             (f"{stem}.json", "convert.cards"): 1, (f"{stem}_card.md", "convert.cards"): 1,
             ("SHA256SUMS", "convert.cards"): 1})
 
         writes.clear()  # all up to date: nothing in weights/ is touched
         pipeline.run([v], opts)
-        assert _under(writes, opts.weights) == Counter()
+        assert _under(writes, opts.weights_dir) == Counter()
         assert {who for _, who in _under(writes, opts.results)} == {"convert.report"}
 
 

@@ -6,7 +6,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..env import PROJECT_ROOT
+from ..env import PROJECT_ROOT, env_setting
 from ..errors import UserError
 from ..fsutil import atomic_write_bytes, file_lock
 from .records import DownloadError
@@ -21,7 +21,7 @@ class ChecksumLock:
     serialised across threads and processes by an ``fcntl`` lock on ``<lock>.flock``."""
 
     def __init__(self, path: str | os.PathLike | None = None):
-        self.path = Path(path or os.environ.get(LOCK_ENV) or DEFAULT_LOCK)
+        self.path = Path(path or env_setting(LOCK_ENV) or DEFAULT_LOCK)
 
     def read(self) -> dict:
         try:

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..env import default_cache
+from ..env import default_cache, env_setting
 from ..errors import UserError
 from ..manifest import ManifestError, UnknownVariantError, default_manifest
 from .checksum_lock import CACHE_LOCK_NAME, LOCK_ENV, lock_for
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download, verify (size and sha256) and extract MobileNet checkpoint archives into a cache.")
     p.add_argument("names", nargs="+", metavar="NAME",
                    help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) or 'all'")
-    p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV), metavar="URL",
+    p.add_argument("--mirror", default=env_setting(MIRROR_ENV), metavar="URL",
                    help=f"base URL (http(s)://, file://) or directory holding the archives; default ${MIRROR_ENV}")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                    help="cache directory (default: <project>/cache or $MOBILENET_CACHE); archives land in DIR/archives/")

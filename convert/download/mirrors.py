@@ -6,6 +6,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from ..env import env_setting
 from ..errors import UserError
 from ..manifest import Variant
 
@@ -42,5 +43,5 @@ def file_url_path(url: str) -> Path:
 
 def source_url(variant: Variant, mirror: str | None = None) -> str:
     """The manifest URL, or the mirror (argument, else ``$MOBILENET_MIRROR``) + the archive file name."""
-    base = normalize_mirror(mirror if mirror is not None else os.environ.get(MIRROR_ENV))
+    base = normalize_mirror(mirror if mirror is not None else env_setting(MIRROR_ENV))
     return f"{base}/{variant.archive_filename}" if base else variant.url

@@ -42,7 +42,7 @@ def _record(variant: Variant, s: Scorer, dataset: Dataset, wall: float, unreadab
         published_top1=variant.top1, published_top5=variant.top5,
         images_per_s=s.images / s.seconds if s.seconds else None,
         pipeline_images_per_s=s.images / wall if wall else None, unreadable=list(unreadable),
-        family=variant.family, stem=variant.stem, dataset=str(dataset.root), layout=dataset.layout,
+        family=variant.family_key, stem=variant.stem, dataset=str(dataset.root), layout=dataset.layout,
         batch_size=batch_size, evaluated_at=now)
 
 

@@ -69,14 +69,14 @@ def keras_scorers(variant: Variant, model: str, preprocessings, weights: str) ->
     once and shared by every preprocessing. Under keras preprocessing it gets what keras' own
     ``preprocess_input`` gives (V3's model rescales 0..255 itself); under slim preprocessing, the [-1, 1]
     input mapped onto the model's input range."""
-    predict = _compiled(variant.spec.keras_model(variant, True, weights=weights, classifier_activation=None))
-    takes_pixels = tuple(variant.spec.keras_input_range) == (0.0, 255.0)
+    predict = _compiled(variant.family.keras_model(variant, True, weights=weights, classifier_activation=None))
+    takes_pixels = tuple(variant.family.keras_input_range) == (0.0, 255.0)
     scorers = []
     for p in preprocessings:
         if p == "keras":
             fn = predict if takes_pixels else (lambda x: predict(to_unit_range(x)))
         else:
-            fn = lambda x: predict(to_keras_input(x, variant.spec.keras_input_range))  # noqa: E731
+            fn = lambda x: predict(to_keras_input(x, variant.family.keras_input_range))  # noqa: E731
         scorers.append(Scorer(model, p, fn))
     return scorers
 
@@ -120,7 +120,7 @@ def cached_archive_graph(model_dir: Path, variant: Variant):
 
 def slim_scorers(stack: contextlib.ExitStack, variant: Variant, model_dir: Path, preprocessings) -> list[Scorer]:
     """The archive's own slim graph, restored as parity restores it (one session for all preprocessings)."""
-    nodes = variant.spec.nodes
+    nodes = variant.family.nodes
     try:
         choice = choose_reference(model_dir, variant, cached_archive_graph)
         feeds = None if choice.checkpoint is None else checkpoint_feeds(choice.graph_def, str(choice.checkpoint)).slim

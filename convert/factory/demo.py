@@ -29,7 +29,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     variants = default_manifest().select(args.names)
     root = args.cache or default_cache() / "demo"
     # factory archives cannot match the genuine pins: checked against the demo's own lock file instead
-    opts = _options(args, cache=root, work=root / "work", weights=root / "weights",
+    opts = _options(args, cache=root, work=root / "work", weights_dir=root / "weights",
                     lock=root / "checksums.lock.json", ignore_pins=True)
     if not args.quiet:
         print(f"factory archives for {len(variants)} variant(s): built on first use (~10 s each, {args.jobs} at a "

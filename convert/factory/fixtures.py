@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..archive import fill
-from ..env import PROJECT_ROOT, quiet_tf
+from ..env import PROJECT_ROOT, env_setting, quiet_tf
 from ..families.base import BN_LEAVES, MOVING_STATS, CheckpointFile, has_bn, kernel_leaf
 from ..fsutil import file_lock
 from ..manifest import default_manifest
@@ -60,7 +60,7 @@ def layer_variables(layer: FactoryLayer) -> dict[str, tuple[tuple[int, ...], boo
 def model_variables(variant) -> dict[str, tuple[tuple[int, ...], bool]]:
     """Every model variable of the slim graph (what the eval graph holds): name -> (shape, trainable)."""
     out: dict[str, tuple[tuple[int, ...], bool]] = {}
-    for layer in factory_of(variant.family).layers(variant):
+    for layer in factory_of(variant.family_key).layers(variant):
         out.update(layer_variables(layer))
     return out
 
@@ -85,7 +85,7 @@ def checkpoint_variables(variant, role: str | None = None) -> dict[str, tuple[tu
 
 def _checkpoint_file(variant, role: str | None) -> tuple[CheckpointFile, CheckpointRecipe]:
     """The layout's checkpoint of ``role`` (default: the first) and the factory's recipe for it."""
-    files, recipes = variant.spec.layout.checkpoints, factory_of(variant.family).checkpoints
+    files, recipes = variant.family.layout.checkpoints, factory_of(variant.family_key).checkpoints
     for cf in files:
         if cf.role == (role or files[0].role):
             return cf, recipes[cf.role]
@@ -119,7 +119,7 @@ def build_eval_graph(variant):
     variables, specs = {}, model_variables(variant)
     with graph.as_default():
         x = v1.placeholder(tf.float32, [None, variant.rows, variant.rows, 3],
-                           name=variant.spec.nodes.input.split(":")[0])
+                           name=variant.family.nodes.input.split(":")[0])
 
         def weight(name):
             if name not in variables:
@@ -131,7 +131,7 @@ def build_eval_graph(variant):
                                                  use_resource=False)
             return variables[name]
 
-        factory_of(variant.family).forward(tf, x, variant, weight, _inference_bn(tf, weight))
+        factory_of(variant.family_key).forward(tf, x, variant, weight, _inference_bn(tf, weight))
     missing = sorted(set(specs) - set(variables))
     assert not missing, f"{variant.name}: forward() never read {missing}"
     return graph, variables
@@ -158,7 +158,7 @@ def _calibrated_bn_statistics(variant, values: dict[str, np.ndarray], rng) -> di
             b = f"{scope}/BatchNorm/"
             return (x - mean) * tf.math.rsqrt(var + BN_EPSILON) * values[b + "gamma"] + values[b + "beta"]
 
-        factory_of(variant.family).forward(tf, tf.constant(batch), variant, lambda name: tf.constant(values[name]),
+        factory_of(variant.family_key).forward(tf, tf.constant(batch), variant, lambda name: tf.constant(values[name]),
                                            batch_norm)
         with tf.compat.v1.Session(graph=graph) as sess:
             return sess.run(stats)
@@ -265,7 +265,7 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
     import tensorflow as tf
 
     v1 = tf.compat.v1
-    layout, nodes = variant.spec.layout, variant.spec.nodes
+    layout, nodes = variant.family.layout, variant.family.nodes
     members: list[Path] = []
     ema = ema_values(variant, seed)  # the calibration runs the network once, whatever the layout holds
     restored = None  # what slim's evaluation restores from the layout's first checkpoint: the frozen values
@@ -358,13 +358,13 @@ def factory_version(family: str) -> str:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("MOBILENET_FIXTURES", PROJECT_ROOT / "cache" / "fixtures"))
+    return Path(env_setting("MOBILENET_FIXTURES") or PROJECT_ROOT / "cache" / "fixtures")
 
 
 def cached_dir(name: str, seed: int = 0) -> Path:
     """The cache folder of a (variant, seed), built on first use: ``<model>.tgz`` and ``<model>/`` members."""
     variant = default_manifest().resolve(name)
-    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family)}"
+    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family_key)}"
     if not (folder / variant.archive_filename).exists():
         # one builder at a time per (variant, seed): test workers and demo runs share this cache
         with file_lock(cache_root() / f".{variant.stem}-seed{seed}.lock"):
@@ -395,7 +395,7 @@ def cached_checkpoint(name: str, seed: int = 0, role: str | None = None) -> str:
 
 def is_cached(name: str, seed: int = 0) -> bool:
     variant = default_manifest().resolve(name)
-    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family)}"
+    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family_key)}"
     return (folder / variant.archive_filename).exists()
 
 
