@@ -88,34 +88,41 @@ def test_expected_set_is_the_genuine_1_0_224_table(reference_dir):
 
 
 
-@pytest.mark.parametrize("family, tf_name, layer, weight, block, kind", [
-    ("v2", "MobilenetV2/Conv/weights", "Conv1", "kernel", None, "conv"),
-    ("v2", "MobilenetV2/Conv/BatchNorm/moving_variance", "bn_Conv1", "moving_variance", None, "conv"),
-    ("v2", "MobilenetV2/expanded_conv/depthwise/depthwise_weights", "expanded_conv_depthwise", "kernel", None, "depthwise"),
-    ("v2", "MobilenetV2/expanded_conv/project/BatchNorm/beta", "expanded_conv_project_BN", "beta", None, "conv"),
-    ("v2", "MobilenetV2/expanded_conv_1/expand/weights", "block_1_expand", "kernel", 1, "conv"),
-    ("v2", "MobilenetV2/expanded_conv_16/project/BatchNorm/gamma", "block_16_project_BN", "gamma", 16, "conv"),
-    ("v2", "MobilenetV2/Conv_1/weights", "Conv_1", "kernel", None, "conv"),
-    ("v2", "MobilenetV2/Conv_1/BatchNorm/moving_mean", "Conv_1_bn", "moving_mean", None, "conv"),
-    ("v2", "MobilenetV2/Logits/Conv2d_1c_1x1/weights", "predictions", "kernel", None, "head"),
-    ("v2", "MobilenetV2/Logits/Conv2d_1c_1x1/biases", "predictions", "bias", None, "head"),
-    ("v1", "MobilenetV1/Conv2d_0/weights", "conv1", "kernel", None, "conv"),
-    ("v1", "MobilenetV1/Conv2d_0/BatchNorm/gamma", "conv1_bn", "gamma", None, "conv"),
-    ("v1", "MobilenetV1/Conv2d_13_depthwise/depthwise_weights", "conv_dw_13", "kernel", 13, "depthwise"),
-    ("v1", "MobilenetV1/Conv2d_7_pointwise/BatchNorm/moving_mean", "conv_pw_7_bn", "moving_mean", 7, "conv"),
-    ("v1", "MobilenetV1/Logits/Conv2d_1c_1x1/biases", "conv_preds", "bias", None, "head"),
-    ("v3", "MobilenetV3/Conv/weights", "conv", "kernel", None, "conv"),
-    ("v3", "MobilenetV3/expanded_conv/squeeze_excite/Conv/biases", "expanded_conv_squeeze_excite_conv", "bias", None,
-     "conv_bias"),
-    ("v3", "MobilenetV3/expanded_conv_11/squeeze_excite/Conv_1/weights", "expanded_conv_11_squeeze_excite_conv_1",
-     "kernel", 11, "conv_bias"),
-    ("v3", "MobilenetV3/expanded_conv_2/expand/BatchNorm/beta", "expanded_conv_2_expand_bn", "beta", 2, "conv"),
-    ("v3", "MobilenetV3/expanded_conv_5/depthwise/depthwise_weights", "expanded_conv_5_depthwise", "kernel", 5,
-     "depthwise"),
-    ("v3", "MobilenetV3/Conv_1/BatchNorm/moving_variance", "conv_1_bn", "moving_variance", None, "conv"),
-    ("v3", "MobilenetV3/Conv_2/biases", "conv_2", "bias", None, "conv_bias"),
-    ("v3", "MobilenetV3/Logits/Conv2d_1c_1x1/weights", "logits", "kernel", None, "head"),
-])
+# family, TF variable, Keras layer, Keras weight, block (- for none), layer kind
+NAME_TABLE_CASES = """
+v2  MobilenetV2/Conv/weights Conv1 kernel - conv
+v2  MobilenetV2/Conv/BatchNorm/moving_variance bn_Conv1 moving_variance - conv
+v2  MobilenetV2/expanded_conv/depthwise/depthwise_weights expanded_conv_depthwise kernel - depthwise
+v2  MobilenetV2/expanded_conv/project/BatchNorm/beta expanded_conv_project_BN beta - conv
+v2  MobilenetV2/expanded_conv_1/expand/weights block_1_expand kernel 1 conv
+v2  MobilenetV2/expanded_conv_16/project/BatchNorm/gamma block_16_project_BN gamma 16 conv
+v2  MobilenetV2/Conv_1/weights Conv_1 kernel - conv
+v2  MobilenetV2/Conv_1/BatchNorm/moving_mean Conv_1_bn moving_mean - conv
+v2  MobilenetV2/Logits/Conv2d_1c_1x1/weights predictions kernel - head
+v2  MobilenetV2/Logits/Conv2d_1c_1x1/biases predictions bias - head
+v1  MobilenetV1/Conv2d_0/weights conv1 kernel - conv
+v1  MobilenetV1/Conv2d_0/BatchNorm/gamma conv1_bn gamma - conv
+v1  MobilenetV1/Conv2d_13_depthwise/depthwise_weights conv_dw_13 kernel 13 depthwise
+v1  MobilenetV1/Conv2d_7_pointwise/BatchNorm/moving_mean conv_pw_7_bn moving_mean 7 conv
+v1  MobilenetV1/Logits/Conv2d_1c_1x1/biases conv_preds bias - head
+v3  MobilenetV3/Conv/weights conv kernel - conv
+v3  MobilenetV3/expanded_conv/squeeze_excite/Conv/biases expanded_conv_squeeze_excite_conv bias - conv_bias
+v3  MobilenetV3/expanded_conv_11/squeeze_excite/Conv_1/weights expanded_conv_11_squeeze_excite_conv_1 kernel 11 conv_bias
+v3  MobilenetV3/expanded_conv_2/expand/BatchNorm/beta expanded_conv_2_expand_bn beta 2 conv
+v3  MobilenetV3/expanded_conv_5/depthwise/depthwise_weights expanded_conv_5_depthwise kernel 5 depthwise
+v3  MobilenetV3/Conv_1/BatchNorm/moving_variance conv_1_bn moving_variance - conv
+v3  MobilenetV3/Conv_2/biases conv_2 bias - conv_bias
+v3  MobilenetV3/Logits/Conv2d_1c_1x1/weights logits kernel - head
+"""
+
+
+def _name_cases():
+    for line in NAME_TABLE_CASES.strip().splitlines():
+        family, tf_name, layer, weight, block, kind = line.split()
+        yield family, tf_name, layer, weight, None if block == "-" else int(block), kind
+
+
+@pytest.mark.parametrize("family, tf_name, layer, weight, block, kind", list(_name_cases()))
 def test_name_table_both_directions(family, tf_name, layer, weight, block, kind):
     t = keras_target(family, tf_name)
     assert (t.layer, t.weight, t.block, t.kind) == (layer, weight, block, kind)
