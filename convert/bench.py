@@ -34,13 +34,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import download, pipeline, timing
+from . import download, pipeline, report, timing
 from .factory import fixtures
 from .archive import fill
 from .cli import run_cli
 from .env import PROJECT_ROOT, default_cache, quiet_tf
 from .errors import UserError
-from .fsutil import atomic_write_bytes
 from .manifest import Variant, default_manifest
 from .records import RunRow
 from .factory.serve import serve_directory
@@ -554,10 +553,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--jobs must be >= 1 and --baseline >= 0, got {args.jobs} and {args.baseline}")
     result = run_bench(args.names, args.cache or default_cache() / "bench", args.jobs, args.baseline, args.seed,
                        args.quiet)
-    report = render(result)
-    atomic_write_bytes(args.results / "bench.json", result.to_json().encode())
-    atomic_write_bytes(args.results / "BENCH.md", report.encode())
-    print(report)
+    markdown = render(result)
+    report.write_bench(args.results, result.to_json(), markdown)
+    print(markdown)
     return 0
 
 

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .evaluate.records import (ACCURACY_JSON, ACCURACY_MD, LOCK_NAME, AccuracyRecord, load_accuracy, merge,
+                               render_accuracy)
 from .families import FAMILIES
 from .fsutil import atomic_write_bytes, file_lock
 from .manifest import default_manifest
@@ -119,10 +121,6 @@ def render_markdown(rows: list[ParityRecord]) -> str:
     return "\n".join(out + (["Failures:"] + errors if errors else [])) + "\n"
 
 
-# ----------------------------------------------------------------------------- accuracy (convert evaluate)
-# Kept in one block with its import, so that it merges as one piece.
-from .evaluate.records import (ACCURACY_JSON, ACCURACY_MD, LOCK_NAME, AccuracyRecord,  # noqa: E402
-                               load_accuracy, merge, render_accuracy)
 
 
 def write_accuracy(results_dir: str | Path, records: list[AccuracyRecord]) -> list[AccuracyRecord]:
@@ -135,3 +133,14 @@ def write_accuracy(results_dir: str | Path, records: list[AccuracyRecord]) -> li
                            (json.dumps([r.to_json() for r in rows], indent=2, sort_keys=True) + "\n").encode())
         atomic_write_bytes(results_dir / ACCURACY_MD, render_accuracy(rows).encode())
     return rows
+
+
+BENCH_JSON, BENCH_MD = "bench.json", "BENCH.md"
+
+
+def write_bench(results_dir: str | Path, result_json: str, markdown: str) -> None:
+    """``results_dir/bench.json`` and ``BENCH.md`` of one ``convert bench`` run (atomic writes): the only writer
+    of both."""
+    results_dir = Path(results_dir)
+    atomic_write_bytes(results_dir / BENCH_JSON, result_json.encode())
+    atomic_write_bytes(results_dir / BENCH_MD, markdown.encode())
