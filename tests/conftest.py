@@ -15,17 +15,6 @@ from convert.env import env_setting  # noqa: E402
 REFERENCE_DIR = Path(env_setting("MOBILENET_REFERENCE") or Path(__file__).parent / "data" / "genuine")
 
 
-# Test files, longest first (seconds measured with `make test`, 2026-11-23): `make test` hands whole files
-# to its two processes in this order, so the long ones start first and neither process idles at the end.
-FILE_ORDER = ["test_pipeline.py", "test_keras_weights.py", "test_checkpoint.py", "test_evaluate.py",
-              "test_bench.py", "test_fixtures.py", "test_download.py", "test_cli_families.py", "test_manifest.py"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(FILE_ORDER)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "genuine: reads the vendored genuine release artifacts (tests/data/genuine)")
 
