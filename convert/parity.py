@@ -20,7 +20,8 @@ from .archive import fill, find_checkpoint, frozen_graph
 from .env import quiet_tf
 from .fsutil import sha256_file
 from .keras_model import legacy_weights, model_for
-from .families.base import to_keras_input
+from .families.base import CheckpointFile, to_keras_input
+from .manifest import Variant
 from .records import Comparison, Digests, ParityRecord, RewriteFigures, Source
 from .timing import stage, timed
 
@@ -223,6 +224,35 @@ def archive_graph(model_dir: Path, variant):
     return None, None, None
 
 
+@dataclass(frozen=True)
+class ReferenceChoice:
+    """The reference graph of an extraction: the first inference graph of the layout, fed slim's evaluation
+    values from the EMA checkpoint, or, when there is none, the frozen graph (values inside, nothing fed).
+    Parity's :func:`slim_reference` and ``convert evaluate``'s slim scorer both start here."""
+
+    graph_def: object  # a tf GraphDef
+    kind: str  # eval_pbtxt | ckpt_meta | graph_pb | frozen_pb
+    path: Path
+    checkpoint: Path | None  # the checkpoint prefix to feed slim's values from; None for the frozen graph
+    checkpoint_file: CheckpointFile | None
+
+
+def choose_reference(model_dir: str | Path, variant: Variant, inference_graph=archive_graph) -> ReferenceChoice:
+    """The reference graph of the extraction ``model_dir``. ``inference_graph(model_dir, variant)`` returns
+    ``(graph_def, kind, path)`` or ``(None, None, None)`` (default :func:`archive_graph`; a caller may memoise
+    it). Raises FileNotFoundError when there is no reference graph, or no checkpoint to feed it."""
+    graph_def, kind, path = inference_graph(model_dir, variant)
+    if graph_def is not None:
+        prefix, cf = find_checkpoint(model_dir, variant, "ema")
+        return ReferenceChoice(graph_def, kind, path, prefix, cf)
+    frozen = frozen_graph(model_dir, variant)
+    if not frozen.exists():
+        raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
+                                f"{', '.join(variant.family.layout.reference_graphs)} is an inference graph "
+                                f"and {frozen.name} is missing")
+    return ReferenceChoice(load_graph_def(frozen), "frozen_pb", frozen, None, None)
+
+
 def _timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -327,21 +357,16 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
     inference graph) on ``batch``, and the frozen graph for the cross-check; with the raw values too
     when the frozen graph does not match slim's evaluation values (does it hold the raw ones?)."""
     nodes = variant.family.nodes
-    graph_def, kind, graph_path = archive_graph(model_dir, variant)
-    frozen_path = frozen_graph(model_dir, variant)
+    choice = choose_reference(model_dir, variant)
+    graph_def, frozen_path = choice.graph_def, frozen_graph(model_dir, variant)
     outputs = [nodes.logits, nodes.pooled]
-    if graph_def is None:
-        if not frozen_path.exists():
-            raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
-                                    f"{', '.join(variant.family.layout.reference_graphs)} is an inference graph "
-                                    f"and {frozen_path.name} is missing")
-        graph_def = load_graph_def(frozen_path)
+    if choice.checkpoint is None:  # the frozen graph is the reference
         with graph_session(graph_def, nodes.input) as run:
             run(batch[:1], None, outputs)  # warm-up with the same fetches, outside the timed run
             (logits, pooled), seconds = _timed(lambda: run(batch, None, outputs))
-        return SlimReference(graph_def, "frozen_pb", frozen_path, None, {}, None, logits, pooled, seconds, None, None)
-    prefix, cf = find_checkpoint(model_dir, variant, "ema")
-    feeds = checkpoint_feeds(graph_def, str(prefix))
+        return SlimReference(graph_def, choice.kind, choice.path, None, {}, None, logits, pooled, seconds, None, None)
+    kind, graph_path, cf = choice.kind, choice.path, choice.checkpoint_file
+    feeds = checkpoint_feeds(graph_def, str(choice.checkpoint))
     frozen = raw = None
     with graph_session(graph_def, nodes.input) as run:
         run(batch[:1], feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run

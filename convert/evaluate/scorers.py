@@ -2,7 +2,7 @@
 
 * ``converted`` / ``keras-imagenet``: the family's keras.applications model (an .h5 path, or Keras'
   own ``weights="imagenet"``), built once and shared by every preprocessing;
-* ``slim``: the archive's reference graph as :func:`convert.reference.choose_reference` chooses it
+* ``slim``: the archive's reference graph as :func:`convert.parity.choose_reference` chooses it
   (fed slim's evaluation values: EMA), one session for every preprocessing. Parsed graphs are kept in a
   small cache keyed by the reference file's content (a ``.pbtxt`` takes seconds to parse).
 """
@@ -20,8 +20,7 @@ from ..errors import UserError
 from ..families.base import to_keras_input
 from ..fsutil import sha256_file
 from ..manifest import Variant
-from ..parity import archive_graph, checkpoint_feeds, graph_session
-from ..reference import choose_reference
+from ..parity import archive_graph, checkpoint_feeds, choose_reference, graph_session
 from .preprocess import to_unit_range
 
 GRAPH_CACHE_SIZE = 3
