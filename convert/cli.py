@@ -8,12 +8,11 @@ from typing import Callable
 
 from .env import quiet_tf  # noqa: F401  (re-exported for the scripts)
 from .errors import ConversionError, UserError
+from .manifest import ManifestError, UnknownVariantError
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
     """Run ``main`` and turn known errors into a message on stderr plus a non-zero exit code."""
-    from .manifest import ManifestError, UnknownVariantError
-
     try:
         code = main(argv)
     except (UserError, ConversionError, ManifestError, UnknownVariantError, OSError) as exc:

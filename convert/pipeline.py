@@ -14,11 +14,14 @@ import functools
 import gc
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
 import traceback
 from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -397,9 +400,6 @@ class _Workers:
         self.pool, self.futures, self.suspects = None, {}, []
 
     def _new_pool(self, size: int | None = None):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         size = size or self.size
         threads = max(1, (os.cpu_count() or 1) // size)  # each worker's share of the cores for TF
         return ProcessPoolExecutor(max_workers=size, initializer=self.init, initargs=(threads,),
@@ -415,8 +415,6 @@ class _Workers:
 
     def submit_group(self, items: list) -> None:
         """Convert ``items`` one after another in one worker (:class:`_Groups`)."""
-        from concurrent.futures.process import BrokenProcessPool
-
         self.pool = self.pool or self._new_pool()
         try:
             future = self.pool.submit(_convert_group, self.fn, items, self.opts)
@@ -429,11 +427,6 @@ class _Workers:
     def finished(self, block: bool):
         """(item, row) of each finished conversion; with ``block``, until none is left (the variants of a
         broken pool last, each alone)."""
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
-        from . import timing
-
         while self.futures:
             ready, _ = wait(self.futures, timeout=None if block else 0, return_when=FIRST_COMPLETED)
             if not ready:
