@@ -6,7 +6,7 @@ import sys
 from .cli import run_cli
 
 COMMANDS = {
-    "run": ("convert.pipeline", "main", "download -> extract -> load -> verify for variants (or 'all')"),
+    "run": ("convert.pipeline", "main", "download -> extract -> write_h5 -> verify for variants (or 'all')"),
     "demo": ("convert.factory.demo", "demo_main", "offline demo over factory archives served on loopback"),
     "download": ("convert.download", "main", "download, verify and extract archives into the cache"),
     "bench": ("convert.bench", "main", "time the pipeline per stage against the floor and a naive baseline"),
