@@ -23,7 +23,9 @@ def test_manifests_hold_the_85_official_variants():
     keys = ("v1", "v2", "v3", "v1-quant", "v2-quant", "v3-quant")
     assert len(m) == 85 and [len([v for v in m if v.family_key == f]) for f in keys] == [16, 22, 6, 16, 22, 3]
     v1 = m.resolve("mobilenet_v1_0.5_160")
-    assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"
+    assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_08_02/mobilenet_v1_0.5_160.tgz"
+    assert [a.url for a in v1.alternatives] == [
+        "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"]
     assert (v1.keras_weights, v1.keras_weights_no_top) == ("mobilenet_5_0_160_tf.h5", "mobilenet_5_0_160_tf_no_top.h5")
     v3 = m.resolve("v3-large-minimalistic_224_1.0_float.tgz")
     assert (v3.kind, v3.minimalistic, v3.step, v3.sha256) == ("large", True, 342500, None)
