@@ -108,3 +108,14 @@ def test_models_to_load_cli_json_table_and_errors():
     assert bad.returncode == 2 and "valid: 1.4, 1.3, 1.0, 0.75, 0.5, 0.35" in bad.stderr and "Traceback" not in bad.stderr
     bad = _run("--family", "v4")
     assert bad.returncode == 2 and "--family 'v4' is not a family; valid: v1, v2, v3" in bad.stderr
+
+
+def test_family_selectors_cover_the_quantized_families_and_unknown_names_get_close_matches():
+    m = default_manifest()
+    assert len(m.select(["all"])) == 85
+    assert [len(m.select([key])) for key in ("v1-quant", "v2-quant", "v3-quant")] == [16, 22, 3]
+    assert {v.family_key for v in m.select(["v2-quant", "v3"])} == {"v2-quant", "v3"}
+    with pytest.raises(UnknownVariantError, match=r"unknown variant 'v2-qaunt'; closest: v2-quant"):
+        m.select(["v2-qaunt"])
+    with pytest.raises(UnknownVariantError, match=r"closest: quantized_v2_224_140"):
+        m.select(["quantized_v2_224_14"])
