@@ -18,11 +18,14 @@ ALPHAS = ("1.4", "1.3", "1.0", "0.75", "0.5", "0.35")
 DOC = json.loads((PROJECT_ROOT / "manifests" / "mobilenet_v2.json").read_text())  # the V2 manifest
 
 
-def test_manifests_hold_the_44_official_float_variants():
+def test_manifests_hold_the_85_official_variants():
     m = default_manifest()
-    assert len(m) == 44 and [len([v for v in m if v.family_key == f]) for f in ("v1", "v2", "v3")] == [16, 22, 6]
+    keys = ("v1", "v2", "v3", "v1-quant", "v2-quant", "v3-quant")
+    assert len(m) == 85 and [len([v for v in m if v.family_key == f]) for f in keys] == [16, 22, 6, 16, 22, 3]
     v1 = m.resolve("mobilenet_v1_0.5_160")
-    assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"
+    assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_08_02/mobilenet_v1_0.5_160.tgz"
+    assert [a.url for a in v1.alternatives] == [
+        "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"]
     assert (v1.keras_weights, v1.keras_weights_no_top) == ("mobilenet_5_0_160_tf.h5", "mobilenet_5_0_160_tf_no_top.h5")
     v3 = m.resolve("v3-large-minimalistic_224_1.0_float.tgz")
     assert (v3.kind, v3.minimalistic, v3.step, v3.sha256) == ("large", True, 342500, None)
@@ -65,7 +68,7 @@ def _bad(mutate):
 @pytest.mark.parametrize("mutate, expected", [
     (lambda d: d["variants"][2].update(colour="red"), r"variants\[2\] \(1\.0_224\): unknown key\(s\) \['colour'\]"),
     (lambda d: d["variants"].append(copy.deepcopy(d["variants"][0])), r"variants\[22\] \(1\.4_224\): duplicate variant"),
-    (lambda d: d.update(family="v4"), r"top-level field 'family' is 'v4'; valid: v1, v2, v3"),
+    (lambda d: d.update(family="v4"), r"top-level field 'family' is 'v4'; valid: v1, v2, v3, v1-quant, v2-quant, v3-quant"),
     (lambda d: d["variants"][0].update(alpha="1.2"), r"variants\[0\] \(1\.2_224\): field 'alpha' is '1\.2'; valid alphas"),
     (lambda d: d["variants"][3].update(rows=200), r"variants\[3\] \(1\.0_200\): field 'rows' is 200; valid rows"),
     (lambda d: d["variants"][1].update(url="storage/mobilenet_v2_1.3_224.tgz"), r"variants\[1\] \(1\.3_224\): field 'url' is not"),
@@ -86,7 +89,7 @@ def test_models_to_load_filters_and_json():
     assert [v.name for v in models_to_load.models_to_load(alpha="0.5", family="v2")] == [
         f"0.5_{r}" for r in (224, 192, 160, 128, 96)]
     assert [v.name for v in models_to_load.models_to_load(rows=224, family="v2")] == [f"{a}_224" for a in ALPHAS]
-    assert len(models_to_load.models_to_load(rows=224)) == 4 + 6 + 6
+    assert len(models_to_load.models_to_load(rows=224)) == 4 + 6 + 6 + 4 + 6 + 3  # float, then quantized families
 
 
 def _run(*args):
@@ -105,3 +108,39 @@ def test_models_to_load_cli_json_table_and_errors():
     assert bad.returncode == 2 and "valid: 1.4, 1.3, 1.0, 0.75, 0.5, 0.35" in bad.stderr and "Traceback" not in bad.stderr
     bad = _run("--family", "v4")
     assert bad.returncode == 2 and "--family 'v4' is not a family; valid: v1, v2, v3" in bad.stderr
+
+
+def test_family_selectors_cover_the_quantized_families_and_unknown_names_get_close_matches():
+    m = default_manifest()
+    assert len(m.select(["all"])) == 85
+    assert [len(m.select([key])) for key in ("v1-quant", "v2-quant", "v3-quant")] == [16, 22, 3]
+    assert {v.family_key for v in m.select(["v2-quant", "v3"])} == {"v2-quant", "v3"}
+    with pytest.raises(UnknownVariantError, match=r"unknown variant 'v2-qaunt'; closest: v2-quant"):
+        m.select(["v2-qaunt"])
+    with pytest.raises(UnknownVariantError, match=r"closest: quantized_v2_224_140"):
+        m.select(["quantized_v2_224_14"])
+
+
+V1_DOC = json.loads((PROJECT_ROOT / "manifests" / "mobilenet_v1.json").read_text())
+
+
+@pytest.mark.parametrize("alternative, message", [
+    ({"url": "http://example.org/other_name.tgz"}, "must be an http(s)/file URL of the same file name"),
+    ({"url": "http://example.org/mobilenet_v1_1.0_224.tgz", "sha256": "ABC"}, "'sha256' must be 64 lowercase hex"),
+    ({"url": "http://example.org/mobilenet_v1_1.0_224.tgz", "size": 0}, "'size' must be a positive byte count"),
+    ({"sha256": None}, "keys must be 'url' (required)"),
+    ("http://example.org/mobilenet_v1_1.0_224.tgz", "expected an object"),
+])
+def test_alternatives_are_validated(alternative, message):
+    doc = copy.deepcopy(V1_DOC)
+    doc["variants"][0]["alternatives"] = [alternative]
+    with pytest.raises(ManifestError, match=r"variants\[0\].*alternatives\[0\].*" + re.escape(message)):
+        parse_manifest(doc)
+
+
+def test_alternatives_are_typed_records_tried_after_the_primary():
+    v = parse_manifest(copy.deepcopy(V1_DOC)).resolve("mobilenet_v1_1.0_224")
+    assert v.urls[0] == (v.url, v.sha256, v.size)
+    assert [type(a).__name__ for a in v.alternatives] == ["Alternative"]
+    assert v.urls[1] == (v.alternatives[0].url, v.alternatives[0].sha256, v.alternatives[0].size)
+    assert "2018_02_22" in v.urls[1][0] and "2018_08_02" in v.urls[0][0]
