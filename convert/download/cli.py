@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m convert download",
         description="Download, verify (size and sha256) and extract MobileNet checkpoint archives into a cache.")
     p.add_argument("names", nargs="+", metavar="NAME",
-                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) or 'all'")
+                   help="variants (1.0_224, mobilenet_v1_0.25_128, quantized_v2_224_100, v3-large_224_1.0_uint8), "
+                        "a family (v1, v2, v3, v1-quant, v2-quant, v3-quant) or 'all'")
     p.add_argument("--mirror", default=env_setting(MIRROR_ENV), metavar="URL",
                    help=f"base URL (http(s)://, file://) or directory holding the archives; default ${MIRROR_ENV}")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
