@@ -163,8 +163,9 @@ def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset:
     for key, typ in required.items():
         if key not in entry:
             raise ManifestError(f"{where}: missing field '{key}'")
-        nullable = key in fam.nullable_fields
-        _check_type(where, key, entry[key], (*(typ if isinstance(typ, tuple) else (typ,)), type(None)) if nullable else typ)
+        if key in fam.nullable_fields:
+            typ = (*(typ if isinstance(typ, tuple) else (typ,)), type(None))
+        _check_type(where, key, entry[key], typ)
     for key, typ in _COMMON_OPTIONAL.items():
         if key in entry:
             _check_type(where, key, entry[key], typ)

@@ -119,3 +119,28 @@ def test_family_selectors_cover_the_quantized_families_and_unknown_names_get_clo
         m.select(["v2-qaunt"])
     with pytest.raises(UnknownVariantError, match=r"closest: quantized_v2_224_140"):
         m.select(["quantized_v2_224_14"])
+
+
+V1_DOC = json.loads((PROJECT_ROOT / "manifests" / "mobilenet_v1.json").read_text())
+
+
+@pytest.mark.parametrize("alternative, message", [
+    ({"url": "http://example.org/other_name.tgz"}, "must be an http(s)/file URL of the same file name"),
+    ({"url": "http://example.org/mobilenet_v1_1.0_224.tgz", "sha256": "ABC"}, "'sha256' must be 64 lowercase hex"),
+    ({"url": "http://example.org/mobilenet_v1_1.0_224.tgz", "size": 0}, "'size' must be a positive byte count"),
+    ({"sha256": None}, "keys must be 'url' (required)"),
+    ("http://example.org/mobilenet_v1_1.0_224.tgz", "expected an object"),
+])
+def test_alternatives_are_validated(alternative, message):
+    doc = copy.deepcopy(V1_DOC)
+    doc["variants"][0]["alternatives"] = [alternative]
+    with pytest.raises(ManifestError, match=r"variants\[0\].*alternatives\[0\].*" + re.escape(message)):
+        parse_manifest(doc)
+
+
+def test_alternatives_are_typed_records_tried_after_the_primary():
+    v = parse_manifest(copy.deepcopy(V1_DOC)).resolve("mobilenet_v1_1.0_224")
+    assert v.urls[0] == (v.url, v.sha256, v.size)
+    assert [type(a).__name__ for a in v.alternatives] == ["Alternative"]
+    assert v.urls[1] == (v.alternatives[0].url, v.alternatives[0].sha256, v.alternatives[0].size)
+    assert "2018_02_22" in v.urls[1][0] and "2018_08_02" in v.urls[0][0]

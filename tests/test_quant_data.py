@@ -270,3 +270,11 @@ def test_a_range_the_walk_names_but_the_checkpoint_lacks_is_an_error(quant_check
     prefix, _ = quant_checkpoint
     with pytest.raises(ConversionError, match="lacks 1 quantization range variable.*MobilenetV2/Conv_1/act_quant/min"):
         build_layer_guide(prefix, resolve("quantized_v2_96_35"), twin_ranges=(*RANGES, "MobilenetV2/Conv_1/act_quant/min"))
+
+
+def test_layout_checkpoints_lists_the_discovered_prefixes(tmp_path):
+    v = resolve("v3-small_224_1.0_uint8")
+    prefix = LAYOUTS[v.name][0]
+    assert archive.layout_checkpoints(touch(tmp_path, prefix + ".index", prefix + DATA), v) == [
+        (tmp_path / prefix, v.family.layout.checkpoints[0])]
+    assert archive.layout_checkpoints(tmp_path / "empty", v) == []

@@ -43,5 +43,5 @@ from .session import make_session
 __all__ = ["CACHE_LOCK_NAME", "COMPLETE_MARKER", "DEFAULT_LOCK", "LOCK_ENV", "MIRROR_ENV", "ChecksumLock", "DownloadError",
            "FetchFailure", "FetchResult", "NetOptions", "SizeMismatch", "archive_path", "build_parser", "check_archive",
            "extract_archive", "extract_fetched", "extracted_dir", "fetch", "fetch_iter", "fetch_many", "lock_for",
-           "main", "make_session", "mirror_base", "normalize_mirror", "Source", "source_url", "sources", "TransferFailed",
-           "Unavailable", "verify_members"]
+           "main", "make_session", "mirror_base", "normalize_mirror", "Source", "source_url", "sources",
+           "TransferFailed", "Unavailable", "verify_members"]

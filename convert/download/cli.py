@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if not args.quiet and not isinstance(r, FetchFailure):
             state = "downloaded" if r.downloaded else "cached"
+            alternative = r.source in {a.url for a in r.variant.alternatives}
+            served = f"; served by the alternative {r.source}" if alternative else ""
             print(f"ok  {r.variant.name:<9} {state:<10} {r.archive}  sha256 {r.sha256[:16]}… "
-                  f"(checked against the {r.checked_against})")
+                  f"(checked against the {r.checked_against}){served}")
     if failed:  # one line per failed archive, saying why
         print(f"error: {len(failed)} of {len(results)} archive(s) failed:", file=sys.stderr)
         for f in failed:

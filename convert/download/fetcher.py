@@ -82,7 +82,8 @@ def _fetch_locked(variant, cache_dir, srcs, lock, final, session, quiet, extract
             served = matching[0]
         else:
             moved = move_to_quarantine(final, cache_dir, sha)
-            says = "; ".join(f"{origin} of {src.url} says {' or '.join(sorted(want))}" for src, want, origin in wanted if want)
+            says = "; ".join(f"{origin} says {' or '.join(sorted(want))} ({src.url})"
+                             for src, want, origin in wanted if want)
             _notice(f"warning: cached {label} has sha256 {sha}, but {says}; moved to {moved}")
             sha = None
     if sha is None:

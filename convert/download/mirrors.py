@@ -64,7 +64,8 @@ class Source:
 
 def sources(variant: Variant, mirror: str | None = None) -> list[Source]:
     """The URLs to try, in order: the mirror alone (which may hold any release of the file: every pin is
-    accepted when each release is pinned, else the lock checks it), else the manifest's primary URL, then each alternative, each with its own pin."""
+    accepted when each release is pinned, else the lock checks it), else the manifest's primary URL, then
+    each alternative, each with its own pin."""
     base = mirror_base(mirror)
     pins = variant.urls
     if base:
