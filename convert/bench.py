@@ -36,7 +36,7 @@ from pathlib import Path
 
 from . import download, pipeline, report, timing
 from .factory import fixtures
-from .archive import fill
+from .archive import layout_checkpoints
 from .cli import run_cli
 from .env import PROJECT_ROOT, default_cache, quiet_tf
 from .errors import UserError
@@ -242,8 +242,8 @@ def floor_seconds(variants: list[Variant], archives: dict[str, Path]) -> float:
             with tarfile.open(archives[v.name], "r:gz") as tar:
                 for member in tar:  # one pass over the gzip stream (extractall would rewind it once)
                     tar.extract(member, tmp, filter="data")
-            for cf in v.family.layout.checkpoints:
-                reader = tf.train.load_checkpoint(str(Path(tmp) / fill(cf.prefix, v)))
+            for prefix, _ in layout_checkpoints(tmp, v):
+                reader = tf.train.load_checkpoint(str(prefix))
                 for name in reader.get_variable_to_shape_map():
                     reader.get_tensor(name)
     return time.perf_counter() - start

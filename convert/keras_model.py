@@ -29,12 +29,14 @@ INPUT_LAYER = "input_1"  # the input layer name in the legacy (Keras 2) weight f
 
 # The variant fields a family's Keras constructor reads besides ``rows`` (tested against every family):
 # variants equal in these have models with the same layers and weights.
-ARCHITECTURE_FIELDS = ("family_key", "alpha", "kind", "minimalistic", "classes", "label_offset")
+ARCHITECTURE_FIELDS = ("alpha", "kind", "minimalistic", "classes", "label_offset")
 
 
 def architecture(variant) -> tuple:
-    """What the variant's Keras model (its layers and weights) depends on: everything but the rows."""
-    return tuple((field, getattr(variant, field)) for field in ARCHITECTURE_FIELDS)
+    """What the variant's Keras model (its layers and weights) depends on: the keras.applications family (a
+    quantized family's float sibling: its float .h5 files are that constructor's) and every field but the rows."""
+    keras_family = variant.family.float_family or variant.family_key
+    return (("family", keras_family), *((field, getattr(variant, field)) for field in ARCHITECTURE_FIELDS))
 
 
 @timed("keras build")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import fill, find_checkpoint, frozen_graph
+from .archive import find_checkpoint, frozen_graph, reference_graphs
 from .env import quiet_tf
 from .fsutil import sha256_file
 from .keras_model import legacy_weights, model_for
@@ -209,10 +209,7 @@ def archive_graph(model_dir: Path, variant):
     (graph_def, kind, path) or (None, None, None) when there is none (the frozen graph is then the reference)."""
     import tensorflow as tf
 
-    for template in variant.family.layout.reference_graphs:
-        path = Path(model_dir) / fill(template, variant)
-        if not path.is_file():
-            continue
+    for path in reference_graphs(model_dir, variant):
         if path.suffix == ".meta":
             meta_graph = tf.compat.v1.MetaGraphDef()
             meta_graph.ParseFromString(path.read_bytes())
@@ -381,7 +378,8 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
     if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
         ema = len(feeds.sources)
     sources = {"ema": ema, "raw": len(feeds.sources) - ema}
-    return SlimReference(graph_def, kind, graph_path, feeds, sources, fill(cf.prefix, variant), logits, pooled,
+    checkpoint = Path(choice.checkpoint).relative_to(model_dir).as_posix()  # as found (layouts may discover it)
+    return SlimReference(graph_def, kind, graph_path, feeds, sources, checkpoint, logits, pooled,
                          seconds, frozen, raw)
 
 

@@ -32,6 +32,7 @@ from . import guide as guides
 from .archive import VALUE_SOURCES
 from .env import default_cache, env_setting, quiet_tf
 from .errors import UserError
+from .families import FAMILIES
 from .keras_model import architecture
 from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
 from .manifest import Variant, default_manifest
@@ -527,10 +528,10 @@ def _finish(rows: list[RunRow], opts: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert run", description=(
-        "Convert TF-slim MobileNet checkpoints (V1, V2, V3): download -> extract -> write_h5 -> verify, per variant."))
+        "Convert TF-slim MobileNet checkpoints (V1, V2, V3, float and quantization-aware): download -> extract -> write_h5 -> verify, per variant."))
     p.add_argument("names", nargs="+", metavar="NAME",
-                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) "
-                        "or 'all'")
+                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float, quantized_v2_224_100), "
+                        f"a family ({', '.join(FAMILIES)}) or 'all'")
     p.add_argument("--mirror", default=env_setting(download.MIRROR_ENV),
                    help="base URL (http(s)://, file://) or directory replacing the manifest URLs' location")
     p.add_argument("--lock", type=Path, default=None, metavar="PATH", help="checksum lock file")

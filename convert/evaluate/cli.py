@@ -14,6 +14,7 @@ from typing import Iterator
 from .. import cards, report
 from ..cli import run_cli
 from ..env import default_cache, quiet_tf
+from ..families import FAMILIES
 from ..errors import UserError
 from ..extraction import cached_extraction, extracted
 from ..manifest import Variant, default_manifest
@@ -28,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="ImageNet top-1/top-5 of the converted Keras weights and of the archive's own slim graph "
                     "(and, with --compare-keras, of keras.applications' weights=\"imagenet\").")
     p.add_argument("names", nargs="+", metavar="NAME",
-                   help="variants (0.35_96, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) "
-                        "or 'all'")
+                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float, quantized_v2_224_100), "
+                        f"a family ({', '.join(FAMILIES)}) or 'all'")
     p.add_argument("--imagenet-dir", required=True, type=Path, metavar="DIR",
                    help="DIR/<wnid>/*.JPEG (ILSVRC2012 val folder layout), or a flat folder with --labels")
     p.add_argument("--labels", type=Path, metavar="FILE",

@@ -20,7 +20,7 @@ def demo_main(argv: list[str] | None = None) -> int:
         "full pipeline against that mirror. Demo downloads, guides and weights go under --cache "
         "(default cache/demo/), never into weights/."))
     p.add_argument("names", nargs="*", default=["all"], metavar="NAME",
-                   help="variants or families (default: all 44 variants)")
+                   help="variants or families (default: all, every variant of every family)")
     p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                    help="demo downloads, guides, weights and checksum lock (default: <project>/cache/demo/)")
