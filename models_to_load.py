@@ -15,10 +15,17 @@ def models_to_load(alpha: str | None = None, rows: int | None = None, manifest: 
     return load_manifest(manifest).select(["all"], alpha=alpha, rows=rows, family=family)
 
 
+def _figure(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def format_table(variants: list[Variant]) -> str:
+    """One row per variant; ``-`` where the catalogue publishes no figure (V2 quantized top-1: the float
+    sibling's is in the JSON as ``float_sibling_top1``); an unavailable archive's URL is marked so."""
     head = ("name", "family", "alpha", "rows", "MACs(M)", "params(M)", "top-1", "top-5", "url")
-    rows = [(v.name, v.family_key, v.alpha, str(v.rows), str(v.macs_m), f"{v.params_m:.2f}", f"{v.top1:.1f}",
-             "-" if v.top5 is None else f"{v.top5:.1f}", v.url) for v in variants]
+    rows = [(v.name, v.family_key, v.alpha, str(v.rows), _figure(v.macs_m, "d"), _figure(v.params_m, ".2f"),
+             _figure(v.top1, ".1f"), _figure(v.top5, ".1f"), v.url + (" (unavailable)" if v.unavailable else ""))
+            for v in variants]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
@@ -29,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     form = p.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     form.add_argument("--names", action="store_true", help="print only the variant names, one per line")
-    p.add_argument("--family", help="keep only this family (v1 v2 v3)")
+    p.add_argument("--family", help="keep only this family (v1 v2 v3 v1-quant v2-quant v3-quant)")
     p.add_argument("--alpha", help="keep only this width multiplier (e.g. 1.0, 0.75)")
     p.add_argument("--rows", type=int, help="keep only this input resolution (224 192 160 128 96)")
     p.add_argument("--manifest", help="one manifest file (default: every family's, manifests/*.json)")

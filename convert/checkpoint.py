@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import VALUE_SOURCES, find_checkpoint, fill
+from .archive import VALUE_SOURCES, fill, find_checkpoint, member_matches
 from .download import DownloadError, fetch
 from .env import default_cache, quiet_tf
 from .errors import ConversionError
@@ -82,7 +82,9 @@ def normalize_prefix(prefix: str | Path) -> str:
 def _layout_file(prefix: str, variant: Variant):
     """The layout checkpoint a prefix is (by its path's tail), or None."""
     for cf in variant.family.layout.checkpoints:
-        if prefix.endswith("/" + fill(cf.prefix, variant)) or prefix == fill(cf.prefix, variant):
+        template = fill(cf.prefix, variant)
+        depth = template.count("/") + 1
+        if member_matches("/".join(prefix.split("/")[-depth:]), template):
             return cf
     return None
 
@@ -266,7 +268,7 @@ def guide_from_extracted(root: str | Path, variant: Variant, value_source: str =
                          archive_sha256: str | None = None, url: str | None = None) -> LayerGuide:
     """The layer guide of an extracted archive: the layout's checkpoint for ``value_source``, read by name."""
     prefix, cf = find_checkpoint(root, variant, value_source)
-    provenance = Provenance(checkpoint=fill(cf.prefix, variant), checkpoint_role=cf.role,
+    provenance = Provenance(checkpoint=Path(prefix).relative_to(root).as_posix(), checkpoint_role=cf.role,
                             archive=str(Path(archive).resolve()) if archive else None,
                             archive_sha256=archive_sha256, pin=variant.sha256, url=url)
     return build_layer_guide(prefix, variant, value_source, provenance)

@@ -28,7 +28,9 @@ _COMMON = {
     "alpha": str, "rows": int, "macs_m": int, "params_m": _NUMBER, "top1": _NUMBER, "url": str,
     "keras_weights": str, "keras_weights_no_top": str,
 }
-_COMMON_OPTIONAL = {"top5": (*_NUMBER, type(None)), "sha256": (str, type(None)), "size": (int, type(None))}
+_COMMON_OPTIONAL = {"top5": (*_NUMBER, type(None)), "sha256": (str, type(None)), "size": (int, type(None)),
+                    "unavailable": str, "alternatives": list}
+_ALTERNATIVE = {"url": str, "sha256": (str, type(None)), "size": (int, type(None))}
 
 
 class ManifestError(ValueError):
@@ -43,15 +45,25 @@ class UnknownVariantError(KeyError):
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """Another URL serving the same archive (an older release of the same bytes' name), with its own pins:
+    the downloader tries it when the primary URL fails to download."""
+
+    url: str
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
 class Variant:
     """One released float checkpoint archive: its published facts, where it lives, where it goes."""
 
     family_key: str  # "v1" | "v2" | "v3": the key of :attr:`family`
     alpha: str
     rows: int
-    macs_m: int
-    params_m: float
-    top1: float
+    macs_m: int | None  # null only where the family allows it (``Family.nullable_fields``)
+    params_m: float | None
+    top1: float | None  # the catalogue's top-1 of this archive (V2 quantized: null, see float_sibling_top1)
     url: str
     keras_weights: str
     keras_weights_no_top: str
@@ -63,6 +75,9 @@ class Variant:
     step: int | None = None  # V3: the training step in the checkpoint file names
     quantized_url: str | None = None  # V2
     pixel1_latency_ms: float | None = None  # V2
+    float_sibling_top1: float | None = None  # V2 quantized: the catalogue gives only the float sibling's top-1
+    unavailable: str | None = None  # why the upstream URL cannot serve it (then only a mirror can)
+    alternatives: tuple[Alternative, ...] = ()  # other URLs of the same archive, each with its own pins
     classes: int = 1001  # slim logits; index 0 is "background"
     label_offset: int = 1  # keras class k == slim class k + label_offset
 
@@ -89,6 +104,11 @@ class Variant:
     def depth_multiplier(self) -> float:
         return float(self.alpha)
 
+    @property
+    def urls(self) -> list[tuple[str, str | None, int | None]]:
+        """(url, sha256, size) of the primary URL, then of each alternative, in the order to try them."""
+        return [(self.url, self.sha256, self.size), *((a.url, a.sha256, a.size) for a in self.alternatives)]
+
     def to_dict(self) -> dict:
         fields = dataclasses.asdict(self)
         return {"name": self.name, "stem": self.stem, "family": fields.pop("family_key"), **fields}
@@ -105,6 +125,30 @@ def _check_type(where: str, key: str, value, typ) -> None:
         raise ManifestError(f"{where}: field '{key}' must be {_typename(typ)}, got {value!r}")
 
 
+def _check_pins(where: str, entry: dict) -> None:
+    sha = entry.get("sha256")
+    if sha is not None and not _SHA256.match(sha):
+        raise ManifestError(f"{where}: field 'sha256' must be 64 lowercase hex digits or null, got {sha!r}")
+    if entry.get("size") is not None and entry["size"] <= 0:
+        raise ManifestError(f"{where}: field 'size' must be a positive byte count or null, got {entry['size']!r}")
+
+
+def _check_alternative(where: str, alt: object, primary: str) -> Alternative:
+    if not isinstance(alt, dict):
+        raise ManifestError(f"{where}: expected an object with {sorted(_ALTERNATIVE)}, got {alt!r}")
+    unknown = sorted(set(alt) - set(_ALTERNATIVE))
+    if unknown or "url" not in alt:
+        raise ManifestError(f"{where}: keys must be 'url' (required), 'sha256', 'size'; got {sorted(alt)}")
+    for key, typ in _ALTERNATIVE.items():
+        if key in alt:
+            _check_type(where, key, alt[key], typ)
+    _check_pins(where, alt)
+    if not _URL.match(alt["url"]) or alt["url"].rsplit("/", 1)[-1] != primary.rsplit("/", 1)[-1]:
+        raise ManifestError(f"{where}: field 'url' must be an http(s)/file URL of the same file name as the "
+                            f"primary {primary.rsplit('/', 1)[-1]!r}, got {alt['url']!r}")
+    return Alternative(alt["url"], alt.get("sha256"), alt.get("size"))
+
+
 def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset: int) -> Variant:
     where = f"variants[{i}]"
     if not isinstance(entry, dict):
@@ -119,7 +163,8 @@ def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset:
     for key, typ in required.items():
         if key not in entry:
             raise ManifestError(f"{where}: missing field '{key}'")
-        _check_type(where, key, entry[key], typ)
+        nullable = key in fam.nullable_fields
+        _check_type(where, key, entry[key], (*(typ if isinstance(typ, tuple) else (typ,)), type(None)) if nullable else typ)
     for key, typ in _COMMON_OPTIONAL.items():
         if key in entry:
             _check_type(where, key, entry[key], typ)
@@ -130,13 +175,13 @@ def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset:
     for key in ("url", "quantized_url"):
         if key in entry and (not _URL.match(entry[key]) or not entry[key].endswith(".tgz")):
             raise ManifestError(f"{where}: field '{key}' is not an http(s)/file URL of a .tgz: {entry[key]!r}")
-    sha = entry.get("sha256")
-    if sha is not None and not _SHA256.match(sha):
-        raise ManifestError(f"{where}: field 'sha256' must be 64 lowercase hex digits or null, got {sha!r}")
-    if entry.get("size") is not None and entry["size"] <= 0:
-        raise ManifestError(f"{where}: field 'size' must be a positive byte count or null, got {entry['size']!r}")
+    _check_pins(where, entry)
+    if "unavailable" in entry and not entry["unavailable"].strip():
+        raise ManifestError(f"{where}: field 'unavailable' must give the reason, got {entry['unavailable']!r}")
     fields = dict(entry)
-    for key in ("params_m", "top1", "top5", "pixel1_latency_ms"):
+    fields["alternatives"] = tuple(_check_alternative(f"{where}: alternatives[{j}]", alt, entry["url"])
+                                   for j, alt in enumerate(entry.get("alternatives", ())))
+    for key in ("params_m", "top1", "top5", "pixel1_latency_ms", "float_sibling_top1"):
         if fields.get(key) is not None:
             fields[key] = float(fields[key])
     variant = Variant(family_key=fam.key, classes=classes, label_offset=label_offset, **fields)

@@ -46,6 +46,7 @@ SUFFIXES = (".ckpt.data-00000-of-00001", ".ckpt.index", ".ckpt.meta", "_eval.pbt
 V = resolve("0.35_96")  # pinned: the genuine archive's sha256 (no size known)
 V1 = resolve("mobilenet_v1_0.25_128")
 GENUINE_TSV = Path(__file__).parent / "data" / "genuine" / "official_archives.tsv"
+QUANT_TSV = GENUINE_TSV.with_name("quant_archives.tsv")
 PROJECT_CACHE = PROJECT_ROOT / "cache"
 NET_ENV = (dl.MIRROR_ENV, dl.LOCK_ENV, CACHE_ENV, "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
            "https_proxy", "all_proxy")
@@ -442,9 +443,10 @@ def test_lock_for_picks_the_lock_file(tmp_path, monkeypatch):
         dl.lock_for(cache, Path("manifests") / dl.DEFAULT_LOCK.name, True)
 
 
-def parse_genuine_tsv() -> list[tuple[str, tuple[str, int | None]]]:
-    """``(archive, (sha256, size or None))`` rows of the vendored list of the genuine archives."""
-    lines = GENUINE_TSV.read_text().splitlines()
+def parse_genuine_tsv(path: Path = GENUINE_TSV) -> list[tuple[str, tuple[str, int | None]]]:
+    """``(archive, (sha256, size or None))`` rows of a vendored list of genuine archives (the float ones:
+    official_archives.tsv; the quantization-aware ones: quant_archives.tsv)."""
+    lines = path.read_text().splitlines()
     header = lines[0].lstrip("# ").split("\t")
     assert {"archive", "sha256", "size_bytes"} <= set(header), header
     rows = []
@@ -459,10 +461,10 @@ def parse_genuine_tsv() -> list[tuple[str, tuple[str, int | None]]]:
 
 @pytest.mark.genuine
 def test_every_manifest_pin_matches_the_genuine_archive_list():
-    rows = parse_genuine_tsv()
+    rows = parse_genuine_tsv() + parse_genuine_tsv(QUANT_TSV)
     genuine = dict(rows)
-    assert len(genuine) == len(rows), "an archive is listed twice in official_archives.tsv"
-    checked = {"v1": 0, "v2": 0, "v3": 0}
+    assert len(genuine) == len(rows), "an archive is listed twice in official_archives.tsv / quant_archives.tsv"
+    checked = dict.fromkeys(("v1", "v2", "v3", "v1-quant", "v2-quant", "v3-quant"), 0)
     sized = 0
     for v in default_manifest():
         if v.archive_filename not in genuine:
@@ -474,7 +476,7 @@ def test_every_manifest_pin_matches_the_genuine_archive_list():
             assert v.size == want_size, f"{v.name}: manifest size {v.size} != {GENUINE_TSV.name} {want_size}"
             sized += 1
         checked[v.family_key] += 1
-    assert checked == {"v1": 16, "v2": 22, "v3": 4}
+    assert checked == {"v1": 16, "v2": 22, "v3": 4, "v1-quant": 16, "v2-quant": 0, "v3-quant": 2}
     in_manifest = {v.archive_filename for v in default_manifest()}
     assert sized == sum(size is not None for name, (_, size) in rows if name in in_manifest)
     assert sized >= 2  # 1.4_224 and 1.0_224 at least

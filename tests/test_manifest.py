@@ -18,9 +18,10 @@ ALPHAS = ("1.4", "1.3", "1.0", "0.75", "0.5", "0.35")
 DOC = json.loads((PROJECT_ROOT / "manifests" / "mobilenet_v2.json").read_text())  # the V2 manifest
 
 
-def test_manifests_hold_the_44_official_float_variants():
+def test_manifests_hold_the_85_official_variants():
     m = default_manifest()
-    assert len(m) == 44 and [len([v for v in m if v.family_key == f]) for f in ("v1", "v2", "v3")] == [16, 22, 6]
+    keys = ("v1", "v2", "v3", "v1-quant", "v2-quant", "v3-quant")
+    assert len(m) == 85 and [len([v for v in m if v.family_key == f]) for f in keys] == [16, 22, 6, 16, 22, 3]
     v1 = m.resolve("mobilenet_v1_0.5_160")
     assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"
     assert (v1.keras_weights, v1.keras_weights_no_top) == ("mobilenet_5_0_160_tf.h5", "mobilenet_5_0_160_tf_no_top.h5")
@@ -65,7 +66,7 @@ def _bad(mutate):
 @pytest.mark.parametrize("mutate, expected", [
     (lambda d: d["variants"][2].update(colour="red"), r"variants\[2\] \(1\.0_224\): unknown key\(s\) \['colour'\]"),
     (lambda d: d["variants"].append(copy.deepcopy(d["variants"][0])), r"variants\[22\] \(1\.4_224\): duplicate variant"),
-    (lambda d: d.update(family="v4"), r"top-level field 'family' is 'v4'; valid: v1, v2, v3"),
+    (lambda d: d.update(family="v4"), r"top-level field 'family' is 'v4'; valid: v1, v2, v3, v1-quant, v2-quant, v3-quant"),
     (lambda d: d["variants"][0].update(alpha="1.2"), r"variants\[0\] \(1\.2_224\): field 'alpha' is '1\.2'; valid alphas"),
     (lambda d: d["variants"][3].update(rows=200), r"variants\[3\] \(1\.0_200\): field 'rows' is 200; valid rows"),
     (lambda d: d["variants"][1].update(url="storage/mobilenet_v2_1.3_224.tgz"), r"variants\[1\] \(1\.3_224\): field 'url' is not"),
@@ -86,7 +87,7 @@ def test_models_to_load_filters_and_json():
     assert [v.name for v in models_to_load.models_to_load(alpha="0.5", family="v2")] == [
         f"0.5_{r}" for r in (224, 192, 160, 128, 96)]
     assert [v.name for v in models_to_load.models_to_load(rows=224, family="v2")] == [f"{a}_224" for a in ALPHAS]
-    assert len(models_to_load.models_to_load(rows=224)) == 4 + 6 + 6
+    assert len(models_to_load.models_to_load(rows=224)) == 4 + 6 + 6 + 4 + 6 + 3  # float, then quantized families
 
 
 def _run(*args):

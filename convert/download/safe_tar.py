@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..archive import checkpoint_members
+from ..archive import checkpoint_members, member_matches
 from ..fsutil import sha256_file
 from ..manifest import Variant
 from ..timing import timed
@@ -55,7 +55,9 @@ def verify_members(members: Iterable[tarfile.TarInfo], variant: Variant | None, 
         if index is None:
             ok = any(n.endswith(".ckpt.index") for n in files) and any(".ckpt.data-" in n for n in files)
         else:
-            ok = index in files and any(n.startswith(data) for n in files)
+            # the .index (a pattern for a discovered prefix) and a .data-* file of the same prefix
+            ok = any(member_matches(n, index) and any(m.startswith(n[: -len(".index")] + ".data-") for m in files)
+                     for n in files)
         if ok:
             return names
     want = " or ".join(f"{i} and {d}*" for i, d in wanted) if variant is not None else "*.ckpt.index and *.ckpt.data-*"

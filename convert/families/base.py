@@ -82,7 +82,7 @@ class CheckpointFile:
     """
 
     role: str  # "combined" (V1/V2 single checkpoint), "ema", "pristine"
-    prefix: str
+    prefix: str  # a template; ``*`` in it: discovered (the one ``<prefix>.index`` matching the pattern)
     plain_values: str  # "raw" | "ema"
 
 
@@ -95,6 +95,10 @@ class ArchiveLayout:
     frozen: str  # the frozen inference graph (EMA values baked in)
     info: str | None  # ``_info.txt`` (V1/V2) or None
     extra_members: tuple[str, ...] = ()  # genuine members the factory does not build (e.g. .tflite)
+    tflite: str | None = None  # the archive's own ``.tflite`` (quantized families: the deployment reference)
+    # Any template above may hold ``*`` (a glob within one folder): the member is then *discovered* by that
+    # pattern (e.g. ``v2_{rows}_{alpha_percent}/*.pb``); no match or more than one is an error listing the
+    # extracted members (:mod:`convert.archive`).
 
 
 # The 2018 slim classifier releases (V1, V2): one checkpoint of raw values with EMA shadows, the eval graph,
@@ -133,6 +137,8 @@ class FileNames:
     keras_top: str  # keras.applications' weight file with top
     keras_no_top: str  # ... and without
     short_name: str | None = None  # the variant's name when not its stem (V2: "{alpha}_{rows}")
+    twin: str | None = None  # quantized families: the fake-quant Keras twin ("{stem}.keras")
+    tflite: str | None = None  # quantized families: the converted 8-bit TFLite model ("{stem}.tflite")
     # URL fields of the manifest and the file name each must end in (V2: quantized_url)
     linked_files: dict[str, str] = field(default_factory=dict)
     parts: dict[str, Lookup] = field(default_factory=dict)
@@ -177,6 +183,12 @@ class Family:
     extra_fields: dict[str, Any] = field(default_factory=dict)
     # check(variant) -> an error message naming the field, or None: rules no template states (V3)
     check: Callable[[Any], str | None] | None = None
+    # quantization-aware families: the float sibling's key (its keras.applications constructor builds the
+    # float .h5) and whether the archive's graph holds FakeQuant ops with range variables in the checkpoint
+    float_family: str | None = None
+    quantized: bool = False
+    # generic manifest fields (``macs_m``, ``params_m``, ``top1``) this family allows to be null
+    nullable_fields: tuple[str, ...] = ()
 
     def format_fields(self, variant) -> dict[str, Any]:
         """The values the templates may name (a lookup whose value is outside its table is left out:
@@ -200,6 +212,14 @@ class Family:
     def keras_files(self, variant) -> tuple[str, str]:
         """(top, no-top) weight file names, as keras.applications names them."""
         return self._format(self.files.keras_top, variant), self._format(self.files.keras_no_top, variant)
+
+    def twin_file(self, variant) -> str | None:
+        """The fake-quant Keras twin's file name (quantized families), else None."""
+        return self._format(self.files.twin, variant) if self.files.twin else None
+
+    def tflite_file(self, variant) -> str | None:
+        """The converted 8-bit ``.tflite`` file name (quantized families), else None."""
+        return self._format(self.files.tflite, variant) if self.files.tflite else None
 
     def keras_constructor(self, variant) -> str:
         return self._format(self.keras_app.constructor, variant)
