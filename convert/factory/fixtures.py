@@ -31,6 +31,7 @@ from ..env import PROJECT_ROOT, env_setting, quiet_tf
 from ..families.base import BN_LEAVES, MOVING_STATS, CheckpointFile, has_bn, kernel_leaf
 from ..fsutil import file_lock
 from ..manifest import default_manifest
+from . import qat
 from .graphs import factory_of
 from .spec import CheckpointRecipe, FactoryLayer
 
@@ -65,6 +66,15 @@ def model_variables(variant) -> dict[str, tuple[tuple[int, ...], bool]]:
     return out
 
 
+def range_variables(variant) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """The range variables of a quantization-aware variant's quantizers (``<scope>/min|max``, scalars,
+    not trainable), in graph order; none for a float variant."""
+    if factory_of(variant.family_key).quant is None:
+        return {}
+    specs = tuple((name, shape) for name, (shape, _) in model_variables(variant).items())
+    return {name: ((), False) for scope, _ in qat.quantizers(variant, specs) for name in qat.range_names(scope)}
+
+
 def _has_shadow(trainable: bool, policy: str) -> bool:
     return policy == "all" or (policy == "trainable" and trainable)
 
@@ -80,6 +90,7 @@ def checkpoint_variables(variant, role: str | None = None) -> dict[str, tuple[tu
         if recipe.slots and trainable:
             for slot in SLOTS:
                 table[f"{name}/{slot}"] = (shape, "float32")
+    table.update({name: (shape, "float32") for name, (shape, _) in range_variables(variant).items()})
     return table
 
 
@@ -111,12 +122,13 @@ def _inference_bn(tf, weight):
 
 def build_eval_graph(variant):
     """A fresh ``tf.Graph`` holding slim's eval graph: ref variables (read via ``<name>/read``), the
-    ``input`` placeholder and the logits/prediction outputs. Returns (graph, {name: variable})."""
+    ``input`` placeholder and the logits/prediction outputs. Returns (graph, {name: variable}).
+    A quantization-aware variant's graph is contrib.quantize's (:mod:`.qat`), its ranges variables too."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
     graph = tf.Graph()
-    variables, specs = {}, model_variables(variant)
+    variables, specs = {}, {**model_variables(variant), **range_variables(variant)}
     with graph.as_default():
         x = v1.placeholder(tf.float32, [None, variant.rows, variant.rows, 3],
                            name=variant.family.nodes.input.split(":")[0])
@@ -131,7 +143,10 @@ def build_eval_graph(variant):
                                                  use_resource=False)
             return variables[name]
 
-        factory_of(variant.family_key).forward(tf, x, variant, weight, _inference_bn(tf, weight))
+        if factory_of(variant.family_key).quant:
+            qat.quant_graph(tf, x, variant, weight, qat.fake_quant_with(tf, weight))
+        else:
+            factory_of(variant.family_key).forward(tf, x, variant, weight, _inference_bn(tf, weight))
     missing = sorted(set(specs) - set(variables))
     assert not missing, f"{variant.name}: forward() never read {missing}"
     return graph, variables
@@ -266,12 +281,17 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
 
     v1 = tf.compat.v1
     layout, nodes = variant.family.layout, variant.family.nodes
+    quant = factory_of(variant.family_key).quant
     members: list[Path] = []
     ema = ema_values(variant, seed)  # the calibration runs the network once, whatever the layout holds
+    ranges: dict[str, np.ndarray] = {}  # a QAT archive's quantizer ranges: plain variables of every checkpoint
+    if quant:
+        ema = qat.with_head_gain(variant, ema)
+        ranges = qat.calibrate(variant, ema, np.random.default_rng([seed, zlib.crc32(variant.name.encode()), 2]))
     restored = None  # what slim's evaluation restores from the layout's first checkpoint: the frozen values
     for cf in layout.checkpoints:
-        values = checkpoint_values(variant, seed, cf.role, ema)
-        restored = restored or eval_values(values, model_variables(variant))
+        values = {**checkpoint_values(variant, seed, cf.role, ema), **ranges}
+        restored = restored or eval_values(values, {**model_variables(variant), **ranges})
         prefix = root / fill(cf.prefix, variant)
         _save_checkpoint(variant, values, prefix)
         members += sorted(prefix.parent.glob(prefix.name + ".*"))
@@ -285,6 +305,8 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
     with v1.Session(graph=graph) as sess:
         _assign(sess, variables, restored)
         outputs = [nodes.logits.split(":")[0], nodes.predictions]
+        if quant and quant.output_alias:
+            outputs.append(quant.output_alias)
         frozen = v1.graph_util.convert_variables_to_constants(sess, eval_graph_def, outputs)
     frozen_path = root / fill(layout.frozen, variant)
     frozen_path.write_bytes(frozen.SerializeToString(deterministic=True))
@@ -293,7 +315,21 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
         info = root / fill(layout.info, variant)
         info.write_text(f"Model: {variant.stem}\nInput: {nodes.input.split(':')[0]}\nOutput: {nodes.predictions}\n")
         members.append(info)
+    if quant:
+        tflite = root / fill(_tflite_member(variant), variant)
+        tflite.parent.mkdir(parents=True, exist_ok=True)
+        tflite.write_bytes(qat.tflite_model(variant, frozen_path))
+        members.append(tflite)
     return members
+
+
+def _tflite_member(variant) -> str:
+    """The layout's ``.tflite`` member template (a QAT archive's)."""
+    for template in variant.family.layout.extra_members:
+        if template.endswith(".tflite"):
+            return template
+    raise ValueError(f"the {variant.family_key} layout lists no .tflite member; extra members: "
+                     f"{', '.join(variant.family.layout.extra_members) or 'none'}")
 
 
 def _write_tgz(members: list[Path], root: Path, path: Path) -> None:
@@ -347,12 +383,17 @@ def build_archive(name: str, out_dir: str | Path, seed: int = 0, keep_files: boo
 def factory_version(family: str) -> str:
     """Hash of the code a family's factory archives come from: this module, the factory's spec and
     shared ops, the family's graph builder, the family contract (``families/base.py``) and the family's
-    data (its layout). Editing one family rebuilds only that family's cached archives."""
+    data (its layout); for a quantization-aware family (``v2-quant``) also the QAT modules and its float
+    sibling's builder and data. Editing one family rebuilds only that family's cached archives."""
     here = Path(__file__).parent
     families = here.parent / "families"
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    for path in (here / "spec.py", here / "graphs" / "ops.py", here / "graphs" / f"{family}.py",
-                 families / "base.py", families / f"{family}.py"):
+    builder = family.removesuffix("-quant")  # a QAT family reuses its float sibling's graph builder
+    paths = [here / "spec.py", here / "graphs" / "ops.py", here / "graphs" / f"{builder}.py",
+             families / "base.py", families / f"{family.replace('-', '_')}.py"]
+    if builder != family:
+        paths += [here / "qat.py", here / "graphs" / "quant.py", families / f"{builder}.py"]
+    for path in paths:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:10]
 

@@ -59,6 +59,22 @@ class CheckpointRecipe:
 
 
 @dataclass(frozen=True)
+class QuantRecipe:
+    """What a quantization-aware (QAT) archive of a family holds beyond its float sibling's graph: the
+    contrib.quantize eval graph's extras and how its ``.tflite`` is converted (as the genuine file)."""
+
+    # the frozen graph's node the .tflite outputs; None: the family's predictions node (V1: the softmax
+    # reshape); V2's genuine model.tflite outputs the logits under a top-level "output" identity
+    tflite_output: str | None = None
+    output_alias: str | None = None  # a top-level Identity of the logits the quant graph adds ("output")
+    # quantized_input_stats (mean, std) of the input: real = (q - mean) / std; the genuine V1/V2 files
+    # use (128, 128) (scale 1/128), the genuine v3-small uint8 file (128, 127) (scale 1/127)
+    input_stats: tuple[float, float] = (128.0, 128.0)
+    # x of the logits conv's kernel and biases: peaked logits as a trained classifier has (see qat.py)
+    head_gain: float = 6.0
+
+
+@dataclass(frozen=True)
 class FactorySpec:
     """A family's archive builder."""
 
@@ -70,3 +86,6 @@ class FactorySpec:
     # applies the BN of a ``conv``/``depthwise`` scope (full scope name).
     forward: Callable[..., Any]
     checkpoints: dict[str, CheckpointRecipe]  # by the role of each CheckpointFile of the family's layout
+    # graph(ops, x, variant) -> logits: ``forward`` over any :class:`~.graphs.ops.Ops` (the QAT graph's)
+    graph: Callable[..., Any] | None = None
+    quant: QuantRecipe | None = None  # set for the quantization-aware families (v1-quant, ...)

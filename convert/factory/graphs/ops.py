@@ -14,11 +14,20 @@ from ..spec import Block
 
 @dataclass(frozen=True)
 class Ops:
-    """Graph-building helpers over one ``forward`` call's ``weight`` and ``batch_norm``."""
+    """Graph-building helpers over one ``forward`` call's ``weight`` and ``batch_norm``.
+
+    Two hooks let a subclass change how a layer is built without copying the family builders:
+    :meth:`linear` (conv + BN or biases) and :meth:`quantized` (a point where a quantization-aware
+    graph fake-quantizes an activation; the float graph adds nothing there)."""
 
     tf: Any
     weight: Callable[[str], Any]
     batch_norm: Callable[[Any, str], Any]
+
+    def quantized(self, net, name: str):
+        """``net`` as the next op reads it at a quantization point; ``name`` names the quantizer's scope
+        below the current name scope. The float graph: ``net`` itself."""
+        return net
 
     def scope(self, name: str):
         """The absolute name scope ``name/`` (re-entered, never uniquified)."""
@@ -31,16 +40,20 @@ class Ops:
     def activation(self, net, act: str | None, scope: str):
         tf = self.tf
         if act == "relu6":
-            return tf.nn.relu6(net, name="Relu6")
+            return self.quantized(tf.nn.relu6(net, name="Relu6"), "act_quant")
         if act == "relu":
-            return tf.nn.relu(net, name="Relu")
+            return self.quantized(tf.nn.relu(net, name="Relu"), "act_quant")
         if act == "hard_swish":  # slim: x * relu6(x + 3) * (1/6), in a name scope of its own
+            net = self.quantized(net, "conv_quant")  # QAT: the input of hard_swish too (one fused op in TFLite)
             with self.scope(f"{scope}/hard_swish"):
                 gate = tf.nn.relu6(tf.math.add(net, np.float32(3.0), name="add"), name="Relu6")
-                return tf.math.multiply(tf.math.multiply(net, gate, name="mul"), KERAS_GATE, name="mul_1")
+                out = tf.math.multiply(tf.math.multiply(net, gate, name="mul"), KERAS_GATE, name="mul_1")
+            return self.quantized(out, "act_quant")
         if act == "se_gate":  # slim's squeeze-excite gate: relu6(x + 3) * 0.16667
+            net = self.quantized(net, "conv_quant")
             gate = tf.nn.relu6(tf.math.add(net, np.float32(3.0), name="add"), name="Relu6")
-            return tf.math.multiply(gate, tf.constant(SE_GATE, name="mul/y"), name="mul")
+            gate = self.quantized(gate, "act_quant")
+            return self.quantized(tf.math.multiply(gate, tf.constant(SE_GATE, name="mul/y"), name="mul"), "mul_quant")
         if act is None:  # a linear activation (the projections)
             return tf.identity(net, name="Identity")
         raise ValueError(f"unknown activation {act!r}; valid: relu6, relu, hard_swish, se_gate, None")
@@ -48,18 +61,24 @@ class Ops:
     def conv(self, net, scope: str, kind: str, stride: int = 1, act: str | None = None, ops_scope: str | None = None):
         """Conv (or depthwise conv) of variable scope ``scope``, then its BN or biases, then ``act``
         (none for the ``head``); ops under ``ops_scope`` (default: ``scope``)."""
-        tf, strides = self.tf, [1, stride, stride, 1]
         with self.scope(ops_scope or scope):
-            kernel = self.weight(f"{scope}/{kernel_leaf(kind)}")
-            if kind == "depthwise":
-                net = tf.nn.depthwise_conv2d(net, kernel, strides, "SAME", name="depthwise")
-            else:
-                net = tf.nn.conv2d(net, kernel, strides, "SAME", name="Conv2D")
-            if has_bn(kind):
-                net = self.batch_norm(net, scope)
-            else:
-                net = tf.nn.bias_add(net, self.weight(f"{scope}/biases"), name="BiasAdd")
-            return net if kind == "head" else self.activation(net, act, ops_scope or scope)
+            net = self.linear(net, scope, kind, stride)
+            if kind == "head":
+                return self.quantized(net, "act_quant")
+            return self.activation(net, act, ops_scope or scope)
+
+    def linear(self, net, scope: str, kind: str, stride: int):
+        """The conv (or depthwise conv) of variable scope ``scope`` and its BN or biases, in the current
+        name scope."""
+        tf, strides = self.tf, [1, stride, stride, 1]
+        kernel = self.weight(f"{scope}/{kernel_leaf(kind)}")
+        if kind == "depthwise":
+            net = tf.nn.depthwise_conv2d(net, kernel, strides, "SAME", name="depthwise")
+        else:
+            net = tf.nn.conv2d(net, kernel, strides, "SAME", name="Conv2D")
+        if has_bn(kind):
+            return self.batch_norm(net, scope)
+        return tf.nn.bias_add(net, self.weight(f"{scope}/biases"), name="BiasAdd")
 
     def global_pool(self, net, scope: str, name: str = "AvgPool"):
         """slim's reduced average-pool kernel: the whole feature map."""
@@ -82,12 +101,13 @@ class Ops:
             excite = self.conv(excite, f"{se}/Conv", "conv_bias", 1, "relu")
             excite = self.conv(excite, f"{se}/Conv_1", "conv_bias", 1, "se_gate")
             with self.scope(se):
-                net = tf.math.multiply(net, excite, name="mul")
+                net = self.quantized(tf.math.multiply(net, excite, name="mul"), "mul_quant")
         net = self.conv(net, f"{b.scope}/project", "conv", 1, None)
         with self.scope(b.scope):
             if b.residual:
                 net = (tf.raw_ops.Add(x=net, y=block_input, name="add") if legacy_add
                        else tf.math.add(net, block_input, name="add"))
+                net = self.quantized(net, "add_quant")
             return tf.identity(net, name="output")
 
     def classify(self, net, family_scope: str, classes: int):

@@ -50,12 +50,12 @@ def layers(variant) -> list[FactoryLayer]:
     return out
 
 
-def forward(tf, x, variant, weight, batch_norm):
+def graph(ops: Ops, x, variant):
     """slim's MobileNetV1 inference graph on ``x`` (``is_training=False``), with the genuine node names.
 
     Returns the logits tensor ``MobilenetV1/Logits/SpatialSqueeze``.
     """
-    ops = Ops(tf, weight, batch_norm)
+    tf = ops.tf
     *base, head = layers(variant)
     strides = _strides()
     net = x
@@ -76,5 +76,11 @@ def forward(tf, x, variant, weight, batch_norm):
     return logits
 
 
+def forward(tf, x, variant, weight, batch_norm):
+    """:func:`graph` with the float ops (inference BN)."""
+    return graph(Ops(tf, weight, batch_norm), x, variant)
+
+
 # slim's train_image_classifier keeps EMA shadows of every model variable, BN moving statistics too
-FACTORY = FactorySpec(layers=layers, forward=forward, checkpoints={"combined": CheckpointRecipe(shadows="all")})
+FACTORY = FactorySpec(layers=layers, forward=forward, graph=graph,
+                      checkpoints={"combined": CheckpointRecipe(shadows="all")})

@@ -50,9 +50,8 @@ def layers(variant) -> list[FactoryLayer]:
     return out
 
 
-def forward(tf, x, variant, weight, batch_norm):
+def graph(ops: Ops, x, variant):
     """slim's MobileNetV2 inference graph on ``x``, with the genuine 2018 graph's node names."""
-    ops = Ops(tf, weight, batch_norm)
     net = ops.identity(x, SCOPE, "input")
     net = ops.conv(net, f"{SCOPE}/Conv", "conv", 2, "relu6")
     for b in blocks(variant):
@@ -61,4 +60,10 @@ def forward(tf, x, variant, weight, batch_norm):
     return ops.classify(net, SCOPE, variant.classes)
 
 
-FACTORY = FactorySpec(layers=layers, forward=forward, checkpoints={"combined": CheckpointRecipe(shadows="trainable")})
+def forward(tf, x, variant, weight, batch_norm):
+    """:func:`graph` with the float ops (inference BN)."""
+    return graph(Ops(tf, weight, batch_norm), x, variant)
+
+
+FACTORY = FactorySpec(layers=layers, forward=forward, graph=graph,
+                      checkpoints={"combined": CheckpointRecipe(shadows="trainable")})

@@ -78,11 +78,10 @@ def layers(variant) -> list[FactoryLayer]:
     return out
 
 
-def forward(tf, x, variant, weight, batch_norm):
+def graph(ops: Ops, x, variant):
     """slim's MobileNetV3 inference graph on ``x``, with slim's node names (``mobilenet_v3.py``,
     ``conv_blocks.expanded_conv``/``squeeze_excite``, ``mobilenet.mobilenet``). Returns the logits
     (``MobilenetV3/Logits/output``)."""
-    ops = Ops(tf, weight, batch_norm)
     outer_act = "relu" if variant.minimalistic else "hard_swish"  # Conv, Conv_1, Conv_2
     net = ops.identity(x, SCOPE, "input")
     net = ops.conv(net, f"{SCOPE}/Conv", "conv", 2, outer_act)
@@ -94,7 +93,12 @@ def forward(tf, x, variant, weight, batch_norm):
     return ops.classify(net, SCOPE, variant.classes)
 
 
-FACTORY = FactorySpec(layers=layers, forward=forward, checkpoints={
+def forward(tf, x, variant, weight, batch_norm):
+    """:func:`graph` with the float ops (inference BN)."""
+    return graph(Ops(tf, weight, batch_norm), x, variant)
+
+
+FACTORY = FactorySpec(layers=layers, forward=forward, graph=graph, checkpoints={
     "ema": CheckpointRecipe(shadows="none", slots=False),  # EMA values under the plain names only
     "pristine": CheckpointRecipe(shadows="all", slots=True),
 })
