@@ -28,7 +28,7 @@ import numpy as np
 
 from ..archive import fill
 from ..env import PROJECT_ROOT, env_setting, quiet_tf
-from ..families.base import BN_LEAVES, MOVING_STATS, CheckpointFile, has_bn, kernel_leaf
+from ..families.base import BN_LEAVES, MOVING_STATS, ArchiveLayout, CheckpointFile, has_bn, kernel_leaf
 from ..fsutil import file_lock
 from ..manifest import default_manifest
 from . import qat
@@ -94,9 +94,16 @@ def checkpoint_variables(variant, role: str | None = None) -> dict[str, tuple[tu
     return table
 
 
+def factory_layout(variant) -> ArchiveLayout:
+    """Where the factory writes the variant's members: the family's layout, or for a quantization-aware
+    family its recipe's concrete instance of it (the family's own templates discover members by pattern)."""
+    quant = factory_of(variant.family_key).quant
+    return quant.layout if quant else variant.family.layout
+
+
 def _checkpoint_file(variant, role: str | None) -> tuple[CheckpointFile, CheckpointRecipe]:
     """The layout's checkpoint of ``role`` (default: the first) and the factory's recipe for it."""
-    files, recipes = variant.family.layout.checkpoints, factory_of(variant.family_key).checkpoints
+    files, recipes = factory_layout(variant).checkpoints, factory_of(variant.family_key).checkpoints
     for cf in files:
         if cf.role == (role or files[0].role):
             return cf, recipes[cf.role]
@@ -280,7 +287,7 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
     import tensorflow as tf
 
     v1 = tf.compat.v1
-    layout, nodes = variant.family.layout, variant.family.nodes
+    layout, nodes = factory_layout(variant), variant.family.nodes
     quant = factory_of(variant.family_key).quant
     members: list[Path] = []
     ema = ema_values(variant, seed)  # the calibration runs the network once, whatever the layout holds
@@ -316,20 +323,11 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
         info.write_text(f"Model: {variant.stem}\nInput: {nodes.input.split(':')[0]}\nOutput: {nodes.predictions}\n")
         members.append(info)
     if quant:
-        tflite = root / fill(_tflite_member(variant), variant)
+        tflite = root / fill(layout.tflite, variant)
         tflite.parent.mkdir(parents=True, exist_ok=True)
         tflite.write_bytes(qat.tflite_model(variant, frozen_path))
         members.append(tflite)
     return members
-
-
-def _tflite_member(variant) -> str:
-    """The layout's ``.tflite`` member template (a QAT archive's)."""
-    for template in variant.family.layout.extra_members:
-        if template.endswith(".tflite"):
-            return template
-    raise ValueError(f"the {variant.family_key} layout lists no .tflite member; extra members: "
-                     f"{', '.join(variant.family.layout.extra_members) or 'none'}")
 
 
 def _write_tgz(members: list[Path], root: Path, path: Path) -> None:

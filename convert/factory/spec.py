@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..families.base import ArchiveLayout
+
 
 @dataclass(frozen=True)
 class FactoryLayer:
@@ -72,6 +74,9 @@ class QuantRecipe:
     input_stats: tuple[float, float] = (128.0, 128.0)
     # x of the logits conv's kernel and biases: peaked logits as a trained classifier has (see qat.py)
     head_gain: float = 6.0
+    # where the factory writes each member: the family layout's concrete instance (the family's own layout
+    # discovers members by ``*`` patterns, as the genuine names are not all certain); ``tflite`` is set
+    layout: ArchiveLayout | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ...families.base import has_bn, kernel_leaf
+from ...families.base import ArchiveLayout, CheckpointFile, has_bn, kernel_leaf
 from ..spec import CheckpointRecipe, FactorySpec, QuantRecipe
 from . import v1, v2, v3
 from .ops import Ops
@@ -84,14 +84,24 @@ def _quant_spec(float_spec: FactorySpec, checkpoints: dict[str, CheckpointRecipe
 
 
 # Checkpoint recipes. V1 `_quant`: no EMA shadows (the issue: the data file's size fits the model variables
-# plus the ranges) and no optimizer slots. V2 quantized and V3 uint8: trained by the same scripts as their
-# float siblings (a `model.ckpt-STEP` training checkpoint), so the float siblings' recipes; nothing public
-# says otherwise. The ranges never carry shadows or slots (contrib creates them non-trainable, outside the
-# model and moving-average collections).
+# plus the ranges) and no optimizer slots. V2 quantized and V3 uint8 keep a training checkpoint
+# (`model.ckpt-STEP`) from the same scripts as their float siblings, so the float siblings' recipes for a
+# raw checkpoint; nothing public says otherwise. The ranges never carry shadows or slots (contrib creates them
+# non-trainable, outside the model and moving-average collections).
 NO_SHADOWS = CheckpointRecipe(shadows="none", slots=False)
+STEP = 1_000_000  # the training step in the factory's V2/V3 checkpoint names (the genuine ones are discovered)
+V2_FOLDER = "v2_{rows}_{alpha_percent}"
 QUANT_FACTORIES: dict[str, FactorySpec] = {
-    "v1-quant": _quant_spec(v1.FACTORY, {"combined": NO_SHADOWS}, QuantRecipe()),
-    "v2-quant": _quant_spec(v2.FACTORY, {"combined": CheckpointRecipe(shadows="trainable")},
-                            QuantRecipe(tflite_output="output", output_alias="output")),
-    "v3-quant": _quant_spec(v3.FACTORY, {**v3.FACTORY.checkpoints}, QuantRecipe(input_stats=(128.0, 127.0))),
+    "v1-quant": _quant_spec(v1.FACTORY, {"combined": NO_SHADOWS}, QuantRecipe(layout=ArchiveLayout(
+        checkpoints=(CheckpointFile("combined", "{stem}.ckpt", "raw"),), reference_graphs=("{stem}_eval.pbtxt",),
+        frozen="{stem}_frozen.pb", info="{stem}_info.txt", tflite="{stem}.tflite"))),
+    "v2-quant": _quant_spec(v2.FACTORY, {"combined": v2.FACTORY.checkpoints["combined"]}, QuantRecipe(
+        tflite_output="output", output_alias="output", layout=ArchiveLayout(
+            checkpoints=(CheckpointFile("combined", f"{V2_FOLDER}/model.ckpt-{STEP}", "raw"),),
+            reference_graphs=(), frozen=f"{V2_FOLDER}/frozen_graph.pb", info=None,
+            tflite=f"{V2_FOLDER}/model.tflite"))),
+    "v3-quant": _quant_spec(v3.FACTORY, {"pristine": v3.FACTORY.checkpoints["pristine"]}, QuantRecipe(
+        input_stats=(128.0, 127.0), layout=ArchiveLayout(
+            checkpoints=(CheckpointFile("pristine", f"{{stem}}/pristine/model.ckpt-{STEP}", "raw"),),
+            reference_graphs=(), frozen="{stem}/{stem}.pb", info=None, tflite="{stem}/{stem}.tflite"))),
 }
