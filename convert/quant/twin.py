@@ -31,6 +31,7 @@ from ..mapping import keras_target, tf_name_for
 from .walk import Quantizer
 
 OUTPUT_LAYER = "probabilities"
+HARD_SWISH = ("hard_swish", "hard_silu")  # Keras 3 names Activation("hard_swish") hard_silu
 INPUT_NAME = "input"
 
 
@@ -135,7 +136,7 @@ def _call(rb: _Rebuild, op, *args, **kwargs):
             return rb.quantize(y, scope, "se_gate_relu6", f"{op.name}_quant")
         kind = "relu6" if op.max_value is not None and float(op.max_value) == 6.0 else "relu"
         return rb.quantize(y, scope, kind, f"{op.name}_quant")
-    if isinstance(op, keras.layers.Activation) and op.get_config()["activation"] == "hard_swish":
+    if isinstance(op, keras.layers.Activation) and op.get_config()["activation"] in HARD_SWISH:
         scope, _ = rb.origin.get(id(x), (None, None))
         if scope is None:
             raise TwinError(f"hard_swish {op.name!r} does not follow a conv")

@@ -102,6 +102,30 @@ def _const_value(node) -> float:
     return float(tf.make_ndarray(node.attr["value"].tensor))
 
 
+def _is_kernel(node) -> bool:
+    return node.op in _VARIABLE_OPS or (node.op == "Const" and _leaf(node.name) in ("weights", "depthwise_weights"))
+
+
+def _kernel_scope(nodes, fq, mul_fold) -> str:
+    """The variable scope of a folded kernel: the scope of the kernel variable (a constant in a frozen graph)
+    ``mul_fold`` multiplies, which may differ from the ops' scope (V1's ops are under ``MobilenetV1/MobilenetV1``)."""
+    kernels = [k for k in (_follow(nodes, i, _PASS_THROUGH + ("ReadVariableOp",)) for i in _data_inputs(mul_fold))
+               if _is_kernel(k)]
+    if len(kernels) != 1:
+        raise QuantGraphError(f"FakeQuant node {fq.name!r}: its folded kernel {mul_fold.name!r} multiplies "
+                              f"{len(kernels)} kernel variables, not one")
+    return _parent(kernels[0].name)
+
+
+def _variable_scoped(q: Quantizer, op_scopes: dict[str, str]) -> Quantizer:
+    """An activation quantizer's scope in variable-scope terms (its layer's; a block's: its parent's)."""
+    if q.is_weights:
+        return q
+    parents = {_parent(k): _parent(v) for k, v in op_scopes.items()}
+    scope = op_scopes.get(q.scope) or parents.get(q.scope) or q.scope
+    return q if scope == q.scope else dataclasses.replace(q, scope=scope)
+
+
 def _activation_kind(nodes, fq, prod) -> tuple[str, str]:
     """(kind, scope) of an activation quantizer, or QuantGraphError naming the node."""
     name, op, leaf = prod.name, prod.op, _leaf(prod.name)
@@ -133,6 +157,11 @@ def walk(graph_def, where: str = "the graph") -> list[Quantizer]:
     A graph without any FakeQuant, a FakeQuant of another op type, a range that is neither a variable nor
     a constant, a quantizer that cannot be placed, or two at one placement: :class:`QuantGraphError`."""
     nodes = {n.name: n for n in graph_def.node}
+    consumers: dict[str, list] = {}
+    for n in graph_def.node:
+        for i in _data_inputs(n):
+            consumers.setdefault(_name(i), []).append(n)
+    op_scopes: dict[str, str] = {}  # op scope -> variable scope (they differ in V1: MobilenetV1/MobilenetV1/...)
     found: list[Quantizer] = []
     for fq in graph_def.node:
         if not fq.op.startswith("FakeQuant"):
@@ -155,12 +184,15 @@ def walk(graph_def, where: str = "the graph") -> list[Quantizer]:
         prod = _follow(nodes, data)
         kernel = _follow(nodes, data, _PASS_THROUGH + ("ReadVariableOp",))
         if prod.op == "Mul" and _leaf(prod.name) == "mul_fold":
-            kind, scope = "folded_weights", _parent(prod.name)
-        elif kernel.op in _VARIABLE_OPS or (prod.op == "Const" and _leaf(prod.name) in ("weights", "depthwise_weights")):
+            kind, scope = "folded_weights", _kernel_scope(nodes, fq, prod)
+            op_scopes[_parent(prod.name)] = scope
+        elif _is_kernel(kernel):
             prod, kind, scope = kernel, "weights", _parent(kernel.name)
+            op_scopes.update((_parent(c.name), scope) for c in consumers.get(fq.name, ()))
         else:
             kind, scope = _activation_kind(nodes, fq, prod)
         found.append(Quantizer(kind=kind, scope=scope, producer=prod.name, producer_op=prod.op, **common))
+    found = [_variable_scoped(q, op_scopes) for q in found]
     if not found:
         raise QuantGraphError(f"{where} has no {FAKE_QUANT} node: it is not a quantization-aware graph "
                               "(a float archive? use its float family)")
