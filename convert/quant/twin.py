@@ -200,7 +200,7 @@ def logits_model(twin):
     """A view of the twin that outputs its (quantized) 1000-class logits, before the softmax."""
     import keras
 
-    return keras.Model(twin.inputs, twin.get_layer(OUTPUT_LAYER).input)
+    return keras.Model(twin.inputs[0], twin.get_layer(OUTPUT_LAYER).input)
 
 
 def save_twin(twin, path: str | Path) -> Path:
