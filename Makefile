@@ -1,7 +1,7 @@
 # Everything runs inside .venv, created from the pinned requirements by `make setup`.
 #   make demo                      offline main job: factory archives on a loopback mirror, all 44 variants
 #   make test                      the test suite (what CI runs)
-#   make convert-all [FAMILY=v1|v2|v3] [MIRROR=URL]  all 44 variants (or one family) from the manifest URLs
+#   make convert-all [FAMILY=v1|v2|v3|v1-quant|v2-quant|v3-quant] [MIRROR=URL]  all 85 variants (or one family) from the manifest URLs
 #   make convert VARIANT=1.0_224   one variant (V2 short name, or any archive stem)
 #   make verify-all                re-verify every variant converted into weights/
 #   make bench                     where the time goes: results/bench.json and results/BENCH.md

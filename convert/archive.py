@@ -96,6 +96,12 @@ def _checkpoint_prefix(root: Path, cf: CheckpointFile, variant) -> Path | None:
     return prefix if has_checkpoint(root, prefix.relative_to(root).as_posix()) else None
 
 
+def layout_checkpoints(root: str | Path, variant) -> list[tuple[Path, CheckpointFile]]:
+    """Every checkpoint of the layout present in the extraction (prefix, layout file), in layout order."""
+    found = ((_checkpoint_prefix(Path(root), cf, variant), cf) for cf in variant.family.layout.checkpoints)
+    return [(prefix, cf) for prefix, cf in found if prefix is not None]
+
+
 def find_checkpoint(root: str | Path, variant, mode: str = "auto") -> tuple[Path, CheckpointFile]:
     """The checkpoint prefix to read for ``mode`` in an extracted archive, and which layout file it is."""
     root = Path(root)

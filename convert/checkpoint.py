@@ -3,7 +3,10 @@
 The checkpoint is read with ``tf.train.load_checkpoint`` (no graph). The variables it must hold come from
 the family's name table and the Keras architecture (:func:`convert.mapping.expected_variables`). Every
 checkpoint variable is consumed once, ignored and counted (optimizer slots, ``global_step``, the EMA/raw
-alternative not chosen), or an error that lists it.
+alternative not chosen), or an error that lists it. A quantization-aware checkpoint's range variables
+(``.../min``, ``.../max``) are consumed by the fake-quant twin, not the .h5: which they are is decided by
+walking the archive's graph (:mod:`convert.quant.walk`), and the caller passes their names in
+(``twin_ranges``); without that, they are unexpected, like any other unknown variable.
 """
 from __future__ import annotations
 
@@ -100,6 +103,7 @@ class Classes:
     global_step: tuple[str, ...]
     unexpected: tuple[str, ...]  # none of the above
     missing: tuple[str, ...]  # expected model variables that are absent
+    twin_ranges: tuple[str, ...] = ()  # quantization ranges (and their shadows) named by the caller: the twin's
 
 
 @dataclass(frozen=True)
@@ -119,17 +123,24 @@ class Selection:
     missing_shadows: tuple[str, ...]  # trainables without a shadow while shadows are used (an error)
 
 
-def classify(names: Iterable[str], expected: Collection[str]) -> Classes:
+def classify(names: Iterable[str], expected: Collection[str], twin_ranges: Collection[str] = ()) -> Classes:
     """Sort a checkpoint's variable names: the model variables ``expected``, their EMA shadows, optimizer
-    slots (a slot counts only when the variable it belongs to is expected), ``global_step``, the rest."""
+    slots (a slot counts only when the variable it belongs to is expected), ``global_step``, the
+    quantization range variables ``twin_ranges`` (found by the graph walk; with their shadows, if any), the rest."""
     names = list(names)
-    model, shadows, slots, global_step, unexpected = [], {}, [], [], []
+    twin_ranges = frozenset(twin_ranges)
+    overlap = sorted(twin_ranges & set(expected))
+    if overlap:
+        raise ValueError(f"range variables named by the graph walk are model variables: {', '.join(overlap)}")
+    model, shadows, slots, global_step, unexpected, ranges = [], {}, [], [], [], []
     for name in names:
         base = name[: -len(EMA_SUFFIX) - 1] if name.endswith("/" + EMA_SUFFIX) else None
         if name == _GLOBAL_STEP:
             global_step.append(name)
         elif name in expected:
             model.append(name)
+        elif name in twin_ranges or (base is not None and base in twin_ranges):
+            ranges.append(name)
         elif base is not None and base in expected:
             shadows[base] = name
         elif (slot := _SLOT.match(name)) and (slot["base"] is None or slot["base"] in expected):
@@ -138,7 +149,7 @@ def classify(names: Iterable[str], expected: Collection[str]) -> Classes:
             unexpected.append(name)
     present = set(names)
     return Classes(tuple(model), shadows, tuple(slots), tuple(global_step), tuple(unexpected),
-                   tuple(n for n in expected if n not in present))
+                   tuple(n for n in expected if n not in present), tuple(ranges))
 
 
 def choose(classes: Classes, expected: Mapping[str, Expected], value_source: str, plain: str, prefix: str) -> Selection:
@@ -218,7 +229,7 @@ def _open_checkpoint(prefix: str):
 
 @timed("layer guide")
 def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_source: str = "auto",
-                      provenance: Provenance | None = None) -> LayerGuide:
+                      provenance: Provenance | None = None, twin_ranges: Collection[str] = ()) -> LayerGuide:
     """Read a TF1 checkpoint by name and build the layer guide of ``variant``: :func:`classify` its
     variables, :func:`choose` a value per model variable, check the table, :func:`read` the values.
 
@@ -226,8 +237,10 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
     requires EMA values; ``raw`` ignores shadows. EMA values are the ``/ExponentialMovingAverage`` shadows
     (each one that exists, BN moving statistics included, as slim's evaluation with
     ``--moving_average_decay`` restores them), or the plain values of an EMA checkpoint (V3's ``ema/``).
-    Optimizer slots and ``global_step`` are ignored and counted; anything else not consumed, any expected
-    variable missing, any wrong shape or dtype raises :class:`CheckpointMismatchError`.
+    Optimizer slots and ``global_step`` are ignored and counted; ``twin_ranges`` (the quantization range
+    variables the graph walk found, for a quantization-aware archive) are counted as the twin's
+    (``counts.twin_ranges``); anything else not consumed, any expected variable missing, any wrong shape or
+    dtype raises :class:`CheckpointMismatchError`.
     """
     if value_source not in VALUE_SOURCES:
         raise WeightSourceError(f"unknown weight source {value_source!r}; valid: {', '.join(VALUE_SOURCES)}")
@@ -244,7 +257,11 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
     shapes = {k: tuple(int(d) for d in v) for k, v in reader.get_variable_to_shape_map().items()}
     dtypes = {k: v.name for k, v in reader.get_variable_to_dtype_map().items()}
     expected = expected_variables(variant)
-    classes = classify(shapes, expected)
+    absent = sorted(set(twin_ranges) - set(shapes))
+    if absent:
+        raise ConversionError(f"checkpoint {prefix} lacks {len(absent)} quantization range variable(s) the graph "
+                              f"names: {', '.join(absent)}")
+    classes = classify(shapes, expected, twin_ranges)
     selection = choose(classes, expected, value_source, plain, prefix)
     _check_table(prefix, variant, expected, classes, selection, shapes, dtypes)
     records, arrays = read(reader, prefix, variant, expected, selection)
@@ -254,8 +271,9 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
     counts = Accounting(checkpoint_variables=len(shapes), consumed=len(records), ignored_slots=len(classes.slots),
                         ignored_global_step=len(classes.global_step),
                         unselected=len(expected) + len(classes.shadows) - len(records), by_source=by_source,
-                        mode=selection.mode)
-    assert counts.consumed + counts.ignored_slots + counts.ignored_global_step + counts.unselected == len(shapes)
+                        mode=selection.mode, twin_ranges=len(classes.twin_ranges))
+    assert (counts.consumed + counts.ignored_slots + counts.ignored_global_step + counts.unselected
+            + counts.twin_ranges == len(shapes))
     return LayerGuide(variant.name, variant.family_key, value_source, provenance, records, arrays, counts,
                       versions=package_versions())
 
@@ -265,13 +283,16 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
 
 
 def guide_from_extracted(root: str | Path, variant: Variant, value_source: str = "auto", archive: Path | None = None,
-                         archive_sha256: str | None = None, url: str | None = None) -> LayerGuide:
-    """The layer guide of an extracted archive: the layout's checkpoint for ``value_source``, read by name."""
+                         archive_sha256: str | None = None, url: str | None = None,
+                         twin_ranges: Collection[str] = ()) -> LayerGuide:
+    """The layer guide of an extracted archive: the layout's checkpoint for ``value_source``, read by name
+    (``twin_ranges``: see :func:`build_layer_guide`). The pin recorded is that of the URL that served it."""
     prefix, cf = find_checkpoint(root, variant, value_source)
+    pin = next((sha for u, sha, _ in variant.urls if u == url), variant.sha256)
     provenance = Provenance(checkpoint=Path(prefix).relative_to(root).as_posix(), checkpoint_role=cf.role,
                             archive=str(Path(archive).resolve()) if archive else None,
-                            archive_sha256=archive_sha256, pin=variant.sha256, url=url)
-    return build_layer_guide(prefix, variant, value_source, provenance)
+                            archive_sha256=archive_sha256, pin=pin, url=url)
+    return build_layer_guide(prefix, variant, value_source, provenance, twin_ranges)
 
 
 def extract(variant: Variant, *, archive: str | Path | None = None, checkpoint: str | Path | None = None,

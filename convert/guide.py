@@ -84,6 +84,7 @@ class Accounting:
     unselected: int  # the EMA/raw alternative not chosen
     by_source: dict[str, int]
     mode: str  # the values used: "ema" or "raw"
+    twin_ranges: int = 0  # quantization range variables (and their shadows) the fake-quant twin consumes
 
 
 @dataclass

@@ -163,8 +163,9 @@ def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset:
     for key, typ in required.items():
         if key not in entry:
             raise ManifestError(f"{where}: missing field '{key}'")
-        nullable = key in fam.nullable_fields
-        _check_type(where, key, entry[key], (*(typ if isinstance(typ, tuple) else (typ,)), type(None)) if nullable else typ)
+        if key in fam.nullable_fields:
+            typ = (*(typ if isinstance(typ, tuple) else (typ,)), type(None))
+        _check_type(where, key, entry[key], typ)
     for key, typ in _COMMON_OPTIONAL.items():
         if key in entry:
             _check_type(where, key, entry[key], typ)
@@ -228,12 +229,17 @@ class Manifest:
     def resolve(self, name: str) -> Variant:
         """Accept a variant's name, its archive stem, or the archive file name: ``1.0_224`` (V2),
         ``mobilenet_v2_1.0_224``, ``mobilenet_v1_0.25_128``, ``v3-large_224_1.0_float.tgz``."""
+        return self._resolve(name, ())
+
+    def _resolve(self, name: str, selectors: Iterable[str]) -> Variant:
+        """:meth:`resolve`; an unknown name's hint also considers ``selectors`` (family keys, ``all``)."""
         key = str(name).strip()
         key = key[: -len(".tgz")] if key.endswith(".tgz") else key
         if key in self._by_name:
             return self._by_name[key]
-        close = difflib.get_close_matches(key, list(self._by_name), n=3, cutoff=0.5)
-        hint = f"closest: {', '.join(close)}" if close else f"valid: {', '.join(self.names)}"
+        selectors = list(selectors)
+        close = difflib.get_close_matches(key, [*selectors, *self._by_name], n=3, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else f"valid: {', '.join([*selectors, *self.names])}"
         raise UnknownVariantError(f"unknown variant {name!r}; {hint} (run `python models_to_load.py` for the list)")
 
     def select(self, names: Iterable[str] = ("all",), alpha: str | None = None, rows: int | None = None,
@@ -259,7 +265,7 @@ class Manifest:
             elif n in self.families:
                 wanted.update(v.name for v in pool if v.family_key == n)
             else:
-                wanted.add(self.resolve(n).name)
+                wanted.add(self._resolve(n, ["all", *self.families]).name)
         return [v for v in pool if v.name in wanted and (alpha is None or v.alpha == alpha)
                 and (rows is None or v.rows == rows)]
 

@@ -253,7 +253,7 @@ def test_auto_picks_ema_when_the_checkpoint_has_shadows(ckpt):
     reader = tf.train.load_checkpoint(ckpt)
     assert dataclasses.asdict(guide.counts) == {"checkpoint_variables": 737, "consumed": 262, "ignored_slots": 316,
                             "ignored_global_step": 1, "unselected": 158, "by_source": {"ema": 158, "raw": 104},
-                            "mode": "ema"}
+                            "mode": "ema", "twin_ranges": 0}
     for r in guide.records:
         stat = r.leaf in ("moving_mean", "moving_variance")
         assert r.source == ("raw" if stat else "ema")
@@ -495,7 +495,8 @@ def test_extract_without_source_uses_the_download_cache(archive, tmp_path, monke
     shutil.copyfile(archive, cached)
     # the factory archive cannot match the genuine pin: without --ignore-pins the cached file is refused
     # (quarantined, naming the pin) and a fresh download is attempted, which fails offline
-    monkeypatch.setattr(download.fetcher, "source_url", lambda v, mirror=None: "file:///nonexistent/" + v.archive_filename)
+    monkeypatch.setattr(download.fetcher, "sources", lambda v, mirror=None: [
+        download.Source("file:///nonexistent/" + v.archive_filename, frozenset({v.sha256}), v.size)])
     with pytest.raises(ConversionError, match="no usable archive of 0.35_96"):
         extract(V, out_dir=tmp_path / "work", cache_dir=tmp_path / "cache")
     assert f"but the manifest pin says {V.sha256}" in capsys.readouterr().err

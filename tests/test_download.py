@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -34,7 +35,7 @@ from convert.download import DownloadError, FetchResult, NetOptions, fetch
 from convert.download import fetcher
 from convert.env import CACHE_ENV
 from convert.errors import UserError
-from convert.manifest import PROJECT_ROOT, default_manifest, resolve
+from convert.manifest import PROJECT_ROOT, Alternative, default_manifest, resolve
 from convert.factory.serve import DirectoryServer, parse_range, serve_directory
 
 # per test function only: the session/module fixtures (factory archives, built on a cold cache) are not timed
@@ -47,6 +48,7 @@ V = resolve("0.35_96")  # pinned: the genuine archive's sha256 (no size known)
 V1 = resolve("mobilenet_v1_0.25_128")
 GENUINE_TSV = Path(__file__).parent / "data" / "genuine" / "official_archives.tsv"
 QUANT_TSV = GENUINE_TSV.with_name("quant_archives.tsv")
+V1_2018_08_02_TSV = GENUINE_TSV.with_name("v1_2018_08_02_archives.tsv")
 PROJECT_CACHE = PROJECT_ROOT / "cache"
 NET_ENV = (dl.MIRROR_ENV, dl.LOCK_ENV, CACHE_ENV, "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
            "https_proxy", "all_proxy")
@@ -321,7 +323,7 @@ def test_checksum_mismatch_against_pin_is_quarantined(served, cache, lock, tmp_p
 
 def test_factory_archive_is_refused_by_the_genuine_pin(served, cache, lock, factory_archive):
     """The manifest's real pin (the genuine 0.35_96 archive) against the factory-built archive."""
-    assert V.sha256 and dict(parse_genuine_tsv())[V.archive_filename][0] == V.sha256
+    assert V.sha256 and dict(parse_genuine_tsv())[V.url][0] == V.sha256
     got = put(served, factory_archive)
     assert got != V.sha256
     with pytest.raises(DownloadError) as err:
@@ -444,42 +446,51 @@ def test_lock_for_picks_the_lock_file(tmp_path, monkeypatch):
 
 
 def parse_genuine_tsv(path: Path = GENUINE_TSV) -> list[tuple[str, tuple[str, int | None]]]:
-    """``(archive, (sha256, size or None))`` rows of a vendored list of genuine archives (the float ones:
-    official_archives.tsv; the quantization-aware ones: quant_archives.tsv)."""
+    """``(url, (sha256, size or None))`` rows of a vendored list of genuine archives: the float ones of the
+    2018_02_22 / V2 / V3 releases (official_archives.tsv), the V1 float 2018_08_02 ones
+    (v1_2018_08_02_archives.tsv), the V1 quantization-aware ones (quant_archives.tsv)."""
     lines = path.read_text().splitlines()
     header = lines[0].lstrip("# ").split("\t")
-    assert {"archive", "sha256", "size_bytes"} <= set(header), header
+    assert {"archive", "url", "sha256", "size_bytes"} <= set(header), header
     rows = []
     for line in lines[1:]:
         if not line.strip() or line.startswith("#"):
             continue
         row = dict(zip(header, line.split("\t")))
+        assert row["url"].rsplit("/", 1)[-1] == row["archive"], row
         size = row["size_bytes"].strip()
-        rows.append((row["archive"], (row["sha256"].strip(), int(size) if size else None)))
+        rows.append((row["url"], (row["sha256"].strip(), int(size) if size else None)))
     return rows
 
 
 @pytest.mark.genuine
 def test_every_manifest_pin_matches_the_genuine_archive_list():
-    rows = parse_genuine_tsv() + parse_genuine_tsv(QUANT_TSV)
+    """Each URL of the manifests (primary and alternatives) is pinned exactly when a vendored list has it,
+    with that list's sha256 (and size where it gives one)."""
+    rows = [row for tsv in (GENUINE_TSV, V1_2018_08_02_TSV, QUANT_TSV) for row in parse_genuine_tsv(tsv)]
     genuine = dict(rows)
-    assert len(genuine) == len(rows), "an archive is listed twice in official_archives.tsv / quant_archives.tsv"
+    assert len(genuine) == len(rows), "a URL is listed twice in the vendored archive lists"
     checked = dict.fromkeys(("v1", "v2", "v3", "v1-quant", "v2-quant", "v3-quant"), 0)
-    sized = 0
+    alternatives = sized = 0
+    urls = set()
     for v in default_manifest():
-        if v.archive_filename not in genuine:
-            assert v.sha256 is None and v.size is None, f"{v.name}: pinned, but not in {GENUINE_TSV.name}"
-            continue
-        want_sha, want_size = genuine[v.archive_filename]
-        assert v.sha256 == want_sha, f"{v.name}: manifest sha256 {v.sha256} != {GENUINE_TSV.name} {want_sha}"
-        if want_size is not None:
-            assert v.size == want_size, f"{v.name}: manifest size {v.size} != {GENUINE_TSV.name} {want_size}"
-            sized += 1
-        checked[v.family_key] += 1
-    assert checked == {"v1": 16, "v2": 22, "v3": 4, "v1-quant": 16, "v2-quant": 0, "v3-quant": 2}
-    in_manifest = {v.archive_filename for v in default_manifest()}
-    assert sized == sum(size is not None for name, (_, size) in rows if name in in_manifest)
-    assert sized >= 2  # 1.4_224 and 1.0_224 at least
+        for i, (url, sha256, size) in enumerate(v.urls):
+            urls.add(url)
+            if url not in genuine:
+                assert sha256 is None and size is None, f"{v.name}: {url} pinned, but in no vendored list"
+                continue
+            want_sha, want_size = genuine[url]
+            assert sha256 == want_sha, f"{v.name}: manifest sha256 {sha256} of {url} != vendored {want_sha}"
+            if want_size is not None:
+                assert size == want_size, f"{v.name}: manifest size {size} of {url} != vendored {want_size}"
+                sized += 1
+            checked[v.family_key] += 1
+            alternatives += i > 0
+    # V1: 4 primary (2018_08_02) pins + 16 alternative (2018_02_22) pins; V3 float 4 and uint8 2
+    assert checked == {"v1": 20, "v2": 22, "v3": 4, "v1-quant": 16, "v2-quant": 0, "v3-quant": 2}
+    assert alternatives == 16
+    assert sized == sum(size is not None for url, (_, size) in rows if url in urls)
+    assert sized >= 6  # V2 1.4_224 and 1.0_224, V1 2018_08_02 1.0_224, 0.5_224, 0.5_160, 0.25_128
 
 
 # ----------------------------------------------------------------------------- integrity: cache and lock
@@ -880,3 +891,108 @@ def test_remembered_sha256_is_reread_whenever_the_file_changes(tmp_path):
     assert sha256_remembered(path) == y
     memo.write_text("not json")
     assert sha256_remembered(path) == y  # a broken memo is ignored
+
+
+# ----------------------------------------------------------------------------- unavailable archives, alternatives
+
+UNAVAILABLE = "upstream answers HTTP 403 (test reason)"
+
+
+def test_an_unavailable_variant_fails_with_its_reason_without_a_request(served, cache, lock, tmp_path):
+    """No mirror: the archive is reported unavailable, naming the reason, and the upstream URL (here the
+    loopback server, which would serve it) is never asked."""
+    put(served, make_tgz(tmp_path / "a.tgz"))
+    variant = dataclasses.replace(V, url=f"{served.url}/{V.archive_filename}", unavailable=UNAVAILABLE)
+    with pytest.raises(dl.Unavailable, match=re.escape(UNAVAILABLE)) as info:
+        fetch(variant, cache, mirror="", lock_path=lock, quiet=True, net=FAST, ignore_pins=True)
+    assert "--mirror" in str(info.value)
+    assert list(served.requests) == [], "an unavailable archive must not be requested upstream"
+    assert not (cache / "archives" / V.archive_filename).exists()
+
+
+def test_an_unavailable_variant_is_fetched_from_a_mirror(served, cache, lock, tmp_path):
+    want = put(served, make_tgz(tmp_path / "a.tgz"))
+    variant = dataclasses.replace(V, url="https://upstream.invalid/x/" + V.archive_filename, unavailable=UNAVAILABLE)
+    result = go(served, cache, lock, variant=variant)
+    assert result.downloaded and result.sha256 == want and result.source == f"{served.url}/{V.archive_filename}"
+    assert len(served.gets(V.archive_filename)) == 1
+
+
+def test_download_cli_reports_an_unavailable_variant_as_a_failed_row(served, cache, lock, monkeypatch, capsys):
+    """``convert download`` on the manifest's unavailable V2 archive: a failed row naming the reason, no request
+    (the manifest URL is upstream's: any request would leave the loopback, which the isolation refuses)."""
+    name = "quantized_v2_224_130"
+    reason = resolve(name).unavailable
+    assert reason and "403" in reason and "8861" in reason
+    code = dl.main([name, "--cache", str(cache), "--lock", str(lock), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and name in err and reason in err and "unavailable upstream" in err
+    assert not (cache / "archives" / f"{name}.tgz").exists()
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_the_alternative_url_serves_when_the_primary_fails(served, cache, lock, tmp_path, status):
+    """The primary answers an HTTP error: the alternative is fetched, checked against its own pin, and the
+    result records that it served the archive."""
+    archive = make_tgz(tmp_path / "a.tgz")
+    (served.root / "old").mkdir()
+    link_or_copy(archive, served.root / "old" / V.archive_filename)
+    want = sha(archive)
+    if status == 403:
+        (served.root / V.archive_filename).write_bytes(b"never served")
+        served.script(V.archive_filename, Fault("status", code=403))
+    alternative = Alternative(f"{served.url}/old/{V.archive_filename}", sha256=want, size=archive.stat().st_size)
+    variant = dataclasses.replace(V, url=f"{served.url}/{V.archive_filename}", sha256="0" * 64, size=None,
+                                  alternatives=(alternative,))
+    result = fetch(variant, cache, mirror="", lock_path=lock, quiet=True, net=FAST)
+    assert result.downloaded and result.sha256 == want and result.checked_against == "pin"
+    assert result.source == alternative.url
+    assert len(served.gets(V.archive_filename)) == 1 and len(served.gets("old/" + V.archive_filename)) == 1
+    assert not lock.exists(), "a pinned alternative is checked against its pin, not recorded in the lock"
+    again = fetch(variant, cache, mirror="", lock_path=lock, quiet=True, net=FAST)  # cached: matches the alternative's pin
+    assert not again.downloaded and again.source == alternative.url and len(served.requests) == 2
+
+
+def test_an_alternative_is_held_to_its_own_pin(served, cache, lock, tmp_path):
+    archive = make_tgz(tmp_path / "a.tgz")
+    (served.root / "old").mkdir()
+    link_or_copy(archive, served.root / "old" / V.archive_filename)
+    other_pin = "f" * 64
+    variant = dataclasses.replace(V, url=f"{served.url}/{V.archive_filename}", sha256=sha(archive), size=None,
+                                  alternatives=(Alternative(f"{served.url}/old/{V.archive_filename}", other_pin),))
+    with pytest.raises(DownloadError, match=f"sha256 mismatch: downloaded {sha(archive)}, but the manifest pin says {other_pin}"):
+        fetch(variant, cache, mirror="", lock_path=lock, quiet=True, net=FAST)
+    assert not (cache / "archives" / V.archive_filename).exists()
+
+
+def test_a_primary_that_serves_a_bad_file_is_not_replaced_by_the_alternative(served, cache, lock, tmp_path):
+    """Only a failed transfer moves on to the alternative; a file that arrives and fails its pin is an error."""
+    archive = make_tgz(tmp_path / "a.tgz")
+    put(served, archive)
+    (served.root / "old").mkdir()
+    link_or_copy(archive, served.root / "old" / V.archive_filename)
+    variant = dataclasses.replace(V, url=f"{served.url}/{V.archive_filename}", sha256="0" * 64, size=None,
+                                  alternatives=(Alternative(f"{served.url}/old/{V.archive_filename}", sha(archive)),))
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        fetch(variant, cache, mirror="", lock_path=lock, quiet=True, net=FAST)
+    assert served.gets("old/" + V.archive_filename) == []
+
+
+def test_every_url_failing_lists_each_failure(served, cache, lock):
+    variant = dataclasses.replace(V, url=f"{served.url}/{V.archive_filename}", sha256=None, size=None,
+                                  alternatives=(Alternative(f"{served.url}/old/{V.archive_filename}"),))
+    with pytest.raises(dl.TransferFailed) as info:
+        fetch(variant, cache, mirror="", lock_path=lock, quiet=True, net=FAST)
+    text = str(info.value)
+    assert "no URL could serve it" in text and text.count("HTTP 404") == 2 and "/old/" in text
+
+
+def test_v1_float_primary_is_the_2018_08_02_release_with_the_2018_02_22_one_as_alternative():
+    v = resolve("mobilenet_v1_1.0_224")
+    assert v.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_08_02/mobilenet_v1_1.0_224.tgz"
+    # TensorFlow's workspace.bzl pin and open_model_zoo's size (the issue's figures)
+    assert (v.sha256, v.size) == ("2fadeabb9968ec6833bee903900dda6e61b3947200535874ce2fe42a8493abc0", 94321559)
+    assert [a.url for a in v.alternatives] == [
+        "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_1.0_224.tgz"]
+    assert v.alternatives[0].sha256 == "1ccb74dbd9c5f7aea879120614e91617db9534bdfaa53dfea54b7c14162e126b"
+    assert resolve("mobilenet_v1_0.75_160").sha256 is None  # no public pin of that 2018_08_02 archive

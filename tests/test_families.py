@@ -39,7 +39,10 @@ KERAS_NAMES = {
 }
 # keras.applications' constructor per family (and V3 kind), from the same files
 CONSTRUCTORS = {"mobilenet_v1_0.25_128": "MobileNet", "0.35_96": "MobileNetV2",
-                "v3-large_224_1.0_float": "MobileNetV3Large", "v3-small-minimalistic_224_1.0_float": "MobileNetV3Small"}
+                "v3-large_224_1.0_float": "MobileNetV3Large", "v3-small-minimalistic_224_1.0_float": "MobileNetV3Small",
+                # the quantization-aware archives' float weights load into their float sibling's constructor
+                "mobilenet_v1_0.25_128_quant": "MobileNet", "quantized_v2_96_35": "MobileNetV2",
+                "v3-large-minimalistic_224_1.0_uint8": "MobileNetV3Large", "v3-small_224_1.0_uint8": "MobileNetV3Small"}
 
 
 @pytest.mark.parametrize("name", sorted(KERAS_NAMES))

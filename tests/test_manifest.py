@@ -23,7 +23,9 @@ def test_manifests_hold_the_85_official_variants():
     keys = ("v1", "v2", "v3", "v1-quant", "v2-quant", "v3-quant")
     assert len(m) == 85 and [len([v for v in m if v.family_key == f]) for f in keys] == [16, 22, 6, 16, 22, 3]
     v1 = m.resolve("mobilenet_v1_0.5_160")
-    assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"
+    assert v1.url == "http://download.tensorflow.org/models/mobilenet_v1_2018_08_02/mobilenet_v1_0.5_160.tgz"
+    assert [a.url for a in v1.alternatives] == [
+        "http://download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.5_160.tgz"]
     assert (v1.keras_weights, v1.keras_weights_no_top) == ("mobilenet_5_0_160_tf.h5", "mobilenet_5_0_160_tf_no_top.h5")
     v3 = m.resolve("v3-large-minimalistic_224_1.0_float.tgz")
     assert (v3.kind, v3.minimalistic, v3.step, v3.sha256) == ("large", True, 342500, None)
@@ -106,3 +108,39 @@ def test_models_to_load_cli_json_table_and_errors():
     assert bad.returncode == 2 and "valid: 1.4, 1.3, 1.0, 0.75, 0.5, 0.35" in bad.stderr and "Traceback" not in bad.stderr
     bad = _run("--family", "v4")
     assert bad.returncode == 2 and "--family 'v4' is not a family; valid: v1, v2, v3" in bad.stderr
+
+
+def test_family_selectors_cover_the_quantized_families_and_unknown_names_get_close_matches():
+    m = default_manifest()
+    assert len(m.select(["all"])) == 85
+    assert [len(m.select([key])) for key in ("v1-quant", "v2-quant", "v3-quant")] == [16, 22, 3]
+    assert {v.family_key for v in m.select(["v2-quant", "v3"])} == {"v2-quant", "v3"}
+    with pytest.raises(UnknownVariantError, match=r"unknown variant 'v2-qaunt'; closest: v2-quant"):
+        m.select(["v2-qaunt"])
+    with pytest.raises(UnknownVariantError, match=r"closest: quantized_v2_224_140"):
+        m.select(["quantized_v2_224_14"])
+
+
+V1_DOC = json.loads((PROJECT_ROOT / "manifests" / "mobilenet_v1.json").read_text())
+
+
+@pytest.mark.parametrize("alternative, message", [
+    ({"url": "http://example.org/other_name.tgz"}, "must be an http(s)/file URL of the same file name"),
+    ({"url": "http://example.org/mobilenet_v1_1.0_224.tgz", "sha256": "ABC"}, "'sha256' must be 64 lowercase hex"),
+    ({"url": "http://example.org/mobilenet_v1_1.0_224.tgz", "size": 0}, "'size' must be a positive byte count"),
+    ({"sha256": None}, "keys must be 'url' (required)"),
+    ("http://example.org/mobilenet_v1_1.0_224.tgz", "expected an object"),
+])
+def test_alternatives_are_validated(alternative, message):
+    doc = copy.deepcopy(V1_DOC)
+    doc["variants"][0]["alternatives"] = [alternative]
+    with pytest.raises(ManifestError, match=r"variants\[0\].*alternatives\[0\].*" + re.escape(message)):
+        parse_manifest(doc)
+
+
+def test_alternatives_are_typed_records_tried_after_the_primary():
+    v = parse_manifest(copy.deepcopy(V1_DOC)).resolve("mobilenet_v1_1.0_224")
+    assert v.urls[0] == (v.url, v.sha256, v.size)
+    assert [type(a).__name__ for a in v.alternatives] == ["Alternative"]
+    assert v.urls[1] == (v.alternatives[0].url, v.alternatives[0].sha256, v.alternatives[0].size)
+    assert "2018_02_22" in v.urls[1][0] and "2018_08_02" in v.urls[0][0]

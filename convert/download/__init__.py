@@ -20,7 +20,7 @@ extraction.
 One job per module:
 
     records        the returned records (FetchResult, FetchFailure), NetOptions, errors, cache paths
-    mirrors        the source URL: the manifest's, or a mirror (http(s)://, file://, a directory)
+    mirrors        the source URLs: the mirror's, or the manifest's primary URL then its alternatives
     session        the retrying requests session
     transfer       one resumable HTTP download (or local copy) into ``<archive>.part``
     checksum_lock  the lock file (trust on first use) and which one applies
@@ -33,13 +33,15 @@ One job per module:
 from .checksum_lock import CACHE_LOCK_NAME, DEFAULT_LOCK, LOCK_ENV, ChecksumLock, lock_for
 from .cli import build_parser, main
 from .fetcher import extract_fetched, fetch
-from .mirrors import MIRROR_ENV, normalize_mirror, source_url
+from .mirrors import MIRROR_ENV, Source, mirror_base, normalize_mirror, source_url, sources
 from .parallel import fetch_iter, fetch_many
-from .records import DownloadError, FetchFailure, FetchResult, NetOptions, SizeMismatch, archive_path, extracted_dir
+from .records import (DownloadError, FetchFailure, FetchResult, NetOptions, SizeMismatch, TransferFailed, Unavailable,
+                      archive_path, extracted_dir)
 from .safe_tar import COMPLETE_MARKER, check_archive, extract_archive, verify_members
 from .session import make_session
 
 __all__ = ["CACHE_LOCK_NAME", "COMPLETE_MARKER", "DEFAULT_LOCK", "LOCK_ENV", "MIRROR_ENV", "ChecksumLock", "DownloadError",
            "FetchFailure", "FetchResult", "NetOptions", "SizeMismatch", "archive_path", "build_parser", "check_archive",
            "extract_archive", "extract_fetched", "extracted_dir", "fetch", "fetch_iter", "fetch_many", "lock_for",
-           "main", "make_session", "normalize_mirror", "source_url", "verify_members"]
+           "main", "make_session", "mirror_base", "normalize_mirror", "Source", "source_url", "sources",
+           "TransferFailed", "Unavailable", "verify_members"]

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m convert download",
         description="Download, verify (size and sha256) and extract MobileNet checkpoint archives into a cache.")
     p.add_argument("names", nargs="+", metavar="NAME",
-                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) or 'all'")
+                   help="variants (1.0_224, mobilenet_v1_0.25_128, quantized_v2_224_100, v3-large_224_1.0_uint8), "
+                        "a family (v1, v2, v3, v1-quant, v2-quant, v3-quant) or 'all'")
     p.add_argument("--mirror", default=env_setting(MIRROR_ENV), metavar="URL",
                    help=f"base URL (http(s)://, file://) or directory holding the archives; default ${MIRROR_ENV}")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if not args.quiet and not isinstance(r, FetchFailure):
             state = "downloaded" if r.downloaded else "cached"
+            alternative = r.source in {a.url for a in r.variant.alternatives}
+            served = f"; served by the alternative {r.source}" if alternative else ""
             print(f"ok  {r.variant.name:<9} {state:<10} {r.archive}  sha256 {r.sha256[:16]}… "
-                  f"(checked against the {r.checked_against})")
+                  f"(checked against the {r.checked_against}){served}")
     if failed:  # one line per failed archive, saying why
         print(f"error: {len(failed)} of {len(results)} archive(s) failed:", file=sys.stderr)
         for f in failed:

@@ -12,6 +12,15 @@ class DownloadError(Exception):
     """One archive could not be fetched, verified or extracted; the message says which and why."""
 
 
+class TransferFailed(DownloadError):
+    """The source could not serve the file (an HTTP error status, a connection error): the downloader may
+    try the variant's next URL (an alternative); a file that arrived but fails verification is not this."""
+
+
+class Unavailable(DownloadError):
+    """The variant's archive is marked unavailable upstream and no mirror is given: nothing was requested."""
+
+
 class SizeMismatch(Exception):
     """The transfer announced (or produced) a size other than the pinned one; raised before any hashing."""
 
@@ -33,7 +42,8 @@ class FetchResult:
     sha256: str
     downloaded: bool  # False when a verified archive was already in the cache
     extracted: Path | None  # the extraction root (the layout's paths are relative to it)
-    source: str
+    source: str  # the URL that served the archive (the primary, an alternative or the mirror; a cached
+    # archive: the URL whose pin it matches, else the primary or mirror URL)
     checked_against: str  # "pin" or "lock"
 
 

@@ -9,7 +9,7 @@ import requests
 from tqdm import tqdm
 
 from .mirrors import MIRROR_ENV, file_url_path
-from .records import DownloadError, NetOptions, SizeMismatch
+from .records import DownloadError, NetOptions, SizeMismatch, TransferFailed
 from .session import RETRY_STATUSES, make_session
 
 CHUNK = 1 << 16
@@ -39,7 +39,7 @@ def _copy_file(src: Path, part: Path, label: str, quiet: bool, expected_size: in
                 fout.write(chunk)
                 bar.update(len(chunk))
     except FileNotFoundError:
-        raise DownloadError(f"{label}: {src} does not exist in the mirror directory") from None
+        raise TransferFailed(f"{label}: {src} does not exist in the mirror directory") from None
     except OSError as exc:
         raise DownloadError(f"{label}: cannot copy {src}: {exc.strerror or exc}") from None
 
@@ -75,7 +75,7 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
         try:
             response = session.get(url, headers=headers, stream=True, timeout=net.timeout)
         except (requests.exceptions.RetryError, *_NETWORK_ERRORS) as exc:
-            raise DownloadError(f"{label}: cannot download {url}: {_reason(exc)} (after {net.retries} retries); "
+            raise TransferFailed(f"{label}: cannot download {url}: {_reason(exc)} (after {net.retries} retries); "
                                 f"offline or behind a firewall? use --mirror URL|DIR or ${MIRROR_ENV}") from None
         try:
             with response:
@@ -91,10 +91,10 @@ def _http_download(url: str, part: Path, session: requests.Session, net: NetOpti
                 elif status == 200:
                     mode, offset = "wb", 0  # fresh download, or the server ignored Range: start over
                 elif status == 404:
-                    raise DownloadError(f"{label}: {url} was not found (HTTP 404); check the name or --mirror")
+                    raise TransferFailed(f"{label}: {url} was not found (HTTP 404); check the name or --mirror")
                 else:
                     retried = " after retries" if status in RETRY_STATUSES else ""
-                    raise DownloadError(f"{label}: {url} answered HTTP {status} {response.reason}{retried}; "
+                    raise TransferFailed(f"{label}: {url} answered HTTP {status} {response.reason}{retried}; "
                                         f"expected 200, or 206 to a Range request")
                 total = _total_size(response, offset)
                 _check_size(total, expected_size)  # Content-Length known: refuse before reading the body

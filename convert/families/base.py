@@ -158,7 +158,7 @@ class KerasApp:
 class Family:
     """One family as data. The name and Keras methods read only ``files`` and ``keras_app``."""
 
-    key: str  # "v1", "v2", "v3"
+    key: str  # "v1", "v2", "v3", "v1-quant", "v2-quant", "v3-quant"
     title: str  # "MobileNetV1"
     scope: str  # top variable scope, e.g. "MobilenetV1"
     manifest: str  # file name under manifests/

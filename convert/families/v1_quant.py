@@ -23,5 +23,5 @@ FAMILY = dataclasses.replace(
         frozen="*_frozen.pb", info="*_info.txt", tflite="*.tflite"),
     files=FileNames(stem=STEM, keras_top=f"{STEM}.h5", keras_no_top=f"{STEM}_no_top.h5",
                     twin=f"{STEM}.keras", tflite=f"{STEM}.tflite"),
-    float_family="v1", quantized=True, nullable_fields=("top1",),
+    float_family="v1", quantized=True,
 )
