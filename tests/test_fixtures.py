@@ -201,3 +201,58 @@ def test_text_graph_parser_equals_protobufs_text_format(reference_dir):
         assert parsed.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
     with pytest.raises(ValueError, match=r"cannot parse broken\.pbtxt as a text GraphDef: 4:1"):
         parity.parse_text_graph_def(b'node {\n  name: "a"\n  op: \n', "broken.pbtxt")
+
+
+# ---------------------------------------------------------------------------------- quantization-aware archives
+QUANT_SMALLEST = ("mobilenet_v1_0.25_128_quant", "quantized_v2_96_35", "v3-small_224_1.0_uint8")
+
+
+def test_quant_archive_members_follow_the_release_layouts():
+    """The issue's layouts: V1 flat `{stem}.ckpt.*`, `.tflite`, `_eval.pbtxt`, `_frozen.pb`, `_info.txt`;
+    V2 one folder `v2_{rows}_{alpha·100}/` with `model.ckpt-STEP.*`, `model.tflite` and the frozen graph;
+    V3 `{stem}/pristine/model.ckpt-STEP.*`, `{stem}/{stem}.pb`, `{stem}/{stem}.tflite`."""
+    ckpt = (".data-00000-of-00001", ".index", ".meta")
+    files = {}
+    for name in QUANT_SMALLEST:
+        with tarfile.open(fixtures.cached_archive(name)) as tar:
+            files[name] = sorted(m.name for m in tar.getmembers() if m.isfile())
+    v1 = "mobilenet_v1_0.25_128_quant"
+    assert files[v1] == sorted([f"./{v1}.ckpt{s}" for s in ckpt]
+                               + [f"./{v1}{s}" for s in (".tflite", "_eval.pbtxt", "_frozen.pb", "_info.txt")])
+    (step,) = {m.split("model.ckpt-")[1].split(".")[0] for m in files["quantized_v2_96_35"] if "model.ckpt-" in m}
+    assert step.isdigit() and files["quantized_v2_96_35"] == sorted(
+        [f"v2_96_35/model.ckpt-{step}{s}" for s in ckpt] + ["v2_96_35/model.tflite", "v2_96_35/frozen_graph.pb"])
+    v3 = "v3-small_224_1.0_uint8"
+    assert files[v3] == sorted([f"{v3}/pristine/model.ckpt-{step}{s}" for s in ckpt]
+                               + [f"{v3}/{v3}.pb", f"{v3}/{v3}.tflite"])
+
+
+def test_quant_checkpoint_tables_are_the_float_siblings_plus_ranges():
+    """A QAT checkpoint holds its float sibling's model variables (same architecture), two scalar range
+    variables per quantizer and, V1 `_quant`, nothing else (no EMA shadows, no optimizer slots: the issue's
+    data-file size argument); V2 quantized keeps a training checkpoint's shadows and slots."""
+    def split(table):
+        ranges = {n for n in table if n.endswith(("_quant/min", "_quant/max"))}
+        model = {n for n in table if "/ExponentialMovingAverage" not in n and "/RMSProp" not in n} - ranges
+        return model - {"global_step"}, ranges, set(table) - model - ranges - {"global_step"}
+
+    quant_v1, ranges, extra = split(fixtures.checkpoint_variables(resolve("mobilenet_v1_0.25_128_quant")))
+    float_v1, _, _ = split(fixtures.checkpoint_variables(resolve("mobilenet_v1_0.25_128")))
+    assert quant_v1 == float_v1 and not extra
+    # Google's V1 quant .tflite: 28 convs (27 + logits), each with a weight quantizer and a quantized output
+    assert len(ranges) == 2 * (28 + 28)
+    assert all(fixtures.checkpoint_variables(resolve("mobilenet_v1_0.25_128_quant"))[n] == ((), "float32")
+               for n in ranges)
+    quant_v2, ranges_v2, extra_v2 = split(fixtures.checkpoint_variables(resolve("quantized_v2_96_35")))
+    assert quant_v2 == split(fixtures.checkpoint_variables(resolve("0.35_96")))[0]
+    # Google's V2 quant .tflite: 53 weight quantizers + 63 quantized activations (tests/test_factory_quant.py)
+    assert len(ranges_v2) == 2 * 116
+    assert {n.rsplit("/", 1)[0] for n in extra_v2} <= quant_v2 and any("ExponentialMovingAverage" in n for n in extra_v2)
+
+
+def test_quant_builds_are_byte_reproducible(tmp_path):
+    """A QAT archive (graph, calibration, checkpoint, frozen graph, .tflite) rebuilds to the same bytes."""
+    from convert.fsutil import sha256_file
+
+    name = "mobilenet_v1_0.25_128_quant"
+    assert sha256_file(fixtures.build_archive(name, tmp_path)) == sha256_file(fixtures.cached_archive(name))

@@ -7,6 +7,8 @@ a frozen ``.pb``), the official variable sets (raw values, ``/ExponentialMovingA
 ``RMSProp`` slots, ``global_step``) and slim's node names, from the family's graph builder
 (:mod:`.graphs`). Values are seeded, realistic and data-calibrated (BN moving statistics are the batch
 statistics of the EMA network on a seeded batch), and the raw values differ visibly from the EMA values.
+Quantization-aware variants (``v1-quant``, ``v2-quant``, ``v3-quant``) get contrib.quantize's eval graph,
+calibrated range variables and Google's uint8 ``.tflite`` as well (:mod:`.qat`), in their release layouts.
 
 CLI: ``python -m convert.factory NAME... --out DIR [--seed N]``.
 """
@@ -485,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert.factory", description=(
         "Build official-layout MobileNet checkpoint archives (slim TF1 graph, seeded values), for any family."))
     p.add_argument("names", nargs="+", metavar="NAME",
-                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float), a family (v1, v2, v3) or 'all'")
+                   help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float, quantized_v2_96_35), "
+                        "a family (v1, v2, v3, v1-quant, v2-quant, v3-quant) or 'all'")
     p.add_argument("--out", required=True, help="output folder for the <stem>.tgz archives")
     p.add_argument("--seed", type=int, default=0, help="value seed (default 0)")
     args = p.parse_args(argv)

@@ -65,6 +65,9 @@ class QuantRecipe:
     """What a quantization-aware (QAT) archive of a family holds beyond its float sibling's graph: the
     contrib.quantize eval graph's extras and how its ``.tflite`` is converted (as the genuine file)."""
 
+    # where the factory writes each member: the family layout's concrete instance (the family's own layout
+    # discovers members by ``*`` patterns, as the genuine names are not all certain), ``tflite`` included
+    layout: ArchiveLayout
     # the frozen graph's node the .tflite outputs; None: the family's predictions node (V1: the softmax
     # reshape); V2's genuine model.tflite outputs the logits under a top-level "output" identity
     tflite_output: str | None = None
@@ -74,9 +77,6 @@ class QuantRecipe:
     input_stats: tuple[float, float] = (128.0, 128.0)
     # x of the logits conv's kernel and biases: peaked logits as a trained classifier has (see qat.py)
     head_gain: float = 6.0
-    # where the factory writes each member: the family layout's concrete instance (the family's own layout
-    # discovers members by ``*`` patterns, as the genuine names are not all certain); ``tflite`` is set
-    layout: ArchiveLayout | None = None
 
 
 @dataclass(frozen=True)

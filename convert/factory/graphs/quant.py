@@ -39,7 +39,7 @@ class QuantOps(Ops):
     the quantizer's full scope (its range variables are ``<scope>/min`` and ``<scope>/max``). The archive
     graph inserts ``FakeQuantWithMinMaxVars``; the calibration pass records the tensor and returns it."""
 
-    fake_quant: Callable[[Any, str, bool], Any] = None  # type: ignore[assignment]
+    fake_quant: Callable[[Any, str, bool], Any]
 
     def _quant(self, net, name: str, narrow: bool):
         scope = self.tf.compat.v1.get_default_graph().get_name_scope()
