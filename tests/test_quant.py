@@ -7,7 +7,6 @@ Expected counts come from independent sources: the quantized tensors of Google's
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import subprocess
@@ -51,32 +50,10 @@ def genuine_counts(path: Path) -> dict[str, int]:
 
 def _guide(prefix, variant, quantizers):
     """The layer guide of a QAT checkpoint: the range variables the walk found are the twin's, not the guide's."""
-    from convert import checkpoint
+    from convert.checkpoint import build_layer_guide
     from convert.quant.walk import range_variables
 
-    if "range_variables" in inspect.signature(checkpoint.build_layer_guide).parameters:
-        return checkpoint.build_layer_guide(prefix, variant, range_variables=range_variables(quantizers))
-    # until checkpoint classification takes the walk's range names: read the checkpoint without them
-    ranges, open_checkpoint = range_variables(quantizers), checkpoint._open_checkpoint
-
-    class WithoutRanges:
-        def __init__(self, reader):
-            self.reader = reader
-
-        def get_variable_to_shape_map(self):
-            return {k: v for k, v in self.reader.get_variable_to_shape_map().items() if k not in ranges}
-
-        def get_variable_to_dtype_map(self):
-            return {k: v for k, v in self.reader.get_variable_to_dtype_map().items() if k not in ranges}
-
-        def get_tensor(self, key):
-            return self.reader.get_tensor(key)
-
-    checkpoint._open_checkpoint = lambda p: WithoutRanges(open_checkpoint(p))
-    try:
-        return checkpoint.build_layer_guide(prefix, variant)
-    finally:
-        checkpoint._open_checkpoint = open_checkpoint
+    return build_layer_guide(prefix, variant, twin_ranges=range_variables(quantizers))
 
 
 @dataclasses.dataclass
