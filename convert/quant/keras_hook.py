@@ -24,6 +24,9 @@ class _ThenRegister(importlib.abc.Loader):
     def __init__(self, loader):
         self._loader = loader
 
+    def __getattr__(self, name):  # everything else (resource readers, get_code, ...) is Keras' loader's
+        return getattr(self._loader, name)
+
     def create_module(self, spec):
         return self._loader.create_module(spec)
 

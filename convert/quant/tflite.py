@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..env import quiet_tf
 from ..errors import ConversionError
 from ..fsutil import atomic_write_bytes
+
+quiet_tf()  # the v1 converter's deprecation notices
 
 
 class TfliteInputError(ConversionError):
