@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..archive import find_checkpoint, reference_graphs, tflite_file
-from ..families.base import to_keras_input
 from ..parity import checkpoint_feeds, compare, graph_session, keras_outputs, load_graph_def, load_image
 from .tflite import InputQuant, input_quant, output_is_softmax, run_tflite
 from .walk import Quantizer, bypass
@@ -155,7 +154,7 @@ def float_figures(variant, ref: GraphReference, top: Path, no_top: Path, x: np.n
     """(a): the float .h5 (keras.applications model) against the bypassed graph, as is and rewritten."""
     family, logits_node = variant.family, variant.family.nodes.logits
     bypassed, _ = bypass(ref.graph_def)
-    keras_logits = keras_outputs(variant, top, no_top, to_keras_input(x, (-1.0, 1.0)))[0]
+    keras_logits = keras_outputs(variant, top, no_top, x)[0]  # x in [-1, 1]: it maps them to the model's range
     graphs = [(None, bypassed, family.tolerance)]
     graphs += [(name, rewrite(bypassed)[0], family.rewrite_tolerance)
                for name, (_, rewrite) in family.reference_rewrites.items()]

@@ -48,6 +48,7 @@ class _Rebuild:
     slots: dict[tuple[str, str], Quantizer]
     used: set[str] = field(default_factory=set)
     origin: dict[int, tuple[str, str]] = field(default_factory=dict)  # id(tensor) -> (slim scope, what made it)
+    bn_by_scope: dict[str, object] = field(default_factory=dict)  # slim scope -> the float model's BN layer
 
     def take(self, scope: str, kind: str) -> Quantizer | None:
         q = self.slots.get((scope, kind))
@@ -57,7 +58,6 @@ class _Rebuild:
 
     def quantize(self, tensor, scope: str, kind: str, name: str):
         """``tensor`` through an ActQuant when the archive quantizes (scope, kind); its origin recorded."""
-        import keras  # noqa: F401  (the layers module imports it)
         from .layers import ActQuant
 
         q = self.take(scope, kind)
@@ -182,7 +182,6 @@ def build_twin(variant, guide, quantizers: list[Quantizer]):
     base = float_model(variant)
     assign_guide(base, guide, variant)
     rb = _Rebuild(variant.family, base, {q.key: q for q in quantizers})
-    rb.bn_by_scope = {}
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             rb.bn_by_scope[rb.scope_of(layer.name, "gamma")[0]] = layer
