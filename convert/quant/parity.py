@@ -59,6 +59,7 @@ class TfliteFigures:
     top1_ties: int  # inputs whose archive output ties several classes first (any of them counts as agreeing)
     max_abs_dprob: float
     top5_identical: float  # fraction of inputs with identical (ordered) top-5 lists
+    top5_up_to_ties: float  # fraction whose top-5 lists are each a valid top-5 of the other's uint8 output
     archive_output: str  # "probabilities" | "logits" (what the archive's .tflite outputs)
     input_scale: float
     input_zero_point: int
@@ -192,6 +193,16 @@ def _probabilities_without_background(outputs: np.ndarray, softmax: bool, offset
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _top5_up_to_ties(a: np.ndarray, b: np.ndarray) -> float:
+    """The fraction of rows where each side's top-5 classes are a top-5 of the other's output, ties included
+    (uint8 probabilities tie often: an order among equal values is no disagreement)."""
+    def within(p, q):  # p's top-5 classes all score at least q's 5th best value in q
+        fifth = np.sort(q, axis=1)[:, -5]
+        return np.all(np.take_along_axis(q, np.argsort(-p, axis=1, kind="stable")[:, :5], axis=1) >= fifth[:, None], axis=1)
+
+    return float(np.mean(within(a, b) & within(b, a)))
+
+
 def tflite_figures(variant, archive_tflite: Path, ours: Path, q: np.ndarray, quant: InputQuant) -> TfliteFigures:
     """(c): our .tflite (1000-class probabilities) against the archive's (1001 classes, logits or
     probabilities), on the same uint8 inputs."""
@@ -205,7 +216,7 @@ def tflite_figures(variant, archive_tflite: Path, ours: Path, q: np.ndarray, qua
     top1 = int(np.sum(theirs[np.arange(len(q)), top(mine, 1)[:, 0]] == best))
     ties = int(np.sum((theirs == best[:, None]).sum(axis=1) > 1))
     top5 = float(np.mean([list(a) == list(b) for a, b in zip(top(mine, 5), top(theirs, 5))]))
-    return TfliteFigures(top1, ties, float(np.max(np.abs(mine - theirs))), top5,
+    return TfliteFigures(top1, ties, float(np.max(np.abs(mine - theirs))), top5, _top5_up_to_ties(mine, theirs),
                          "probabilities" if softmax else "logits", quant.scale, quant.zero_point, top1 == len(q))
 
 
