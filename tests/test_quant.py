@@ -282,3 +282,19 @@ def test_v3_float_parity_has_the_gate_rewrite(tmp_root):
     c = converted(V3, tmp_root)
     assert [f.rewrite for f in c.parity.floats] == [None, "gate_1/6"]
     assert c.parity.tflite.archive_output == "probabilities" and abs(c.parity.tflite.input_scale - 1 / 127) < 1e-9
+
+
+def test_verify_inputs_are_snapped_to_the_tflite_input_grid():
+    from convert.parity import load_image
+    from convert.quant.parity import verify_inputs
+    from convert.quant.tflite import InputQuant
+
+    quant = InputQuant(1 / 128, 128, (1, 32, 32, 3))
+    q = verify_inputs(32, quant, [GENUINE / "panda.jpg"], count=2, seed=1)
+    assert q.shape == (3, 32, 32, 3) and q.dtype == np.uint8
+    x = quant.to_real(q)
+    assert np.array_equal(x * 128 + 128, q.astype(np.float32))  # exactly (q - 128) / 128
+    image = load_image(GENUINE / "panda.jpg", 32)
+    inside = image <= 127 / 128  # the grid's top is 127/128: 1.0 (pixel 255) snaps to it
+    assert np.max(np.abs(x[0] - image)[inside]) <= 0.5 / 128 + 1e-6 and np.all(x[0][~inside] == 127 / 128)
+    assert np.array_equal(q[1:], verify_inputs(32, quant, (), count=2, seed=1))  # seeded
