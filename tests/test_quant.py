@@ -74,23 +74,19 @@ _CONVERTED: dict[str, Converted] = {}
 def converted(name: str, tmp_root: Path) -> Converted:
     """One factory QAT archive walked and converted (.h5, .keras, .tflite) and verified; built once per session."""
     if name not in _CONVERTED:
-        from convert.archive import find_checkpoint, reference_graph, tflite_file
         from convert.factory.fixtures import cached_extracted
         from convert.keras_weights import convert_guide
-        from convert.quant import parity, tflite, twin, walk
+        from convert.quant import parity, tflite, twin
 
         variant = default_manifest().resolve(name)
         root, out = cached_extracted(name), tmp_root / name
-        ref = parity.graph_reference(root, variant)
-        prefix, _ = find_checkpoint(root, variant, "auto")
-        quantizers = walk.read_ranges(walk.walk(ref.graph_def, str(reference_graph(root, variant))), str(prefix))
+        opened = parity.open_quant_archive(root, variant)
+        ref, prefix, quantizers = opened.reference, opened.checkpoint, opened.quantizers
         guide = _guide(prefix, variant, quantizers)
         convert_guide(guide, variant, out)
         model = twin.build_twin(variant, guide, quantizers)
         twin.save_twin(model, out / variant.family.twin_file(variant))
-        archive_tflite = tflite_file(root, variant)
-        tflite.convert_twin(model, tflite.input_quant(archive_tflite, variant.rows),
-                            out / variant.family.tflite_file(variant))
+        tflite.convert_twin(model, opened.input, out / variant.family.tflite_file(variant))
         record = parity.verify_quant(variant, root, out, quantizers, twin=model, random_count=8)
         _CONVERTED[name] = Converted(variant, root, out, prefix, ref.graph_def, quantizers, model, record)
     return _CONVERTED[name]

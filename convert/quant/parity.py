@@ -243,3 +243,29 @@ def verify_quant(variant, model_dir: str | Path, weights_dir: str | Path, quanti
         floats=float_figures(variant, ref, top, no_top, x),
         twin=twin_figures(variant, ref, twin, quantizers, x),
         tflite=tflite_figures(variant, archive_tflite, weights_dir / family.tflite_file(variant), q, quant))
+
+
+@dataclass
+class QuantArchive:
+    """What a quantized variant's conversion reads from its extracted archive, every bad-input check done
+    (a graph without quantizers, one the twin cannot place, a checkpoint without the ranges, a .tflite of
+    another input size) before anything is written."""
+
+    reference: GraphReference
+    checkpoint: Path
+    quantizers: list[Quantizer]  # walked, ranges read
+    tflite: Path  # the archive's own .tflite
+    input: InputQuant  # its input quantization (the twin's .tflite takes the same)
+
+
+def open_quant_archive(model_dir: str | Path, variant) -> QuantArchive:
+    """Walk the archive's reference graph, read the ranges, check its ``.tflite`` input against the graph's."""
+    from .walk import read_ranges, walk
+
+    model_dir = Path(model_dir)
+    archive_tflite = tflite_file(model_dir, variant)
+    quant = input_quant(archive_tflite, variant.rows)
+    ref = graph_reference(model_dir, variant)
+    prefix, _ = find_checkpoint(model_dir, variant, "auto")
+    quantizers = read_ranges(walk(ref.graph_def, str(ref.path.relative_to(model_dir))), str(prefix))
+    return QuantArchive(ref, prefix, quantizers, archive_tflite, quant)
