@@ -1,0 +1,271 @@
+"""The three proofs of a quantized variant, as one typed record (:class:`QuantParity`):
+
+(a) the float ``.h5`` against the archive's graph with every FakeQuant bypassed (``<= tolerance · scale``,
+    as for the float archives; V3 also against the graph with its squeeze-excite gate rewritten to 1/6);
+(b) the twin's logits against the archive's graph as it is, in steps of the graph's logit quantization
+    grid (pass: at most one step, top-1 identical);
+(c) our ``.tflite`` against the archive's ``.tflite`` on the same uint8 inputs: top-1 identical on every
+    input (background excluded; where the archive's uint8 output ties classes first, any of them), max |Δprob| over the 1000 classes (the archive's output renormalized
+    without the background class), the fraction of inputs whose top-5 lists are identical.
+
+The verify inputs are uint8 images (seeded random, plus any given image files) read through the archive
+``.tflite``'s input quantization, ``(q - 128) / 128`` (V3: ``/ 127``), so that the graph, the twin and both
+``.tflite`` files see the same values.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..archive import find_checkpoint, reference_graphs, tflite_file
+from ..parity import checkpoint_feeds, compare, graph_session, keras_outputs, load_graph_def, load_image
+from .tflite import InputQuant, input_quant, output_is_softmax, run_tflite
+from .walk import Quantizer, bypass
+
+TWIN_MAX_STEPS = 1.0  # the twin's logits stay within one step of the graph's logit grid
+
+
+@dataclass(frozen=True)
+class FloatFigures:
+    """(a) the float .h5 against the bypassed graph (``rewrite``: the graph rewritten, e.g. V3's gate)."""
+
+    rewrite: str | None
+    max_abs_dlogit: float
+    tolerance: float
+    top1_agree: int
+    passed: bool
+
+
+@dataclass(frozen=True)
+class TwinFigures:
+    """(b) the twin's logits against the archive's graph as it is (``rewrite``: or rewritten)."""
+
+    rewrite: str | None
+    logit_step: float  # the step of the graph's logit quantizer
+    max_abs_dlogit: float
+    max_steps: float  # max |Δlogit| / logit_step
+    top1_agree: int
+    passed: bool
+
+
+@dataclass(frozen=True)
+class TfliteFigures:
+    """(c) our .tflite against the archive's .tflite on the same uint8 inputs."""
+
+    top1_agree: int
+    top1_ties: int  # inputs whose archive output ties several classes first (any of them counts as agreeing)
+    max_abs_dprob: float
+    top5_identical: float  # fraction of inputs with identical (ordered) top-5 lists
+    top5_up_to_ties: float  # fraction whose top-5 lists are each a valid top-5 of the other's uint8 output
+    archive_output: str  # "probabilities" | "logits" (what the archive's .tflite outputs)
+    input_scale: float
+    input_zero_point: int
+    passed: bool
+
+
+@dataclass
+class QuantParity:
+    variant: str
+    inputs: int
+    images: list[str]
+    seed: int
+    reference: str  # the archive graph the figures are against (path relative to the extraction)
+    floats: list[FloatFigures] = field(default_factory=list)  # as-is first, then the rewrites
+    twin: list[TwinFigures] = field(default_factory=list)
+    tflite: TfliteFigures | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Float parity as-is (or, with rewrites, on the last rewrite, as for the float families), the
+        twin on the graph as is, and the .tflite top-1."""
+        floats = self.floats[-1:] if len(self.floats) > 1 else self.floats
+        return (all(f.passed for f in floats) and bool(self.twin) and self.twin[0].passed
+                and self.tflite is not None and self.tflite.passed)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "passed": self.passed}, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "QuantParity":
+        data = json.loads(text)
+        data.pop("passed", None)
+        tfl = data.pop("tflite")
+        return cls(**{k: v for k, v in data.items() if k not in ("floats", "twin")},
+                   floats=[FloatFigures(**f) for f in data["floats"]], twin=[TwinFigures(**t) for t in data["twin"]],
+                   tflite=TfliteFigures(**tfl) if tfl else None)
+
+
+def verify_inputs(rows: int, quant: InputQuant, images=(), count: int = 8, seed: int = 0) -> np.ndarray:
+    """uint8 verify images [n, rows, rows, 3]: the image files (decoded, resized, snapped to ``quant``'s
+    grid), then ``count`` seeded uniform random ones."""
+    loaded = [load_image(p, rows) for p in images]  # in [-1, 1]
+    snapped = [np.clip(np.round(x / quant.scale + quant.zero_point), 0, 255).astype(np.uint8) for x in loaded]
+    noise = np.random.default_rng(seed).integers(0, 256, (count, rows, rows, 3), dtype=np.uint8)
+    return np.concatenate([np.stack(snapped), noise]) if snapped else noise
+
+
+@dataclass
+class GraphReference:
+    """The archive's own graph, ready to run: the inference graph fed from the checkpoint, or the frozen one."""
+
+    graph_def: object
+    path: Path
+    feeds: dict[str, np.ndarray] | None
+
+
+def graph_reference(model_dir: Path, variant) -> GraphReference:
+    """The archive's reference graph: its eval / ``.meta`` inference graph fed slim's checkpoint values,
+    else its frozen graph."""
+    import tensorflow as tf
+
+    from ..archive import frozen_graph
+
+    input_node = variant.family.nodes.input.split(":")[0]
+    for path in reference_graphs(model_dir, variant):
+        if path.suffix == ".meta":
+            graph_def = tf.compat.v1.MetaGraphDef.FromString(path.read_bytes()).graph_def
+        else:
+            graph_def = load_graph_def(path)
+        if any(n.name == input_node and n.op == "Placeholder" for n in graph_def.node):
+            prefix, _ = find_checkpoint(model_dir, variant, "auto")
+            return GraphReference(graph_def, path, checkpoint_feeds(graph_def, str(prefix)).slim)
+    path = frozen_graph(model_dir, variant)
+    return GraphReference(load_graph_def(path), path, None)
+
+
+def _run(ref: GraphReference, graph_def, x: np.ndarray, output: str) -> np.ndarray:
+    with graph_session(graph_def, "input:0") as run:
+        return np.asarray(run(x, ref.feeds, output)).reshape(len(x), -1)
+
+
+def logit_quantizer(quantizers: list[Quantizer], variant) -> Quantizer:
+    """The quantizer of the graph's logits (after the head's BiasAdd)."""
+    head = [r.scope for r in variant.family.names if r.kind == "head"][0]
+    scope = f"{variant.family.scope}/{head}"
+    found = [q for q in quantizers if q.key == (scope, "bias_add")]
+    if not found:
+        raise ValueError(f"the archive graph quantizes no logits at {scope}/BiasAdd")
+    return found[0]
+
+
+def float_figures(variant, ref: GraphReference, top: Path, no_top: Path, x: np.ndarray) -> list[FloatFigures]:
+    """(a): the float .h5 (keras.applications model) against the bypassed graph, as is and rewritten."""
+    family, logits_node = variant.family, variant.family.nodes.logits
+    bypassed, _ = bypass(ref.graph_def)
+    keras_logits = keras_outputs(variant, top, no_top, x)[0]  # x in [-1, 1]: it maps them to the model's range
+    graphs = [(None, bypassed, family.tolerance)]
+    graphs += [(name, rewrite(bypassed)[0], family.rewrite_tolerance)
+               for name, (_, rewrite) in family.reference_rewrites.items()]
+    out = []
+    for name, graph_def, tolerance in graphs:
+        c = compare(_run(ref, graph_def, x, logits_node), keras_logits, variant.label_offset, tolerance)
+        out.append(FloatFigures(name, c.max_abs_dlogit, c.tolerance, c.top1_agree,
+                                bool(c.max_abs_dlogit <= c.tolerance and c.top1_agree == len(x))))
+    return out
+
+
+def twin_figures(variant, ref: GraphReference, twin, quantizers: list[Quantizer], x: np.ndarray) -> list[TwinFigures]:
+    """(b): the twin's logits against the graph's (as is, then each of the family's rewrites)."""
+    from .twin import logits_model
+
+    step = logit_quantizer(quantizers, variant).step
+    mine = np.asarray(logits_model(twin)(x, training=False))
+    graphs = [(None, ref.graph_def)] + [(name, rewrite(ref.graph_def)[0])
+                                        for name, (_, rewrite) in variant.family.reference_rewrites.items()]
+    out = []
+    for name, graph_def in graphs:
+        theirs = _run(ref, graph_def, x, variant.family.nodes.logits)[:, variant.label_offset:]
+        d = float(np.max(np.abs(mine - theirs)))
+        top1 = int(np.sum(mine.argmax(1) == theirs.argmax(1)))
+        out.append(TwinFigures(name, step, d, d / step, top1, bool(d / step <= TWIN_MAX_STEPS + 1e-6 and top1 == len(x))))
+    return out
+
+
+def _probabilities_without_background(outputs: np.ndarray, softmax: bool, offset: int) -> np.ndarray:
+    if softmax:
+        p = outputs[:, offset:]
+        return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    z = outputs[:, offset:]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _top5_up_to_ties(a: np.ndarray, b: np.ndarray) -> float:
+    """The fraction of rows where each side's top-5 classes are a top-5 of the other's output, ties included
+    (uint8 probabilities tie often: an order among equal values is no disagreement)."""
+    def within(p, q):  # p's top-5 classes all score at least q's 5th best value in q
+        fifth = np.sort(q, axis=1)[:, -5]
+        return np.all(np.take_along_axis(q, np.argsort(-p, axis=1, kind="stable")[:, :5], axis=1) >= fifth[:, None], axis=1)
+
+    return float(np.mean(within(a, b) & within(b, a)))
+
+
+def tflite_figures(variant, archive_tflite: Path, ours: Path, q: np.ndarray, quant: InputQuant) -> TfliteFigures:
+    """(c): our .tflite (1000-class probabilities) against the archive's (1001 classes, logits or
+    probabilities), on the same uint8 inputs."""
+    softmax = output_is_softmax(archive_tflite)
+    theirs = _probabilities_without_background(run_tflite(archive_tflite, q), softmax, variant.label_offset)
+    mine = run_tflite(ours, q)
+    top = lambda p, k: np.argsort(-p, axis=1, kind="stable")[:, :k]  # noqa: E731
+    best = theirs.max(axis=1)
+    # our top-1 agrees when the archive ranks it first; an archive whose uint8 output ties several classes
+    # first ranks each of them first (its argmax would pick the lowest index: an artefact, not a ranking)
+    top1 = int(np.sum(theirs[np.arange(len(q)), top(mine, 1)[:, 0]] == best))
+    ties = int(np.sum((theirs == best[:, None]).sum(axis=1) > 1))
+    top5 = float(np.mean([list(a) == list(b) for a, b in zip(top(mine, 5), top(theirs, 5))]))
+    return TfliteFigures(top1, ties, float(np.max(np.abs(mine - theirs))), top5, _top5_up_to_ties(mine, theirs),
+                         "probabilities" if softmax else "logits", quant.scale, quant.zero_point, top1 == len(q))
+
+
+def verify_quant(variant, model_dir: str | Path, weights_dir: str | Path, quantizers: list[Quantizer], twin=None,
+                 images=(), random_count: int = 8, seed: int = 0) -> QuantParity:
+    """All three figures of a converted quantized variant: the files ``weights_dir/<stem>.h5``,
+    ``_no_top.h5``, ``.keras`` (or the ``twin`` given) and ``.tflite`` against the extracted archive in
+    ``model_dir``; ``quantizers``: the archive graph's walk with ranges read."""
+    import keras
+
+    model_dir, weights_dir = Path(model_dir), Path(weights_dir)
+    archive_tflite = tflite_file(model_dir, variant)
+    quant = input_quant(archive_tflite, variant.rows)
+    q = verify_inputs(variant.rows, quant, images, random_count, seed)
+    x = quant.to_real(q)
+    ref = graph_reference(model_dir, variant)
+    family = variant.family
+    top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
+    if twin is None:
+        twin = keras.saving.load_model(weights_dir / family.twin_file(variant))
+    return QuantParity(
+        variant=variant.name, inputs=len(q), images=[str(p) for p in images], seed=seed,
+        reference=ref.path.relative_to(model_dir).as_posix(),
+        floats=float_figures(variant, ref, top, no_top, x),
+        twin=twin_figures(variant, ref, twin, quantizers, x),
+        tflite=tflite_figures(variant, archive_tflite, weights_dir / family.tflite_file(variant), q, quant))
+
+
+@dataclass
+class QuantArchive:
+    """What a quantized variant's conversion reads from its extracted archive, every bad-input check done
+    (a graph without quantizers, one the twin cannot place, a checkpoint without the ranges, a .tflite of
+    another input size) before anything is written."""
+
+    reference: GraphReference
+    checkpoint: Path
+    quantizers: list[Quantizer]  # walked, ranges read
+    tflite: Path  # the archive's own .tflite
+    input: InputQuant  # its input quantization (the twin's .tflite takes the same)
+
+
+def open_quant_archive(model_dir: str | Path, variant) -> QuantArchive:
+    """Walk the archive's reference graph, read the ranges, check its ``.tflite`` input against the graph's."""
+    from .walk import read_ranges, walk
+
+    model_dir = Path(model_dir)
+    archive_tflite = tflite_file(model_dir, variant)
+    quant = input_quant(archive_tflite, variant.rows)
+    ref = graph_reference(model_dir, variant)
+    prefix, _ = find_checkpoint(model_dir, variant, "auto")
+    quantizers = read_ranges(walk(ref.graph_def, str(ref.path.relative_to(model_dir))), str(prefix))
+    return QuantArchive(ref, prefix, quantizers, archive_tflite, quant)

@@ -1,0 +1,116 @@
+"""The twin as an 8-bit ``.tflite``, and a LiteRT runner for it and for the archive's own ``.tflite``.
+
+Conversion takes the legacy uint8 path, the one that gives the archives' own format (uint8 weights with
+zero points, narrow range; uint8 input): the twin is exported as a SavedModel (``model.export``, public
+Keras 3), then ``tf.compat.v1.lite.TFLiteConverter.from_saved_model`` freezes and converts it with
+``inference_type=tf.uint8`` and the archive's input quantization as ``quantized_input_stats``. (TF 2.21's
+int8 path, ``from_keras_model`` + ``Optimize.DEFAULT``, cannot carry the archives' asymmetric weight
+ranges; freezing a concrete function directly needs ``convert_variables_to_constants_v2``, which only a
+private module exports.) The input quantization is read from the archive's ``.tflite``: V1/V2 (1/128, 128),
+V3 (1/127, 128).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..env import quiet_tf
+from ..errors import ConversionError
+from ..fsutil import atomic_write_bytes
+
+quiet_tf()  # the v1 converter's deprecation notices
+
+
+class TfliteInputError(ConversionError):
+    """A ``.tflite`` whose input does not fit the archive's graph (size, type)."""
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """A uint8 ``.tflite`` input: real value = (q - zero_point) · scale."""
+
+    scale: float
+    zero_point: int
+    shape: tuple[int, ...]
+
+    @property
+    def stats(self) -> tuple[float, float]:
+        """The converter's ``quantized_input_stats`` (mean, std): real = (q - mean) / std."""
+        return float(self.zero_point), 1.0 / self.scale
+
+    def to_real(self, q: np.ndarray) -> np.ndarray:
+        return ((q.astype(np.float32) - self.zero_point) * np.float32(self.scale)).astype(np.float32)
+
+
+def interpreter(path: str | Path):
+    """A LiteRT interpreter of ``path``, tensors allocated."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        it = Interpreter(model_path=str(path))
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise TfliteInputError(f"cannot load {path} as a TFLite model: {exc}") from None
+    return it
+
+
+def input_quant(path: str | Path, rows: int | None = None) -> InputQuant:
+    """The uint8 input of a ``.tflite``. With ``rows``, an input that is not [1, rows, rows, 3] uint8 is a
+    :class:`TfliteInputError` (the archive's ``.tflite`` must match its graph's input size)."""
+    detail = interpreter(path).get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    shape = tuple(int(d) for d in detail["shape"])
+    if detail["dtype"] != np.uint8 or not scale:
+        raise TfliteInputError(f"{path}: input {detail['name']!r} is {np.dtype(detail['dtype']).name} with "
+                               f"quantization {detail['quantization']}; a quantized archive's .tflite takes uint8")
+    if rows is not None and shape != (1, rows, rows, 3):
+        raise TfliteInputError(f"{path}: input shape {list(shape)} does not match the graph's input "
+                               f"[1, {rows}, {rows}, 3]")
+    return InputQuant(float(scale), int(zero_point), shape)
+
+
+def run_tflite(path: str | Path, images_uint8: np.ndarray) -> np.ndarray:
+    """Run a uint8 ``.tflite`` on each image (one at a time: the batch is 1); returns its dequantized
+    outputs, one row per image (logits or probabilities: whatever the file outputs)."""
+    it = interpreter(path)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zero_point = out["quantization"]
+    rows = []
+    for image in images_uint8:
+        it.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
+        it.invoke()
+        raw = it.get_tensor(out["index"]).reshape(-1)
+        rows.append((raw.astype(np.float32) - zero_point) * scale if scale else raw.astype(np.float32))
+    return np.stack(rows)
+
+
+def output_is_softmax(path: str | Path) -> bool:
+    """Whether the ``.tflite`` ends in a SOFTMAX (its output is probabilities, not logits): a uint8 output
+    quantized with scale 1/256 and zero point 0 is the converter's fixed softmax quantization."""
+    out = interpreter(path).get_output_details()[0]
+    scale, zero_point = out["quantization"]
+    return abs(scale - 1 / 256) < 1e-9 and zero_point == 0
+
+
+def convert_twin(twin, quant: InputQuant, path: str | Path) -> Path:
+    """Convert the twin to a uint8 ``.tflite`` at ``path`` (atomic), its input quantized as ``quant``
+    (the archive's ``.tflite`` input), batch 1."""
+    import tensorflow as tf
+
+    work = Path(tempfile.mkdtemp(prefix="twin-savedmodel-"))
+    try:
+        twin.export(str(work / "model"), format="tf_saved_model", verbose=False)
+        # the v1 loader's placeholder for the signature's input is "serving_default_<input name>"
+        placeholder = f"serving_default_{twin.inputs[0].name}"
+        converter = tf.compat.v1.lite.TFLiteConverter.from_saved_model(
+            str(work / "model"), input_arrays=[placeholder], input_shapes={placeholder: list(quant.shape)})
+        converter.inference_type = tf.uint8
+        converter.quantized_input_stats = {placeholder: quant.stats}
+        data = converter.convert()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return atomic_write_bytes(path, data)
