@@ -61,6 +61,11 @@ STAGE_NOTES = {
     "tf reference": "importing the reference graph, reading the checkpoint's values and running it",
     "keras inference": "one eager call of the Keras model on the batch (op by op, no graph optimisation)",
     "hashing": "sha256 of files that changed since they were last hashed",
+    "twin build": "a quantized variant's fake-quant twin: the float model cloned with a quantizer at every FakeQuant "
+                  "of the archive's graph, kernels folded with their BN",
+    "tflite conversion": "the twin exported as a SavedModel, then TF's legacy uint8 converter (public route; a private "
+                         "graph freeze would be ~14x faster)",
+    "tflite inference": "LiteRT runs of the archive's and our .tflite on the verify inputs",
 }
 OTHER = "other"  # the forced run's wall time outside every stage (never a holding stage)
 

@@ -250,6 +250,14 @@ def choose_reference(model_dir: str | Path, variant: Variant, inference_graph=ar
     return ReferenceChoice(load_graph_def(frozen), "frozen_pb", frozen, None, None)
 
 
+def versions() -> tuple[str, str]:
+    """(TensorFlow, Keras) versions a parity record was made with."""
+    import keras  # lazily: importing this module does not load TF
+    import tensorflow as tf
+
+    return tf.__version__, keras.__version__
+
+
 def _timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -464,5 +472,5 @@ def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = 
         inference_time_tf=ref.seconds, inference_time_keras=keras_seconds,
         images=[str(p) for p in images], random_inputs=random_count, seed=seed,
         sha256=Digests(top=sha256_file(top), no_top=sha256_file(no_top)),
-        tf_version=tf.__version__, keras_version=keras.__version__,
+        tf_version=versions()[0], keras_version=versions()[1],
         verified_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))

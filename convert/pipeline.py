@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
@@ -36,7 +37,8 @@ from .families import FAMILIES
 from .keras_model import architecture
 from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
 from .manifest import Variant, default_manifest
-from .records import STAGES, ConversionFacts, ParityRecord, RunRow
+from .quant import parity as quant_parity, tflite as quant_tflite, twin as quant_twin, walk
+from .records import STAGES, ConversionFacts, Digests, ParityRecord, RunRow
 
 quiet_tf()
 
@@ -189,9 +191,19 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
             model_dir = download.extract_fetched(fetched, opts.cache)
         return model_dir
 
+    quantized = variant.family.quantized
+    quant_archive = None
+
+    def opened():  # a quantized archive's graph walk, ranges and .tflite input, every bad-input check made
+        nonlocal quant_archive
+        if quant_archive is None:
+            quant_archive = quant_parity.open_quant_archive(extracted(), variant)
+        return quant_archive
+
     def extract():
+        twin_ranges = walk.range_variables(opened().quantizers) if quantized else ()
         guide = checkpoint.guide_from_extracted(extracted(), variant, opts.value_source, fetched.archive,
-                                                fetched.sha256, fetched.source)
+                                                fetched.sha256, fetched.source, twin_ranges=twin_ranges)
         guide_path = guides.save_layer_guide(guide, guide_dir)
         return [guide_path, guide_path.parent / guides.ARRAYS_FILENAME], str(guide_path)
 
@@ -207,15 +219,38 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
                                "code": code_version()}, write_h5)
     facts = ConversionFacts.from_json(entry.result)
     top, no_top = opts.weights_dir / variant.keras_weights, opts.weights_dir / variant.keras_weights_no_top
-
-    def verify():
-        record = parity.verify(variant, extracted(), opts.weights_dir, facts.source(fetched.source), images=opts.images,
-                               random_count=opts.random_inputs, seed=opts.seed)
-        return [], record.to_json()
-
     inputs = {"archive": fetched.sha256, "top": stamp.digest(top), "no_top": stamp.digest(no_top),
               "images": {str(p): sha256_file(Path(p)) for p in opts.images}, "random_inputs": opts.random_inputs,
               "seed": opts.seed, "code": code_version()}
+    if quantized:
+        twin_path = opts.weights_dir / variant.family.twin_file(variant)
+        tflite_path = opts.weights_dir / variant.family.tflite_file(variant)
+        twin_model = None
+
+        def write_quant():  # the fake-quant twin (.keras) and its 8-bit .tflite
+            nonlocal twin_model
+            twin_model = quant_twin.build_twin(variant, guides.load_layer_guide(guide_path), opened().quantizers)
+            quant_twin.save_twin(twin_model, twin_path)
+            quant_tflite.convert_twin(twin_model, opened().input, tflite_path)
+            return [twin_path, tflite_path], None
+
+        timed("write_quant", {"guide": stamp.digest(guide_path), "archive": fetched.sha256,
+                              "out": str(opts.weights_dir.resolve()), "code": code_version()}, write_quant)
+        inputs.update(twin=stamp.digest(twin_path), tflite=stamp.digest(tflite_path))
+
+    def verify():
+        if not quantized:
+            record = parity.verify(variant, extracted(), opts.weights_dir, facts.source(fetched.source),
+                                   images=opts.images, random_count=opts.random_inputs, seed=opts.seed)
+            return [], record.to_json()
+        figures = quant_parity.verify_quant(variant, extracted(), opts.weights_dir, opened().quantizers,
+                                            twin=twin_model, images=opts.images, random_count=opts.random_inputs,
+                                            seed=opts.seed)
+        record = ParityRecord.of_quant(variant, figures, facts.source(fetched.source),
+                                       Digests(top=sha256_file(top), no_top=sha256_file(no_top)), *parity.versions(),
+                                       datetime.now(timezone.utc).isoformat(timespec="seconds"), opts.random_inputs)
+        return [], record.to_json()
+
     entry = timed("verify", inputs, verify)
     row.record = ParityRecord.from_json(entry.result)
     row.passed = row.record.passed

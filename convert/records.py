@@ -163,6 +163,79 @@ _FAILURE_KEYS = ("model", "name", "family", "alpha", "rows", "passed", "error", 
 _OPTIONAL_KEYS = ("frozen_max_abs_dlogit", "frozen_vs_raw_max_abs_dlogit")  # written only when measured
 
 
+# ----------------------------------------------------------------- a quantized variant's three proofs
+@dataclass(frozen=True)
+class FloatFigures:
+    """(a) the float .h5 against the bypassed graph (``rewrite``: the graph rewritten, e.g. V3's gate)."""
+
+    rewrite: str | None
+    max_abs_dlogit: float
+    tolerance: float
+    top1_agree: int
+    passed: bool
+    constants: int = 0  # how many constants the rewrite changed (0 as is)
+
+
+@dataclass(frozen=True)
+class TwinFigures:
+    """(b) the twin's logits against the archive's graph as it is (``rewrite``: or rewritten)."""
+
+    rewrite: str | None
+    logit_step: float  # the step of the graph's logit quantizer
+    max_abs_dlogit: float
+    max_steps: float  # max |Δlogit| / logit_step
+    top1_agree: int
+    passed: bool
+
+
+@dataclass(frozen=True)
+class TfliteFigures:
+    """(c) our .tflite against the archive's .tflite on the same uint8 inputs."""
+
+    top1_agree: int
+    top1_ties: int  # inputs whose archive output ties several classes first (any of them counts as agreeing)
+    max_abs_dprob: float
+    top5_identical: float  # fraction of inputs with identical (ordered) top-5 lists
+    top5_up_to_ties: float  # fraction whose top-5 lists are each a valid top-5 of the other's uint8 output
+    archive_output: str  # "probabilities" | "logits" (what the archive's .tflite outputs)
+    input_scale: float
+    input_zero_point: int
+    passed: bool
+
+
+@dataclass
+class QuantParity:
+    variant: str
+    inputs: int
+    images: list[str]
+    seed: int
+    reference: str  # the archive graph the figures are against (path relative to the extraction)
+    floats: list[FloatFigures] = field(default_factory=list)  # as-is first, then the rewrites
+    twin: list[TwinFigures] = field(default_factory=list)
+    tflite: TfliteFigures | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Float parity as-is (or, with rewrites, on the last rewrite, as for the float families), the
+        twin on the graph as is, and the .tflite top-1."""
+        floats = self.floats[-1:] if len(self.floats) > 1 else self.floats
+        return (all(f.passed for f in floats) and bool(self.twin) and self.twin[0].passed
+                and self.tflite is not None and self.tflite.passed)
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+    @classmethod
+    def from_json(cls, data: Any) -> QuantParity:
+        data = dict(_require(cls, data, ("variant", "inputs", "floats", "twin", "tflite")))
+        data.pop("passed", None)
+        tfl = data.pop("tflite")
+        return cls(**{k: v for k, v in data.items() if k not in ("floats", "twin")},
+                   floats=[FloatFigures(**f) for f in data["floats"]], twin=[TwinFigures(**t) for t in data["twin"]],
+                   tflite=TfliteFigures(**tfl) if tfl else None)
+
+
+
 @dataclass(frozen=True)
 class ParityRecord:
     """One variant's parity check (or its failure: ``error`` set, the figures None): a row of
@@ -216,6 +289,7 @@ class ParityRecord:
     tf_version: str | None = None
     keras_version: str | None = None
     verified_at: str | None = None
+    quant: QuantParity | None = None  # a quantized variant's three proofs (the float figures above are its (a))
 
     @property
     def preds_agree(self) -> bool:
@@ -236,6 +310,10 @@ class ParityRecord:
                 del out[key]
         out["rewrites"] = {name: r.to_json() for name, r in self.rewrites.items()}
         out["sha256"] = self.sha256 and dataclasses.asdict(self.sha256)
+        if self.quant is None:
+            del out["quant"]
+        else:
+            out["quant"] = self.quant.to_json()
         return out
 
     @classmethod
@@ -244,8 +322,27 @@ class ParityRecord:
         fields = _known(cls, d)
         fields["rewrites"] = {n: RewriteFigures.from_json(r) for n, r in (d.get("rewrites") or {}).items()}
         fields["sha256"] = Digests(**d["sha256"]) if d.get("sha256") else None
+        fields["quant"] = QuantParity.from_json(d["quant"]) if d.get("quant") else None
         fields.setdefault("family", "v2")  # rows written before V1/V3 existed
         return cls(**fields)
+
+    @classmethod
+    def of_quant(cls, variant, quant: QuantParity, source: Source, digests: Digests, tf_version: str,
+                 keras_version: str, verified_at: str, random_inputs: int) -> ParityRecord:
+        """A quantized variant's row: its three proofs in ``quant``, and the float .h5's figure against the
+        archive graph with every FakeQuant bypassed as the row's own (as is; the rewrites beside it)."""
+        first = quant.floats[0]
+        rewrites = {f.rewrite: RewriteFigures(f"{f.rewrite}, FakeQuants bypassed", f.constants, f.max_abs_dlogit,
+                                              f.tolerance, f.top1_agree, f.top1_agree, f.passed, float("nan"))
+                    for f in quant.floats[1:]}
+        return cls(model=variant.stem, name=variant.name, family=variant.family_key, alpha=variant.alpha,
+                   rows=variant.rows, passed=quant.passed, kind=variant.kind, minimalistic=variant.minimalistic,
+                   archive_source=source.location, archive_sha256=source.sha256, archive_pin=source.pin_status,
+                   weight_source=source.values, max_abs_dlogit=first.max_abs_dlogit, tolerance=first.tolerance,
+                   top1_agree=first.top1_agree, inputs=quant.inputs, rewrites=rewrites,
+                   reference="bypassed", reference_graph=quant.reference, images=list(quant.images),
+                   random_inputs=random_inputs, seed=quant.seed, sha256=digests, tf_version=tf_version,
+                   keras_version=keras_version, verified_at=verified_at, quant=quant)
 
     @classmethod
     def failure(cls, variant, error: str, archive_source: str | None = None) -> ParityRecord:
@@ -329,7 +426,7 @@ class Sidecar:
 # The pipeline's row
 
 
-STAGES = ("extract", "write_h5", "verify")  # the pipeline's stages, in order
+STAGES = ("extract", "write_h5", "write_quant", "verify")  # the pipeline's stages, in order (write_quant: quantized)
 
 
 def _figure(row: RunRow, name: str) -> float | None:

@@ -94,6 +94,51 @@ def _section(title: str, rows: list[ParityRecord]) -> list[str]:
     return lines + [""]
 
 
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f} %"
+
+
+def _quant_section(title: str, rows: list[ParityRecord]) -> list[str]:
+    """A quantized family: the float .h5 against the bypassed graph, the twin's logit steps off the graph, the
+    .tflite against the archive's .tflite."""
+    rewrites = list(dict.fromkeys(n for r in rows for n in r.rewrites))
+    head = ["variant", "result", "float .h5 max abs Δlogit", "tolerance"]
+    for name in rewrites:
+        head += [f"float .h5, {name}", "tolerance"]
+    head += ["twin: steps off the graph", "twin top-1", ".tflite top-1 (ties)", ".tflite max abs Δprob",
+             ".tflite top-5 identical", "top-5 up to ties", ".tflite input", "archive", "pin"]
+    lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        origin, q = archive_origin(r.archive_source), r.quant
+        if r.error or q is None:
+            lines.append("| " + " | ".join([r.name, "FAIL"] + ["–"] * (len(head) - 4) + [origin, "–"]) + " |")
+            continue
+        cells = [r.name, "pass" if r.passed else "FAIL", _fmt(r.max_abs_dlogit), _fmt(r.tolerance)]
+        for name in rewrites:
+            w = r.rewrites.get(name)
+            cells += [_fmt(w and w.max_abs_dlogit), _fmt(w and w.tolerance)]
+        twin, tfl = q.twin[0], q.tflite
+        cells += [f"{twin.max_steps:.2f} (step {twin.logit_step:.3g})", f"{twin.top1_agree}/{q.inputs}",
+                  f"{tfl.top1_agree}/{q.inputs} ({tfl.top1_ties})", _fmt(tfl.max_abs_dprob, ".4f"),
+                  _pct(tfl.top5_identical), _pct(tfl.top5_up_to_ties),
+                  f"uint8 ({tfl.input_scale:.5g}, {tfl.input_zero_point})", origin, r.archive_pin or "–"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines + [""]
+
+
+QUANT_NOTE = (
+    "Quantization-aware variants (`v1-quant`, `v2-quant`, `v3-quant`): three proofs on uint8 verify inputs read "
+    "through the archive `.tflite`'s input quantization. `float .h5`: the float weights in the float sibling's "
+    "keras.applications model against the archive's graph with every FakeQuant bypassed (tolerance 1e-4·max; V3 "
+    "also with the gate rewritten to 1/6). `twin`: the fake-quant Keras twin's logits against the archive's graph "
+    "as it is, in steps of the graph's logit quantization grid (pass: ≤ 1 step and top-1 identical). `.tflite`: "
+    "our 8-bit file against the archive's own `.tflite` on the same uint8 inputs: top-1 (background excluded; "
+    "`ties`: inputs whose archive output ties classes for first place, any of which counts), max |Δprob| over the "
+    "1000 classes (the archive's output renormalized without background), and the share of inputs with identical "
+    "top-5 lists (in order; and up to uint8 ties). TFLite and TF round integers differently, about one output "
+    "step: these figures are what was measured, not a claim of bit equality.")
+
+
 def render_markdown(rows: list[ParityRecord]) -> str:
     passed = sum(1 for r in rows if r.passed)
     out = [
@@ -115,8 +160,12 @@ def render_markdown(rows: list[ParityRecord]) -> str:
     ]
     for key, fam in FAMILIES.items():
         section = [r for r in rows if r.family == key]
-        if section:
+        if section and fam.quantized:
+            out += _quant_section(fam.title, section)
+        elif section:
             out += _section(fam.title, section)
+    if any(FAMILIES[r.family].quantized for r in rows if r.family in FAMILIES):
+        out += [QUANT_NOTE, ""]
     errors = [f"- {r.name}: {r.error}" for r in rows if r.error]
     return "\n".join(out + (["Failures:"] + errors if errors else [])) + "\n"
 

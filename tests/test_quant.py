@@ -261,7 +261,7 @@ def test_twin_fits_with_straight_through_gradients(tmp_root):
 
 @pytest.mark.parametrize("name", [V2, V1, V3])
 def test_parity_figures(tmp_root, name):
-    from convert.quant.parity import QuantParity
+    from convert.records import QuantParity
 
     c = converted(name, tmp_root)
     p = c.parity
@@ -271,7 +271,7 @@ def test_parity_figures(tmp_root, name):
     assert p.tflite.top1_agree == p.inputs, p.tflite
     assert p.tflite.max_abs_dprob < 0.05 and 0.0 <= p.tflite.top5_identical <= p.tflite.top5_up_to_ties <= 1.0
     assert p.passed
-    assert QuantParity.from_json(p.to_json()) == p and json.loads(p.to_json())["passed"] is True
+    assert QuantParity.from_json(p.to_json()) == p and p.to_json()["passed"] is True
 
 
 def test_v3_float_parity_has_the_gate_rewrite(tmp_root):

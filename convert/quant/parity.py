@@ -14,88 +14,18 @@ The verify inputs are uint8 images (seeded random, plus any given image files) r
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..archive import find_checkpoint, reference_graphs, tflite_file
+from ..records import FloatFigures, QuantParity, TfliteFigures, TwinFigures
 from ..parity import checkpoint_feeds, compare, graph_session, keras_outputs, load_graph_def, load_image
 from .tflite import InputQuant, input_quant, output_is_softmax, run_tflite
 from .walk import Quantizer, bypass
 
 TWIN_MAX_STEPS = 1.0  # the twin's logits stay within one step of the graph's logit grid
-
-
-@dataclass(frozen=True)
-class FloatFigures:
-    """(a) the float .h5 against the bypassed graph (``rewrite``: the graph rewritten, e.g. V3's gate)."""
-
-    rewrite: str | None
-    max_abs_dlogit: float
-    tolerance: float
-    top1_agree: int
-    passed: bool
-
-
-@dataclass(frozen=True)
-class TwinFigures:
-    """(b) the twin's logits against the archive's graph as it is (``rewrite``: or rewritten)."""
-
-    rewrite: str | None
-    logit_step: float  # the step of the graph's logit quantizer
-    max_abs_dlogit: float
-    max_steps: float  # max |Δlogit| / logit_step
-    top1_agree: int
-    passed: bool
-
-
-@dataclass(frozen=True)
-class TfliteFigures:
-    """(c) our .tflite against the archive's .tflite on the same uint8 inputs."""
-
-    top1_agree: int
-    top1_ties: int  # inputs whose archive output ties several classes first (any of them counts as agreeing)
-    max_abs_dprob: float
-    top5_identical: float  # fraction of inputs with identical (ordered) top-5 lists
-    top5_up_to_ties: float  # fraction whose top-5 lists are each a valid top-5 of the other's uint8 output
-    archive_output: str  # "probabilities" | "logits" (what the archive's .tflite outputs)
-    input_scale: float
-    input_zero_point: int
-    passed: bool
-
-
-@dataclass
-class QuantParity:
-    variant: str
-    inputs: int
-    images: list[str]
-    seed: int
-    reference: str  # the archive graph the figures are against (path relative to the extraction)
-    floats: list[FloatFigures] = field(default_factory=list)  # as-is first, then the rewrites
-    twin: list[TwinFigures] = field(default_factory=list)
-    tflite: TfliteFigures | None = None
-
-    @property
-    def passed(self) -> bool:
-        """Float parity as-is (or, with rewrites, on the last rewrite, as for the float families), the
-        twin on the graph as is, and the .tflite top-1."""
-        floats = self.floats[-1:] if len(self.floats) > 1 else self.floats
-        return (all(f.passed for f in floats) and bool(self.twin) and self.twin[0].passed
-                and self.tflite is not None and self.tflite.passed)
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "passed": self.passed}, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "QuantParity":
-        data = json.loads(text)
-        data.pop("passed", None)
-        tfl = data.pop("tflite")
-        return cls(**{k: v for k, v in data.items() if k not in ("floats", "twin")},
-                   floats=[FloatFigures(**f) for f in data["floats"]], twin=[TwinFigures(**t) for t in data["twin"]],
-                   tflite=TfliteFigures(**tfl) if tfl else None)
 
 
 def verify_inputs(rows: int, quant: InputQuant, images=(), count: int = 8, seed: int = 0) -> np.ndarray:
@@ -156,14 +86,14 @@ def float_figures(variant, ref: GraphReference, top: Path, no_top: Path, x: np.n
     family, logits_node = variant.family, variant.family.nodes.logits
     bypassed, _ = bypass(ref.graph_def)
     keras_logits = keras_outputs(variant, top, no_top, x)[0]  # x in [-1, 1]: it maps them to the model's range
-    graphs = [(None, bypassed, family.tolerance)]
-    graphs += [(name, rewrite(bypassed)[0], family.rewrite_tolerance)
+    graphs = [(None, (bypassed, 0), family.tolerance)]
+    graphs += [(name, rewrite(bypassed), family.rewrite_tolerance)
                for name, (_, rewrite) in family.reference_rewrites.items()]
     out = []
-    for name, graph_def, tolerance in graphs:
+    for name, (graph_def, constants), tolerance in graphs:
         c = compare(_run(ref, graph_def, x, logits_node), keras_logits, variant.label_offset, tolerance)
         out.append(FloatFigures(name, c.max_abs_dlogit, c.tolerance, c.top1_agree,
-                                bool(c.max_abs_dlogit <= c.tolerance and c.top1_agree == len(x))))
+                                bool(c.max_abs_dlogit <= c.tolerance and c.top1_agree == len(x)), constants))
     return out
 
 

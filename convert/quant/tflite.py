@@ -21,6 +21,7 @@ import numpy as np
 from ..env import quiet_tf
 from ..errors import ConversionError
 from ..fsutil import atomic_write_bytes
+from ..timing import timed
 
 quiet_tf()  # the v1 converter's deprecation notices
 
@@ -73,6 +74,7 @@ def input_quant(path: str | Path, rows: int | None = None) -> InputQuant:
     return InputQuant(float(scale), int(zero_point), shape)
 
 
+@timed("tflite inference")
 def run_tflite(path: str | Path, images_uint8: np.ndarray) -> np.ndarray:
     """Run a uint8 ``.tflite`` on each image (one at a time: the batch is 1); returns its dequantized
     outputs, one row per image (logits or probabilities: whatever the file outputs)."""
@@ -96,6 +98,7 @@ def output_is_softmax(path: str | Path) -> bool:
     return abs(scale - 1 / 256) < 1e-9 and zero_point == 0
 
 
+@timed("tflite conversion")
 def convert_twin(twin, quant: InputQuant, path: str | Path) -> Path:
     """Convert the twin to a uint8 ``.tflite`` at ``path`` (atomic), its input quantized as ``quant``
     (the archive's ``.tflite`` input), batch 1."""

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import ConversionError
 from ..families.base import has_bn
 from ..mapping import keras_target, tf_name_for
+from ..timing import timed
 from .walk import Quantizer
 
 OUTPUT_LAYER = "probabilities"
@@ -169,6 +170,7 @@ def float_model(variant):
     return build(variant, True, classifier_activation=None, **extra)
 
 
+@timed("twin build")
 def build_twin(variant, guide, quantizers: list[Quantizer]):
     """The fake-quant twin of ``variant``: model variables from ``guide`` (a :class:`convert.guide.LayerGuide`
     of the archive's checkpoint), ranges from ``quantizers`` (:func:`.walk.walk` + :func:`.walk.read_ranges`)."""
@@ -202,6 +204,7 @@ def logits_model(twin):
     return keras.Model(twin.inputs[0], twin.get_layer(OUTPUT_LAYER).input)
 
 
+@timed("twin save")
 def save_twin(twin, path: str | Path) -> Path:
     """Save the twin as a ``.keras`` file atomically (temp file in the same directory, then rename)."""
     path = Path(path)
