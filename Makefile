@@ -4,7 +4,7 @@
 #   make convert-all [FAMILY=v1|v2|v3|v1-quant|v2-quant|v3-quant] [MIRROR=URL]  all 85 variants (or one family) from the manifest URLs
 #   make convert VARIANT=1.0_224   one variant (V2 short name, or any archive stem)
 #   make verify-all                re-verify every variant converted into weights/
-#   make bench                     where the time goes: results/bench.json and results/BENCH.md
+#   make bench                     where the time goes: results/{bench.json,BENCH.md} (float, targets), results/quant/ (quantized)
 #   make evaluate VARIANT=… IMAGENET=DIR [LABELS=FILE] [LIMIT=N]   ImageNet accuracy (results/ACCURACY.md)
 #   make clean                     remove work/, weights/, results/ (keeps the download cache)
 PYTHON  ?= python3.11
@@ -54,8 +54,10 @@ evaluate: setup
 	@test -n "$(VARIANT)" -a -n "$(IMAGENET)" || { echo "error: set VARIANT and IMAGENET, e.g. make evaluate VARIANT=1.0_224 IMAGENET=/data/ilsvrc2012/val"; exit 2; }
 	$(PY) -m convert evaluate $(VARIANT) --imagenet-dir $(IMAGENET) $(if $(LABELS),--labels $(LABELS)) $(if $(LIMIT),--limit $(LIMIT))
 
+# the float variants against the five targets, then the quantized ones apart (where their time goes; no probe)
 bench: setup
 	$(PY) -m convert bench --jobs $(JOBS)
+	$(PY) -m convert bench v1-quant v2-quant v3-quant --jobs $(JOBS) --baseline 1 --probe-between 0 --results results/quant
 
 clean:
 	rm -rf work weights results .pytest_cache

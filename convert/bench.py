@@ -40,6 +40,7 @@ from .archive import layout_checkpoints
 from .cli import run_cli
 from .env import PROJECT_ROOT, default_cache, quiet_tf
 from .errors import UserError
+from .families import FAMILIES
 from .manifest import Variant, default_manifest
 from .records import RunRow
 from .factory.serve import serve_directory
@@ -67,6 +68,8 @@ STAGE_NOTES = {
                          "graph freeze would be ~14x faster)",
     "tflite inference": "LiteRT runs of the archive's and our .tflite on the verify inputs",
 }
+FLOAT_FAMILIES = [key for key, family in FAMILIES.items() if not family.quantized]
+QUANT_FAMILIES = [key for key, family in FAMILIES.items() if family.quantized]
 OTHER = "other"  # the forced run's wall time outside every stage (never a holding stage)
 
 
@@ -388,7 +391,7 @@ def _publish(names, root: Path, seed: int, jobs: int, quiet: bool) -> tuple[list
 
 
 def _run_pipeline(variants: list[Variant], mirror: Path, opts: pipeline.Options, size: dict[str, int],
-                  flat_root: Path) -> tuple[TimedRun, TimedRun, FlatnessProbe | None]:
+                  flat_root: Path, probe_between: int = 20) -> tuple[TimedRun, TimedRun, FlatnessProbe | None]:
     """With ``mirror`` served on loopback: the forced run from a warm download cache, the warm re-run and
     (three variants or more) the flatness probe. Raises when any conversion failed."""
     with serve_directory(mirror) as url:
@@ -400,7 +403,8 @@ def _run_pipeline(variants: list[Variant], mirror: Path, opts: pipeline.Options,
         shutil.rmtree(opts.cache / "extracted", ignore_errors=True)
         forced = _timed_run(variants, dataclasses.replace(opts, force=True))
         rerun = _timed_run(variants, opts)
-        probe = flatness_probe(variants, opts, size, flat_root) if len(variants) >= 3 else None
+        probe = (flatness_probe(variants, opts, size, flat_root, probe_between)
+                 if len(variants) >= 3 and probe_between > 0 else None)
     failed = sorted({c.name for c in forced.conversions + rerun.conversions if not c.passed})
     if failed:
         raise RuntimeError(f"the benchmarked pipeline failed for {', '.join(failed)}")
@@ -479,7 +483,8 @@ def evaluate_targets(result: BenchResult, targets: tuple[Target, ...]) -> list[T
     return out
 
 
-def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool) -> BenchResult:
+def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool,
+              probe_between: int = 20) -> BenchResult:
     """The whole benchmark over ``names`` (factory archives of ``seed``, everything under ``root``)."""
     import keras  # noqa: F401  (third-party: a run in this process (--jobs 1) pays no import inside the timed run)
     import tensorflow  # noqa: F401
@@ -488,7 +493,7 @@ def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quie
     opts = pipeline.Options(cache=root / "cache", work=root / "work", weights_dir=root / "weights",
                             results=root / "results", lock=root / "checksums.lock.json", ignore_pins=True,
                             jobs=jobs, quiet=quiet)
-    forced, rerun, probe = _run_pipeline(variants, mirror, opts, size, root / "flat")
+    forced, rerun, probe = _run_pipeline(variants, mirror, opts, size, root / "flat", probe_between)
     archives = {v.name: download.archive_path(opts.cache, v) for v in variants}
     floor = measure_floor(variants, archives, in_workers=jobs > 1 and len(variants) > 1)
     baseline = baseline_seconds(_baseline_picks(variants, baseline_count), archives)
@@ -543,8 +548,12 @@ def render(result: BenchResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="*", default=["all"], metavar="NAME", help="variants or families (default: all)")
+    p.add_argument("names", nargs="*", default=FLOAT_FAMILIES, metavar="NAME",
+                   help=f"variants or families (default: the float families {', '.join(FLOAT_FAMILIES)}, whose figures "
+                        f"the targets are set for; the quantized ones: {', '.join(QUANT_FAMILIES)})")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel downloads (default 2)")
+    p.add_argument("--probe-between", type=int, default=20, metavar="N",
+                   help="variants the flatness probe converts between its early and late runs (default 20; 0: no probe)")
     p.add_argument("--baseline", type=int, default=3, metavar="N",
                    help="variants for the naive three-process baseline (default 3)")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
@@ -554,10 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     args = p.parse_args(argv)
-    if args.jobs < 1 or args.baseline < 0:
-        raise UserError(f"--jobs must be >= 1 and --baseline >= 0, got {args.jobs} and {args.baseline}")
+    if args.jobs < 1 or args.baseline < 0 or args.probe_between < 0:
+        raise UserError(f"--jobs must be >= 1, --baseline and --probe-between >= 0; got {args.jobs}, {args.baseline} "
+                        f"and {args.probe_between}")
     result = run_bench(args.names, args.cache or default_cache() / "bench", args.jobs, args.baseline, args.seed,
-                       args.quiet)
+                       args.quiet, args.probe_between)
     markdown = render(result)
     report.write_bench(args.results, result.to_json(), markdown)
     print(markdown)
