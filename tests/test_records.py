@@ -149,3 +149,33 @@ def test_run_row_json_has_the_stage_names():
     doc = row.to_json()
     assert doc["write_h5"] == "ran" and "load" not in doc and doc["error"] == "verify: boom"
     assert RunRow.from_json(doc) == row
+
+
+QUANT = "quantized_v2_96_35"
+
+
+def test_one_quantized_variant_writes_each_output_once(tmp_path, writes):
+    """A quantized variant adds write_quant's two files; cards still writes its metadata once, and SHA256SUMS
+    lists the .keras twin and the .tflite with their sha256 (hashlib over the files written)."""
+    import hashlib
+
+    v = resolve(QUANT)
+    twin, tflite = f"{v.stem}.keras", f"{v.stem}.tflite"
+    with serve_directory(fixtures.publish([QUANT], tmp_path / "mirror")) as url:
+        opts = pipeline.Options(cache=tmp_path / "cache", work=tmp_path / "work", weights_dir=tmp_path / "weights",
+                                results=tmp_path / "results", lock=tmp_path / "lock.json", quiet=True,
+                                ignore_pins=True, mirror=url)
+        writes.clear()
+        (row,) = pipeline.run([v], opts)
+    assert row.passed and row.stage_status == {"extract": "ran", "write_h5": "ran", "write_quant": "ran", "verify": "ran"}
+    seen = _under(writes, opts.weights_dir)
+    assert {(f, who): n for (f, who), n in seen.items() if who == "convert.cards"} == {
+        (f"{v.stem}.json", "convert.cards"): 1, (f"{v.stem}_card.md", "convert.cards"): 1,
+        ("SHA256SUMS", "convert.cards"): 1}
+    assert {f for f, _ in seen} >= {twin, tflite} and all(n == 1 for n in seen.values())
+    sums = {n: d for d, n in (li.split("  ") for li in (opts.weights_dir / "SHA256SUMS").read_text().splitlines())}
+    for name in (twin, tflite, v.keras_weights, v.keras_weights_no_top):
+        assert sums[name] == hashlib.sha256((opts.weights_dir / name).read_bytes()).hexdigest()
+    card = (opts.weights_dir / f"{v.stem}_card.md").read_text()
+    assert f"- `{twin}`  sha256 `{sums[twin]}`" in card and f"- `{tflite}`  sha256 `{sums[tflite]}`" in card
+    assert "## Parity: three proofs" in card and "float sibling's top-1" in card
