@@ -466,3 +466,152 @@ def test_keras_path_gives_exactly_what_keras_load_img_gives(fmt, tmp_path):
         for rows in (96, 224):
             want = np.asarray(keras.utils.load_img(path, target_size=(rows, rows)), dtype=np.float32)
             assert np.array_equal(ev_pre.preprocess_file(path, rows, "keras"), want), (path.name, rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Quantized variants: five models, slim preprocessing only, the published figure labelled
+
+QV2 = "quantized_v2_96_35"  # the smallest quantized variant
+Q_IMAGES, Q_CANDIDATES = 6, 12
+Q_MODELS = ("converted", "twin", "tflite", "archive-tflite", "slim")
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+
+
+def manifest_entry(file: str, **match) -> dict:
+    """A variant's entry read from the manifest file itself (the catalogue's figures as the project pins them)."""
+    doc = json.loads((MANIFESTS / file).read_text())
+    return next(e for e in doc["variants"] if all(e.get(k) == v for k, v in match.items()))
+
+
+@pytest.fixture(scope="module")
+def quant_setup(tmp_path_factory):
+    """The factory's QAT archive of QV2 converted as tests/test_quant.py converts it (.h5, .keras, .tflite with
+    the quant modules) and a <wnid>/ dataset labelled by the archive graph's own top-1 (FakeQuants included)."""
+    from convert.checkpoint import build_layer_guide
+    from convert.quant import parity as qparity, tflite as qtflite, twin as qtwin
+    from convert.quant.walk import range_variables
+
+    base = tmp_path_factory.mktemp("evaluate_quant")
+    v = resolve(QV2)
+    root, weights = fixtures.cached_extracted(QV2), base / "weights"
+    opened = qparity.open_quant_archive(root, v)
+    guide = build_layer_guide(opened.checkpoint, v, twin_ranges=range_variables(opened.quantizers))
+    convert_guide(guide, v, weights)
+    model = qtwin.build_twin(v, guide, opened.quantizers)
+    qtwin.save_twin(model, weights / v.family.twin_file(v))
+    qtflite.convert_twin(model, opened.input, weights / v.family.tflite_file(v))
+    candidates = write_images(base / "candidates", Q_CANDIDATES, seed=3)
+    batch = np.stack([ev_pre.preprocess_file(f, v.rows, "slim") for f in candidates])
+    ref = qparity.graph_reference(root, v)
+    logits = np.asarray(run_graph(ref.graph_def, batch, ref.feeds, v.family.nodes.logits)).reshape(len(batch), -1)
+    logits = logits[:, v.label_offset:]
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    gaps = top2[:, 1] - top2[:, 0]
+    keep = sorted(np.argsort(-gaps)[:Q_IMAGES])  # the clearest top-1s
+    assert np.all(gaps[keep] > 0)  # a unique top-1 on the graph's logit grid
+    wnids = [w for w, _ in ev_data.class_index()]
+    dataset = base / "dataset"
+    for i in keep:
+        folder = dataset / wnids[int(logits[i].argmax())]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(candidates[i], folder / candidates[i].name)
+    return {"variant": v, "weights": weights, "dataset": dataset, "archive": fixtures.cached_archive(QV2),
+            "base": base}
+
+
+@pytest.fixture(scope="module")
+def quant_evaluated(quant_setup):
+    """``convert evaluate quantized_v2_96_35`` with the default --preprocess both: (results dir, stdout)."""
+    import contextlib
+    import io
+
+    s, results, out = quant_setup, quant_setup["base"] / "results", io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = ev_cli.main([QV2, "--imagenet-dir", str(s["dataset"]), "--weights-dir", str(s["weights"]),
+                            "--archive", str(s["archive"]), "--results", str(results), "--batch-size", "4"])
+    assert code == 0
+    return results, out.getvalue()
+
+
+def test_quantized_variant_scores_five_models_under_slim_only(quant_setup, quant_evaluated):
+    results, _ = quant_evaluated
+    recs = records_by(results)
+    assert set(recs) == {(QV2, m, "slim") for m in Q_MODELS}  # no keras-preprocessing rows
+    for r in recs.values():
+        assert r["images"] == Q_IMAGES and r["unreadable"] == [] and r["images_per_s"] > 0
+        assert r["top1"] is not None and r["top5"] is not None
+    # the archive's own graph (FakeQuants included) on its own labels
+    assert recs[(QV2, "slim", "slim")]["top1"] == recs[(QV2, "slim", "slim")]["top5"] == 100.0
+    # the twin reproduces the graph's quantized logits: the same top-1 on every image
+    assert recs[(QV2, "twin", "slim")]["top1"] == recs[(QV2, "slim", "slim")]["top1"]
+    md = (results / ev_rec.ACCURACY_MD).read_text()
+    assert all(md.count(f"| {QV2} | {m} | slim | {Q_IMAGES} |") == 1 for m in Q_MODELS)
+
+
+def test_v2_quant_published_figure_is_labelled_the_float_siblings(quant_setup, quant_evaluated):
+    results, stdout = quant_evaluated
+    sibling = manifest_entry("mobilenet_v2_quant.json", alpha="0.35", rows=96)
+    assert sibling["top1"] is None and sibling["float_sibling_top1"] == 45.5  # the catalogue: V2 float 0.35_96
+    for r in records_by(results).values():
+        assert r["published_top1"] is None and r["published_top5"] is None  # nothing published of the quant model
+        assert r["float_sibling_top1"] == 45.5
+    rows = [line for line in (results / ev_rec.ACCURACY_MD).read_text().splitlines() if line.startswith(f"| {QV2} |")]
+    assert len(rows) == len(Q_MODELS)
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[5] == "–" and cells[7] == "–"  # no Δ against the sibling's figure
+        assert cells[-1] == "float sibling: 45.5"
+        assert "45.5" not in cells[:-1]
+    assert stdout.count("published top-1 float sibling: 45.5") == len(Q_MODELS)
+
+
+def test_quantized_variant_under_keras_preprocessing_is_refused(quant_setup, tmp_path, capsys):
+    s = quant_setup
+    code, _, err = cli([QV2, "--imagenet-dir", s["dataset"], "--weights-dir", s["weights"], "--archive",
+                        s["archive"], "--results", tmp_path / "r", "--preprocess", "keras"], capsys)
+    assert code == 2 and "slim" in err.splitlines()[-1] and QV2 in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # refused before anything is written
+
+
+def test_quantized_variant_without_twin_or_tflite_is_named(quant_setup, tmp_path, capsys):
+    s, v = quant_setup, quant_setup["variant"]
+    for missing in (v.family.twin_file(v), v.family.tflite_file(v)):
+        weights = tmp_path / f"w_{Path(missing).suffix[1:]}"
+        shutil.copytree(s["weights"], weights)
+        (weights / missing).unlink()
+        code, _, err = cli([QV2, "--imagenet-dir", s["dataset"], "--weights-dir", weights, "--archive", s["archive"],
+                            "--results", tmp_path / "r", "--preprocess", "slim"], capsys)
+        assert code == 2 and str(weights / missing) in err and "not found" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name,file,match,top1,top5", [
+    ("mobilenet_v1_0.25_128_quant", "mobilenet_v1_quant.json", {"alpha": "0.25", "rows": 128}, None, None),
+    ("v3-small_224_1.0_uint8", "mobilenet_v3_quant.json", {"kind": "small"}, 64.9, None),  # catalogue: 64.9
+])
+def test_v1_and_v3_quant_records_carry_their_own_published_figures(name, file, match, top1, top5, monkeypatch,
+                                                                    tmp_path):
+    """The quantized model's own catalogue figure (no sibling label), through stand-in models."""
+    from convert import report
+
+    entry = manifest_entry(file, **match)
+    if top1 is None:  # V1 _quant: the manifest's figures of the catalogue's table
+        top1, top5 = entry["top1"], entry["top5"]
+    assert entry["top1"] == top1 and entry.get("top5") == top5 and "float_sibling_top1" not in entry
+    v = resolve(name)
+    constant = lambda model: (lambda variant, *a, **k: [  # noqa: E731
+        ev_scorers.Scorer(m, p, lambda x: np.eye(1000)[np.full(len(x), 7)]) for m in model for p in ("slim",)])
+    monkeypatch.setattr(ev_eval, "keras_scorers", constant(["converted"]))
+    monkeypatch.setattr(ev_eval, "quant_scorers", constant(["twin", "tflite"]))
+    (tmp_path / v.keras_weights).write_bytes(b"")
+    result = ev_eval.evaluate_variant(v, ev_data.scan_dataset(_tiny_dataset(tmp_path / "ds", 4, broken=0)),
+                                      weights_dir=tmp_path, model_dir=None)
+    assert [(r.model, r.preprocessing) for r in result.records] == [("converted", "slim"), ("twin", "slim"),
+                                                                    ("tflite", "slim")]  # slim only
+    assert all((r.published_top1, r.published_top5, r.float_sibling_top1) == (top1, top5, None)
+               for r in result.records)
+    report.write_accuracy(tmp_path / "r", result.records)
+    md = (tmp_path / "r" / ev_rec.ACCURACY_MD).read_text()
+    assert f"| {name} | twin | slim | 4 | 50.00 | {50 - top1:+.2f} |" in md  # 2 of the 4 images are class 7
+    rows = [line for line in md.splitlines() if line.startswith(f"| {name} |")]
+    assert len(rows) == 3 and all(line.endswith(f"| {top1:.1f} |") and "sibling" not in line for line in rows)

@@ -6,7 +6,10 @@ Evaluates, per variant and per preprocessing:
   keras.applications constructor, as a user would;
 * ``slim``: the archive's own slim inference graph, restored as :mod:`convert.parity` restores it
   (every ``<var>/read`` fed the values slim's evaluation restores: the EMA values);
-* ``keras-imagenet`` (``--compare-keras``): keras.applications' own ``weights="imagenet"``.
+* ``keras-imagenet`` (``--compare-keras``): keras.applications' own ``weights="imagenet"``;
+* quantized variants (slim preprocessing only): ``converted`` is the float ``<stem>.h5``, ``slim`` the
+  archive's graph as it is (FakeQuants included), plus ``twin`` (``<stem>.keras``), ``tflite`` (our
+  ``<stem>.tflite``) and ``archive-tflite`` (the archive's own ``.tflite``, background class dropped).
 
 One job per module:
 
@@ -14,7 +17,7 @@ One job per module:
   the class-balanced ``--limit`` subset, the shipped class index;
 * :mod:`.preprocess`: decoding, slim's and keras' preprocessing (TF ops);
 * :mod:`.inputs`: the tf.data pipeline;
-* :mod:`.scorers`: the Keras and slim-graph models as scorers (with a small graph cache);
+* :mod:`.scorers`: the Keras, slim-graph, twin and ``.tflite`` models as scorers (with a small graph cache);
 * :mod:`.evaluation`: one pass over the images, every model scored;
 * :mod:`.records`: the accuracy record and ``ACCURACY.md`` (written by :func:`convert.report.write_accuracy`);
 * :mod:`.cli`: the command line.

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..extraction import cached_extraction, extracted
 from ..manifest import Variant, default_manifest
 from .dataset import scan_dataset
-from .evaluation import evaluate_variant
+from .evaluation import evaluate_variant, preprocessings_for
 from .records import ACCURACY_JSON, ACCURACY_MD, PREPROCESSINGS, summary_line
 
 
@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m convert evaluate",
         description="ImageNet top-1/top-5 of the converted Keras weights and of the archive's own slim graph "
-                    "(and, with --compare-keras, of keras.applications' weights=\"imagenet\").")
+                    "(and, with --compare-keras, of keras.applications' weights=\"imagenet\"). A quantized "
+                    "variant also scores its fake-quant twin (.keras), its .tflite and the archive's own .tflite, "
+                    "under slim preprocessing only.")
     p.add_argument("names", nargs="+", metavar="NAME",
                    help="variants (1.0_224, mobilenet_v1_0.25_128, v3-large_224_1.0_float, quantized_v2_224_100), "
                         f"a family ({', '.join(FAMILIES)}) or 'all'")
@@ -39,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N", help="a deterministic class-balanced subset of N images")
     p.add_argument("--preprocess", choices=("slim", "keras", "both"), default="both",
                    help="slim: inception_preprocessing (central crop 87.5%%, bilinear); keras: load_img + "
-                        "preprocess_input; default both")
+                        "preprocess_input; default both (quantized variants: slim only)")
     p.add_argument("--weights-dir", type=Path, default=Path("weights"), metavar="DIR",
-                   help="folder of the converted .h5 files (default: weights/)")
+                   help="folder of the converted .h5 files (quantized variants: also .keras and .tflite; "
+                        "default: weights/)")
     p.add_argument("--archive", type=Path, action="append", default=[], metavar="TGZ",
                    help="the variant's checkpoint archive (repeat for several names); default: the download "
                         "cache's extraction, else its verified archive")
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     variants = default_manifest().select(args.names)
+    preprocessings = PREPROCESSINGS if args.preprocess == "both" else (args.preprocess,)
+    for variant in variants:  # a quantized variant under keras preprocessing only: refused before any work
+        preprocessings_for(variant, preprocessings)
     for path in args.archive:
         if not any(_archive_for(v, [path], False) for v in variants) and len(variants) > 1:
             raise UserError(f"--archive {path}: its file name matches none of {', '.join(v.name for v in variants)}")

@@ -4,7 +4,11 @@
   own ``weights="imagenet"``), built once and shared by every preprocessing;
 * ``slim``: the archive's reference graph as :func:`convert.parity.choose_reference` chooses it
   (fed slim's evaluation values: EMA), one session for every preprocessing. Parsed graphs are kept in a
-  small cache keyed by the reference file's content (a ``.pbtxt`` takes seconds to parse).
+  small cache keyed by the reference file's content (a ``.pbtxt`` takes seconds to parse). A quantized
+  archive's graph is taken as :func:`convert.quant.parity.graph_reference` takes it, FakeQuants included;
+* quantized variants also: ``twin`` (the fake-quant ``.keras``), ``tflite`` (our uint8 ``.tflite``) and
+  ``archive-tflite`` (the archive's own), the two ``.tflite`` run with LiteRT on the input quantized as
+  each file says.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ GRAPH_CACHE_SIZE = 3
 class Scorer:
     """One model under one preprocessing: ``predict(batch) -> logits over the 1000 Keras classes``."""
 
-    model: str  # "converted" | "slim" | "keras-imagenet"
+    model: str  # one of records.MODELS
     preprocessing: str
     predict: object  # callable(np.ndarray) -> np.ndarray
     seconds: float = 0.0
@@ -49,7 +53,7 @@ class Scorer:
         start = time.perf_counter()
         logits = self.logits(images, pad_to)
         self.seconds += time.perf_counter() - start
-        top5 = np.argsort(-logits, axis=1)[:, :5]
+        top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]  # ties (uint8 outputs): the lower class first
         self.top1 += int(np.sum(top5[:, 0] == labels))
         self.top5 += int(np.sum(np.any(top5 == labels[:, None], axis=1)))
         self.images += len(images)
@@ -117,16 +121,12 @@ def cached_archive_graph(model_dir: Path, variant: Variant):
     return graph_def, kind, None if relative is None else Path(model_dir) / relative
 
 
-def slim_scorers(stack: contextlib.ExitStack, variant: Variant, model_dir: Path, preprocessings) -> list[Scorer]:
-    """The archive's own slim graph, restored as parity restores it (one session for all preprocessings)."""
+def _graph_scorers(stack: contextlib.ExitStack, variant: Variant, graph_def, feeds, preprocessings) -> list[Scorer]:
+    """An archive graph (``feeds``: its variables' values, or None for a frozen graph) as the ``slim``
+    scorers of every preprocessing, one session for all; the background class is dropped."""
     nodes = variant.family.nodes
-    try:
-        choice = choose_reference(model_dir, variant, cached_archive_graph)
-        feeds = None if choice.checkpoint is None else checkpoint_feeds(choice.graph_def, str(choice.checkpoint)).slim
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"{variant.name}: cannot restore the archive's slim graph: {exc}") from None
-    run = stack.enter_context(graph_session(choice.graph_def, nodes.input))
-    fixed = _fixed_batch(choice.graph_def, nodes.input.split(":")[0])
+    run = stack.enter_context(graph_session(graph_def, nodes.input))
+    fixed = _fixed_batch(graph_def, nodes.input.split(":")[0])
     offset = variant.label_offset
 
     def predict(x):
@@ -138,3 +138,86 @@ def slim_scorers(stack: contextlib.ExitStack, variant: Variant, model_dir: Path,
 
     return [Scorer("slim", p, predict if p == "slim" else (lambda x: predict(to_unit_range(x))))
             for p in preprocessings]
+
+
+def slim_scorers(stack: contextlib.ExitStack, variant: Variant, model_dir: Path, preprocessings) -> list[Scorer]:
+    """The archive's own slim graph, restored as parity restores it (one session for all preprocessings)."""
+    try:
+        choice = choose_reference(model_dir, variant, cached_archive_graph)
+        feeds = None if choice.checkpoint is None else checkpoint_feeds(choice.graph_def, str(choice.checkpoint)).slim
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"{variant.name}: cannot restore the archive's slim graph: {exc}") from None
+    return _graph_scorers(stack, variant, choice.graph_def, feeds, preprocessings)
+
+
+# --------------------------------------------------------------------------------------------------
+# Quantized variants (slim preprocessing only: the graph's input, and the .tflite input grid, are [-1, 1])
+
+def quant_graph_scorers(stack: contextlib.ExitStack, variant: Variant, model_dir: Path, preprocessings) -> list[Scorer]:
+    """A quantized archive's own graph as it is, FakeQuants included (:func:`convert.quant.parity.graph_reference`:
+    its inference graph fed the checkpoint's values, ranges too, else its frozen graph)."""
+    from ..quant.parity import graph_reference
+
+    try:
+        ref = graph_reference(Path(model_dir), variant)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"{variant.name}: cannot restore the archive's quantized graph: {exc}") from None
+    return _graph_scorers(stack, variant, ref.graph_def, ref.feeds, preprocessings)
+
+
+def twin_scorers(variant: Variant, path: Path, preprocessings) -> list[Scorer]:
+    """The fake-quant Keras twin as a user loads it (``keras.saving.load_model``; its layers are registered by
+    ``import convert``): input [-1, 1], output the 1000-class probabilities (ranked as they are)."""
+    import keras
+
+    if not path.is_file():
+        raise UserError(f"quantized twin of {variant.name} not found: {path} (run `python -m convert run "
+                        f"{variant.name}` first, or pass --weights-dir)")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as exc:  # a truncated or foreign file: Keras raises several kinds
+        raise UserError(f"cannot load the quantized twin {path}: {type(exc).__name__}: {exc}") from None
+    return [Scorer("twin", p, _compiled(model)) for p in preprocessings]
+
+
+def tflite_scorers(variant: Variant, model: str, path: Path, preprocessings, background: int = 0) -> list[Scorer]:
+    """A uint8 ``.tflite`` run with LiteRT (:func:`convert.quant.tflite.run_tflite`), fed the [-1, 1] input
+    quantized as the file's input says (``round(x / scale) + zero_point``, clipped to 0..255); its first
+    ``background`` output classes are dropped (the archive's .tflite: 1001 classes). Its input must be
+    [1, rows, rows, 3] uint8, else a :class:`~convert.quant.tflite.TfliteInputError` names the file."""
+    from ..quant.tflite import input_quant, run_tflite
+
+    quant = input_quant(path, variant.rows)
+
+    def predict(x):
+        q = np.clip(np.round(x / np.float32(quant.scale)) + quant.zero_point, 0, 255).astype(np.uint8)
+        out = run_tflite(path, q)[:, background:]
+        if out.shape[1] != variant.classes - variant.label_offset:
+            raise UserError(f"{path}: {out.shape[1] + background} output classes, expected "
+                            f"{variant.classes - variant.label_offset + background}")
+        return out
+
+    return [Scorer(model, p, predict) for p in preprocessings]
+
+
+def quant_scorers(stack: contextlib.ExitStack, variant: Variant, weights_dir: Path, model_dir: Path | None,
+                  preprocessings) -> list[Scorer]:
+    """A quantized variant's models beyond the float .h5: the twin and our .tflite (``weights_dir``), and,
+    with ``model_dir`` (the extracted archive), the archive's own .tflite and graph."""
+    from ..archive import tflite_file
+
+    family = variant.family
+    ours = Path(weights_dir) / family.tflite_file(variant)
+    if not ours.is_file():
+        raise UserError(f"converted .tflite of {variant.name} not found: {ours} (run `python -m convert run "
+                        f"{variant.name}` first, or pass --weights-dir)")
+    scorers = twin_scorers(variant, Path(weights_dir) / family.twin_file(variant), preprocessings)
+    scorers += tflite_scorers(variant, "tflite", ours, preprocessings)
+    if model_dir is not None:
+        try:
+            theirs = tflite_file(model_dir, variant)
+        except FileNotFoundError as exc:
+            raise UserError(f"{variant.name}: {exc}") from None
+        scorers += tflite_scorers(variant, "archive-tflite", theirs, preprocessings, background=variant.label_offset)
+        scorers += quant_graph_scorers(stack, variant, model_dir, preprocessings)
+    return scorers
