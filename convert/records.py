@@ -193,7 +193,7 @@ class TfliteFigures:
     """(c) our .tflite against the archive's .tflite on the same uint8 inputs."""
 
     top1_agree: int
-    top1_ties: int  # inputs whose archive output ties several classes first (any of them counts as agreeing)
+    top1_ties: int  # inputs where either uint8 output ties several classes first (any of them counts as first)
     max_abs_dprob: float
     top5_identical: float  # fraction of inputs with identical (ordered) top-5 lists
     top5_up_to_ties: float  # fraction whose top-5 lists are each a valid top-5 of the other's uint8 output

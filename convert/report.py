@@ -133,7 +133,7 @@ QUANT_NOTE = (
     "also with the gate rewritten to 1/6). `twin`: the fake-quant Keras twin's logits against the archive's graph "
     "as it is, in steps of the graph's logit quantization grid (pass: ≤ 1 step and top-1 identical). `.tflite`: "
     "our 8-bit file against the archive's own `.tflite` on the same uint8 inputs: top-1 (background excluded; "
-    "`ties`: inputs whose archive output ties classes for first place, any of which counts), max |Δprob| over the "
+    "`ties`: inputs where either uint8 output ties classes for first place, any of which counts as first), max |Δprob| over the "
     "1000 classes (the archive's output renormalized without background), and the share of inputs with identical "
     "top-5 lists (in order; and up to uint8 ties). TFLite and TF round integers differently, about one output "
     "step: these figures are what was measured, not a claim of bit equality.")
