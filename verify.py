@@ -14,6 +14,7 @@ import contextlib
 from pathlib import Path
 
 from convert import cards, download, parity, report
+from convert.quant import parity as quant_parity
 from convert.cli import UserError, quiet_tf, run_cli
 from convert.env import default_cache
 from convert.extraction import cached_extraction, extracted
@@ -78,17 +79,25 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model_dir, location = _model_dir(args, variant, stack, facts)
             source = facts.source(location) if facts else Source(location)
-            record = parity.verify(variant, model_dir, args.weights_dir, source, images=args.image,
-                                   random_count=args.random_inputs, seed=args.seed)
+            check = quant_parity.verify if variant.family.quantized else parity.verify
+            record = check(variant, model_dir, args.weights_dir, source, images=args.image,
+                           random_count=args.random_inputs, seed=args.seed)
         except (ValueError, OSError, download.DownloadError) as exc:
             raise UserError(str(exc)) from None
     report.update_results([record], args.results)
     if facts is not None:  # weights this project converted: their sidecar, card and SHA256SUMS, once
         cards.write(args.weights_dir, variant, facts, record)
     verdict = "PASS" if record.passed else "FAIL"
-    print(f"{variant.name}: {verdict}  max|dlogit| {record.max_abs_dlogit:.2e} (tolerance {record.tolerance:.2e})"
-          f"  top-1 {record.top1_agree}/{record.inputs}  top-5 {record.top5_agree}/{record.inputs}"
-          f"  no-top max|d| {record.no_top_max_abs_diff:.2e}  frozen graph matches: {record.frozen}")
+    if record.quant is None:
+        print(f"{variant.name}: {verdict}  max|dlogit| {record.max_abs_dlogit:.2e} (tolerance {record.tolerance:.2e})"
+              f"  top-1 {record.top1_agree}/{record.inputs}  top-5 {record.top5_agree}/{record.inputs}"
+              f"  no-top max|d| {record.no_top_max_abs_diff:.2e}  frozen graph matches: {record.frozen}")
+    else:
+        twin, tfl = record.quant.twin[0], record.quant.tflite
+        print(f"{variant.name}: {verdict}  float .h5 vs bypassed graph max|dlogit| {record.max_abs_dlogit:.2e} "
+              f"(tolerance {record.tolerance:.2e})  twin {twin.max_steps:.2f} steps off the graph, top-1 "
+              f"{twin.top1_agree}/{record.inputs}  .tflite top-1 {tfl.top1_agree}/{record.inputs} "
+              f"(ties {tfl.top1_ties}), max|dprob| {tfl.max_abs_dprob:.4f}, top-5 identical {100 * tfl.top5_identical:.0f} %")
     for name, r in record.rewrites.items():
         print(f"  {name}: max|dlogit| {r.max_abs_dlogit:.2e} (tolerance {r.tolerance:.2e}) "
               f"{'pass' if r.passed else 'FAIL'}  ({r.description})")

@@ -26,6 +26,8 @@ from .fsutil import package_versions, sha256_file
 from .guide import Accounting, GuideRecord, LayerGuide, Provenance, save_layer_guide, sha256_array
 from .manifest import Variant
 from .mapping import EMA_SUFFIX, Expected, expected_variables
+from .quant import walk
+from .quant.parity import open_quant_archive
 from .timing import timed
 
 quiet_tf()
@@ -284,9 +286,12 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
 
 def guide_from_extracted(root: str | Path, variant: Variant, value_source: str = "auto", archive: Path | None = None,
                          archive_sha256: str | None = None, url: str | None = None,
-                         twin_ranges: Collection[str] = ()) -> LayerGuide:
-    """The layer guide of an extracted archive: the layout's checkpoint for ``value_source``, read by name
-    (``twin_ranges``: see :func:`build_layer_guide`). The pin recorded is that of the URL that served it."""
+                         twin_ranges: Collection[str] | None = None) -> LayerGuide:
+    """The layer guide of an extracted archive: the layout's checkpoint for ``value_source``, read by name.
+    ``twin_ranges`` (see :func:`build_layer_guide`): a quantized variant's are found by walking the archive's
+    graph when not given. The pin recorded is that of the URL that served it."""
+    if twin_ranges is None:
+        twin_ranges = walk.range_variables(open_quant_archive(root, variant).quantizers) if variant.family.quantized else ()
     prefix, cf = find_checkpoint(root, variant, value_source)
     pin = next((sha for u, sha, _ in variant.urls if u == url), variant.sha256)
     provenance = Provenance(checkpoint=Path(prefix).relative_to(root).as_posix(), checkpoint_role=cf.role,

@@ -23,7 +23,6 @@ from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
@@ -38,7 +37,7 @@ from .keras_model import architecture
 from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
 from .manifest import Variant, default_manifest
 from .quant import parity as quant_parity, tflite as quant_tflite, twin as quant_twin, walk
-from .records import STAGES, ConversionFacts, Digests, ParityRecord, RunRow
+from .records import STAGES, ConversionFacts, ParityRecord, RunRow
 
 quiet_tf()
 
@@ -243,12 +242,9 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
             record = parity.verify(variant, extracted(), opts.weights_dir, facts.source(fetched.source),
                                    images=opts.images, random_count=opts.random_inputs, seed=opts.seed)
             return [], record.to_json()
-        figures = quant_parity.verify_quant(variant, extracted(), opts.weights_dir, opened().quantizers,
-                                            twin=twin_model, images=opts.images, random_count=opts.random_inputs,
-                                            seed=opts.seed)
-        record = ParityRecord.of_quant(variant, figures, facts.source(fetched.source),
-                                       Digests(top=sha256_file(top), no_top=sha256_file(no_top)), *parity.versions(),
-                                       datetime.now(timezone.utc).isoformat(timespec="seconds"), opts.random_inputs)
+        record = quant_parity.verify(variant, extracted(), opts.weights_dir, facts.source(fetched.source),
+                                     images=opts.images, random_count=opts.random_inputs, seed=opts.seed,
+                                     quantizers=opened().quantizers, twin=twin_model)
         return [], record.to_json()
 
     entry = timed("verify", inputs, verify)

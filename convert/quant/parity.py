@@ -15,13 +15,15 @@ The verify inputs are uint8 images (seeded random, plus any given image files) r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from ..archive import find_checkpoint, reference_graphs, tflite_file
-from ..records import FloatFigures, QuantParity, TfliteFigures, TwinFigures
-from ..parity import checkpoint_feeds, compare, graph_session, keras_outputs, load_graph_def, load_image
+from ..fsutil import sha256_file
+from ..records import Digests, FloatFigures, ParityRecord, QuantParity, Source, TfliteFigures, TwinFigures
+from ..parity import checkpoint_feeds, compare, graph_session, keras_outputs, load_graph_def, load_image, versions
 from .tflite import InputQuant, input_quant, output_is_softmax, run_tflite
 from .walk import Quantizer, bypass
 
@@ -199,3 +201,19 @@ def open_quant_archive(model_dir: str | Path, variant) -> QuantArchive:
     prefix, _ = find_checkpoint(model_dir, variant, "auto")
     quantizers = read_ranges(walk(ref.graph_def, str(ref.path.relative_to(model_dir))), str(prefix))
     return QuantArchive(ref, prefix, quantizers, archive_tflite, quant)
+
+
+def verify(variant, model_dir: str | Path, weights_dir: str | Path, source: Source | None = None, images=(),
+           random_count: int = 4, seed: int = 0, quantizers: list[Quantizer] | None = None, twin=None) -> ParityRecord:
+    """A quantized variant's parity record (:meth:`convert.records.ParityRecord.of_quant`): its three proofs
+    against the extracted archive in ``model_dir``. ``quantizers`` (the walk, ranges read) and ``twin`` (the
+    model just built) spare reading them again; the same signature as :func:`convert.parity.verify`."""
+    if quantizers is None:
+        quantizers = open_quant_archive(model_dir, variant).quantizers
+    figures = verify_quant(variant, model_dir, weights_dir, quantizers, twin=twin, images=images,
+                           random_count=random_count, seed=seed)
+    weights_dir = Path(weights_dir)
+    digests = Digests(top=sha256_file(weights_dir / variant.keras_weights),
+                      no_top=sha256_file(weights_dir / variant.keras_weights_no_top))
+    return ParityRecord.of_quant(variant, figures, source or Source(), digests, *versions(),
+                                 datetime.now(timezone.utc).isoformat(timespec="seconds"), random_count)
