@@ -294,39 +294,3 @@ def test_verify_inputs_are_snapped_to_the_tflite_input_grid():
     inside = image <= 127 / 128  # the grid's top is 127/128: 1.0 (pixel 255) snaps to it
     assert np.max(np.abs(x[0] - image)[inside]) <= 0.5 / 128 + 1e-6 and np.all(x[0][~inside] == 127 / 128)
     assert np.array_equal(q[1:], verify_inputs(32, quant, (), count=2, seed=1))  # seeded
-
-
-# ---------------------------------------------------------------------------------------------------
-# the pipeline: a quantized variant over a loopback mirror, its PARITY.md row, and an up-to-date re-run
-
-def test_pipeline_converts_and_verifies_a_quantized_variant(tmp_path):
-    from convert import pipeline, report
-    from convert.factory import fixtures
-    from convert.factory.serve import serve_directory
-
-    variant = default_manifest().resolve(V2)
-    mirror = fixtures.publish([V2], tmp_path / "mirror")
-    opts = pipeline.Options(cache=tmp_path / "cache", work=tmp_path / "work", weights_dir=tmp_path / "weights",
-                            results=tmp_path / "results", lock=tmp_path / "lock.json", quiet=True, ignore_pins=True)
-    with serve_directory(mirror) as url:
-        opts.mirror = url
-        (row,) = pipeline.run([variant], opts)
-        (again,) = pipeline.run([variant], opts)
-    assert row.error is None and row.passed, row
-    assert row.stage_status == {"extract": "ran", "write_h5": "ran", "write_quant": "ran", "verify": "ran"}
-    assert set(again.stage_status.values()) == {"skipped"}, again.stage_status
-    family = variant.family
-    for name in (variant.keras_weights, variant.keras_weights_no_top, family.twin_file(variant),
-                 family.tflite_file(variant)):
-        assert (opts.weights_dir / name).stat().st_size > 0, name
-    (record,) = report.load_results(opts.results)
-    q = record.quant
-    assert record.family == "v2-quant" and q is not None and q.passed and record.passed
-    assert q.inputs == opts.random_inputs and q.twin[0].max_steps <= 1.0 and q.tflite.top1_agree == q.inputs
-    # the guide consumed a min and a max per quantizer: as many quantizers as the genuine V2 file quantizes tensors
-    from convert.guide import load_layer_guide
-
-    guide = load_layer_guide(opts.work / V2 / "layer_guide.p")
-    assert guide.counts.twin_ranges == 2 * sum(genuine_counts(GENUINE / "mobilenet_v2_1.0_224_quant.tflite").values())
-    table = (opts.results / "PARITY.md").read_text()
-    assert "## MobileNetV2 (quantization-aware)" in table and f"| {V2} | pass |" in table

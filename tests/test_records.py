@@ -15,12 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from convert import pipeline
+from convert import pipeline, report
 from convert.factory import fixtures
 from convert.env import PROJECT_ROOT
 from convert.manifest import resolve
 from convert.records import LEGACY_KEYS, ConversionFacts, ParityRecord, RewriteFigures, RunRow
 from convert.factory.serve import serve_directory
+from convert.guide import load_layer_guide
+
+from test_quant import genuine_counts  # noqa: E402  (reads a .tflite's quantized tensors by kind)
 
 NAME = "0.35_96"
 _PLUMBING = {"convert.fsutil", "os", __name__}
@@ -152,6 +155,7 @@ def test_run_row_json_has_the_stage_names():
 
 
 QUANT = "quantized_v2_96_35"
+GENUINE_V2_QUANT = Path(__file__).parent / "data" / "genuine" / "mobilenet_v2_1.0_224_quant.tflite"
 
 
 def test_one_quantized_variant_writes_each_output_once(tmp_path, writes):
@@ -167,8 +171,10 @@ def test_one_quantized_variant_writes_each_output_once(tmp_path, writes):
                                 ignore_pins=True, mirror=url)
         writes.clear()
         (row,) = pipeline.run([v], opts)
+        seen = _under(writes, opts.weights_dir)
+        (again,) = pipeline.run([v], opts)  # up to date: every stage skipped
     assert row.passed and row.stage_status == {"extract": "ran", "write_h5": "ran", "write_quant": "ran", "verify": "ran"}
-    seen = _under(writes, opts.weights_dir)
+    assert set(again.stage_status.values()) == {"skipped"}, again.stage_status
     assert {(f, who): n for (f, who), n in seen.items() if who == "convert.cards"} == {
         (f"{v.stem}.json", "convert.cards"): 1, (f"{v.stem}_card.md", "convert.cards"): 1,
         ("SHA256SUMS", "convert.cards"): 1}
@@ -179,3 +185,13 @@ def test_one_quantized_variant_writes_each_output_once(tmp_path, writes):
     card = (opts.weights_dir / f"{v.stem}_card.md").read_text()
     assert f"- `{twin}`  sha256 `{sums[twin]}`" in card and f"- `{tflite}`  sha256 `{sums[tflite]}`" in card
     assert "## Parity: three proofs" in card and "float sibling's top-1" in card
+    # the results row and PARITY.md's quantized section
+    (record,) = report.load_results(opts.results)
+    q = record.quant
+    assert record.family == "v2-quant" and record.passed and q is not None and q.inputs == opts.random_inputs
+    assert q.twin[0].max_steps <= 1.0 and q.tflite.top1_agree == q.inputs
+    table = (opts.results / "PARITY.md").read_text()
+    assert "## MobileNetV2 (quantization-aware)" in table and f"| {QUANT} | pass |" in table
+    # the guide consumed a min and a max per quantizer: as many quantizers as the genuine V2 file quantizes tensors
+    guide = load_layer_guide(opts.work / QUANT / "layer_guide.p")
+    assert guide.counts.twin_ranges == 2 * sum(genuine_counts(GENUINE_V2_QUANT).values())
