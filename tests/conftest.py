@@ -42,3 +42,36 @@ def run_main(main, argv: list[str], capsys) -> tuple[int, str, str]:
         run_cli(main, argv)
     out = capsys.readouterr()
     return exc.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, worker_id) -> Path:
+    """A folder all the test processes of this run share (pytest-xdist's documented pattern: the workers'
+    base temp's parent), for outputs built once per run under a file lock (:func:`quant_outputs`)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def quant_outputs(name: str, run_dir: Path) -> Path:
+    """A quantized variant's factory archive converted by the quant modules, once per test run whichever test
+    process asks first (the others wait on the lock): a folder holding ``<stem>.h5``, ``_no_top.h5``,
+    ``.keras`` and ``.tflite``. Tests read it and never write into it."""
+    from convert.checkpoint import build_layer_guide
+    from convert.fsutil import file_lock
+    from convert.keras_weights import convert_guide
+    from convert.manifest import resolve
+    from convert.quant import parity, tflite, twin
+    from convert.quant.walk import range_variables
+
+    out = run_dir / "quant-outputs" / name
+    with file_lock(run_dir / f".quant-outputs-{name}.lock"):
+        if not (out / "complete").is_file():
+            variant = resolve(name)
+            opened = parity.open_quant_archive(fixtures.cached_extracted(name), variant)
+            guide = build_layer_guide(opened.checkpoint, variant, twin_ranges=range_variables(opened.quantizers))
+            convert_guide(guide, variant, out)
+            model = twin.build_twin(variant, guide, opened.quantizers)
+            twin.save_twin(model, out / variant.family.twin_file(variant))
+            tflite.convert_twin(model, opened.input, out / variant.family.tflite_file(variant))
+            (out / "complete").write_text("")
+    return out

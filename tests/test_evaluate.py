@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from conftest import run_main  # noqa: E402
+from conftest import quant_outputs, run_main  # noqa: E402
 from convert.evaluate import cli as ev_cli  # noqa: E402
 from convert.evaluate import dataset as ev_data  # noqa: E402
 from convert.evaluate import evaluation as ev_eval  # noqa: E402
@@ -484,22 +484,14 @@ def manifest_entry(file: str, **match) -> dict:
 
 
 @pytest.fixture(scope="module")
-def quant_setup(tmp_path_factory):
+def quant_setup(tmp_path_factory, run_dir):
     """The factory's QAT archive of QV2 converted as tests/test_quant.py converts it (.h5, .keras, .tflite with
     the quant modules) and a <wnid>/ dataset labelled by the archive graph's own top-1 (FakeQuants included)."""
-    from convert.checkpoint import build_layer_guide
-    from convert.quant import parity as qparity, tflite as qtflite, twin as qtwin
-    from convert.quant.walk import range_variables
+    from convert.quant import parity as qparity
 
     base = tmp_path_factory.mktemp("evaluate_quant")
     v = resolve(QV2)
-    root, weights = fixtures.cached_extracted(QV2), base / "weights"
-    opened = qparity.open_quant_archive(root, v)
-    guide = build_layer_guide(opened.checkpoint, v, twin_ranges=range_variables(opened.quantizers))
-    convert_guide(guide, v, weights)
-    model = qtwin.build_twin(v, guide, opened.quantizers)
-    qtwin.save_twin(model, weights / v.family.twin_file(v))
-    qtflite.convert_twin(model, opened.input, weights / v.family.tflite_file(v))
+    root, weights = fixtures.cached_extracted(QV2), quant_outputs(QV2, run_dir)  # shared with test_quant
     candidates = write_images(base / "candidates", Q_CANDIDATES, seed=3)
     batch = np.stack([ev_pre.preprocess_file(f, v.rows, "slim") for f in candidates])
     ref = qparity.graph_reference(root, v)

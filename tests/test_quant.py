@@ -18,6 +18,8 @@ import pytest
 
 from convert.manifest import default_manifest
 
+from conftest import quant_outputs  # noqa: E402
+
 GENUINE = Path(__file__).parent / "data" / "genuine"
 ROOT = Path(__file__).resolve().parents[1]
 V2, V1, V3 = "quantized_v2_96_35", "mobilenet_v1_0.25_128_quant", "v3-small_224_1.0_uint8"
@@ -72,29 +74,27 @@ _CONVERTED: dict[str, Converted] = {}
 
 
 def converted(name: str, tmp_root: Path) -> Converted:
-    """One factory QAT archive walked and converted (.h5, .keras, .tflite) and verified; built once per session."""
+    """One factory QAT archive walked, converted (.h5, .keras, .tflite: :func:`conftest.quant_outputs`, once per
+    run) and verified; the twin loaded from its .keras file; once per test process."""
     if name not in _CONVERTED:
+        import keras
+
         from convert.factory.fixtures import cached_extracted
-        from convert.keras_weights import convert_guide
-        from convert.quant import parity, tflite, twin
+        from convert.quant import parity
 
         variant = default_manifest().resolve(name)
-        root, out = cached_extracted(name), tmp_root / name
+        root, out = cached_extracted(name), quant_outputs(name, tmp_root)
         opened = parity.open_quant_archive(root, variant)
-        ref, prefix, quantizers = opened.reference, opened.checkpoint, opened.quantizers
-        guide = _guide(prefix, variant, quantizers)
-        convert_guide(guide, variant, out)
-        model = twin.build_twin(variant, guide, quantizers)
-        twin.save_twin(model, out / variant.family.twin_file(variant))
-        tflite.convert_twin(model, opened.input, out / variant.family.tflite_file(variant))
-        record = parity.verify_quant(variant, root, out, quantizers, twin=model, random_count=8)
-        _CONVERTED[name] = Converted(variant, root, out, prefix, ref.graph_def, quantizers, model, record)
+        model = keras.saving.load_model(out / variant.family.twin_file(variant))
+        record = parity.verify_quant(variant, root, out, opened.quantizers, twin=model, random_count=8)
+        _CONVERTED[name] = Converted(variant, root, out, opened.checkpoint, opened.reference.graph_def,
+                                     opened.quantizers, model, record)
     return _CONVERTED[name]
 
 
 @pytest.fixture(scope="module")
-def tmp_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("quant")
+def tmp_root(run_dir):
+    return run_dir
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -219,19 +219,20 @@ def test_twin_keeps_keras_layer_names_and_places_every_quantizer(tmp_root):
     assert c.twin.output.shape == (None, 1000) and c.twin.input.shape == (None, 96, 96, 3)
 
 
-def test_twin_loads_in_a_fresh_process_after_import_convert(tmp_root):
+@pytest.mark.parametrize("imports", ["import keras", "import tensorflow, keras"])  # TF probes for Keras first
+def test_twin_loads_in_a_fresh_process_after_import_convert(tmp_root, tmp_path, imports):
     c = converted(V2, tmp_root)
     path = c.out / c.variant.family.twin_file(c.variant)
     q = np.random.default_rng(3).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
     x = (q - 128) / 128
-    np.save(c.out / "x.npy", x)
+    np.save(tmp_path / "x.npy", x)
     expected = np.asarray(c.twin(x))
     code = ("import sys, convert; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
-            "import keras, numpy as np; m = keras.saving.load_model(sys.argv[1]); "
+            f"{imports}; import numpy as np; m = keras.saving.load_model(sys.argv[1]); "
             "np.save(sys.argv[3], np.asarray(m(np.load(sys.argv[2]))))")
-    subprocess.run([sys.executable, "-c", code, str(path), str(c.out / "x.npy"), str(c.out / "y.npy")],
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
                    check=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert np.array_equal(np.load(c.out / "y.npy"), expected)
+    assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
 
 
 def test_twin_fits_with_straight_through_gradients(tmp_root):

@@ -32,6 +32,7 @@ class _ThenRegister(importlib.abc.Loader):
 
     def exec_module(self, module):
         self._loader.exec_module(module)
+        uninstall()  # Keras is loaded: nothing left to wrap
         importlib.import_module(LAYERS)
 
 
@@ -39,8 +40,13 @@ class _KerasFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname != "keras":
             return None
-        uninstall()  # once: find Keras' real spec, and never wrap a second time
-        spec = importlib.util.find_spec("keras")
+        # Keras' real spec, found without this finder. It stays installed until Keras is actually executed:
+        # TensorFlow probes for Keras with importlib.util.find_spec before it imports it.
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec("keras")
+        finally:
+            sys.meta_path.insert(0, self)
         if spec is not None and spec.loader is not None:
             spec.loader = _ThenRegister(spec.loader)
         return spec
