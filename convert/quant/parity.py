@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..archive import find_checkpoint, reference_graphs, tflite_file
+from ..archive import find_checkpoint, tflite_file
 from ..fsutil import sha256_file
 from ..records import Digests, FloatFigures, ParityRecord, QuantParity, Source, TfliteFigures, TwinFigures
-from ..parity import checkpoint_feeds, compare, graph_session, keras_outputs, load_graph_def, load_image, versions
+from ..parity import (checkpoint_feeds, choose_reference, compare, graph_session, keras_outputs, load_image,
+                      versions)
 from .tflite import InputQuant, input_quant, output_is_softmax, run_tflite
-from .walk import Quantizer, bypass
+from .walk import Quantizer, bypass, read_ranges, walk
 
 TWIN_MAX_STEPS = 1.0  # the twin's logits stay within one step of the graph's logit grid (float32 slack: 1e-4 of it)
 
@@ -49,23 +50,11 @@ class GraphReference:
 
 
 def graph_reference(model_dir: Path, variant) -> GraphReference:
-    """The archive's reference graph: its eval / ``.meta`` inference graph fed slim's checkpoint values,
-    else its frozen graph."""
-    import tensorflow as tf
-
-    from ..archive import frozen_graph
-
-    input_node = variant.family.nodes.input.split(":")[0]
-    for path in reference_graphs(model_dir, variant):
-        if path.suffix == ".meta":
-            graph_def = tf.compat.v1.MetaGraphDef.FromString(path.read_bytes()).graph_def
-        else:
-            graph_def = load_graph_def(path)
-        if any(n.name == input_node and n.op == "Placeholder" for n in graph_def.node):
-            prefix, _ = find_checkpoint(model_dir, variant, "auto")
-            return GraphReference(graph_def, path, checkpoint_feeds(graph_def, str(prefix)).slim)
-    path = frozen_graph(model_dir, variant)
-    return GraphReference(load_graph_def(path), path, None)
+    """The archive's reference graph as :func:`convert.parity.choose_reference` chooses it (its eval / ``.meta``
+    inference graph fed slim's checkpoint values, else its frozen graph), ready to run."""
+    choice = choose_reference(model_dir, variant)
+    feeds = checkpoint_feeds(choice.graph_def, str(choice.checkpoint)).slim if choice.checkpoint else None
+    return GraphReference(choice.graph_def, choice.path, feeds)
 
 
 def _run(ref: GraphReference, graph_def, x: np.ndarray, output: str) -> np.ndarray:
@@ -192,8 +181,6 @@ class QuantArchive:
 
 def open_quant_archive(model_dir: str | Path, variant) -> QuantArchive:
     """Walk the archive's reference graph, read the ranges, check its ``.tflite`` input against the graph's."""
-    from .walk import read_ranges, walk
-
     model_dir = Path(model_dir)
     archive_tflite = tflite_file(model_dir, variant)
     quant = input_quant(archive_tflite, variant.rows)
