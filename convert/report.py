@@ -136,7 +136,8 @@ QUANT_NOTE = (
     "`ties`: inputs where either uint8 output ties classes for first place, any of which counts as first), max |Δprob| over the "
     "1000 classes (the archive's output renormalized without background), and the share of inputs with identical "
     "top-5 lists (in order; and up to uint8 ties). TFLite and TF round integers differently, about one output "
-    "step: these figures are what was measured, not a claim of bit equality.")
+    "step: these figures are what was measured, not a claim of bit equality. Both `.tflite` files run in LiteRT "
+    "on TFLite's builtin kernels, without the XNNPACK delegate (which partitions each file differently).")
 
 
 def render_markdown(rows: list[ParityRecord]) -> str:
