@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fsutil import atomic_write_bytes, file_lock, sha256_file
+from .evaluate.records import AccuracyRecord
 from .records import ConversionFacts, ParityRecord, ParitySummary, QuantParity, Sidecar
 from .timing import timed
 
@@ -160,7 +161,7 @@ def write(out_dir: str | Path, variant, facts: ConversionFacts, parity: ParityRe
 
 
 @timed("report")
-def update(out_dir: str | Path, variant, accuracy: list[dict]) -> Written:
+def update(out_dir: str | Path, variant, accuracy: list[AccuracyRecord]) -> Written:
     """Put measured accuracy records into the sidecar and card of weights converted earlier."""
     out_dir = Path(out_dir)
     with file_lock(out_dir / f".{sidecar_path(out_dir, variant).name}.lock"):
@@ -169,7 +170,7 @@ def update(out_dir: str | Path, variant, accuracy: list[dict]) -> Written:
             raise FileNotFoundError(f"no converted weights of {variant.name} in {out_dir} "
                                     f"({sidecar_path(out_dir, variant).name} is missing); run load_weights.py "
                                     f"{variant.name} first")
-        return _save(out_dir, variant, dataclasses.replace(old, accuracy=[dict(a) for a in accuracy]),
+        return _save(out_dir, variant, dataclasses.replace(old, accuracy=list(accuracy)),
                      _read_quant(out_dir, variant))
 
 
@@ -332,8 +333,8 @@ def render_card(variant, sidecar: Sidecar, quant: QuantOutputs | None = None) ->
     lines += ["", "## Measured accuracy", ""]
     if sidecar.accuracy:
         lines += ["| model | preprocessing | images | top-1 | top-5 |", "|---|---|---|---|---|"]
-        lines += [f"| {a['model']} | {a['preprocessing']} | {a['images']} | {_fmt(a['top1'], '.2f')} | "
-                  f"{_fmt(a['top5'], '.2f')} |" for a in sidecar.accuracy]
+        lines += [f"| {a.model} | {a.preprocessing} | {a.images} | {_fmt(a.top1, '.2f')} | "
+                  f"{_fmt(a.top5, '.2f')} |" for a in sidecar.accuracy]
     else:
         lines.append("- not evaluated (`python -m convert evaluate " + variant.name + " --imagenet-dir DIR`)")
     lines += ["", "## How to load", ""]

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .evaluate.records import AccuracyRecord
 from .guide import Accounting, Provenance
 
 # the keys of the original converter's report, which every parity record carries
@@ -400,18 +401,18 @@ class ParitySummary:
 @dataclass(frozen=True)
 class Sidecar:
     """The JSON next to a variant's converted files: the conversion facts, the parity summary and the
-    measured accuracy (evaluate's records, kept as written); the model card renders the same data."""
+    measured accuracy (evaluate's records); the model card renders the same data."""
 
     facts: ConversionFacts
     parity: ParitySummary | None = None
-    accuracy: list[dict] = field(default_factory=list)
+    accuracy: list[AccuracyRecord] = field(default_factory=list)
 
     def to_json(self, card: dict) -> dict:
         out = self.facts.to_json()
         if self.parity is not None:
             out["parity"] = self.parity.to_json()
         if self.accuracy:
-            out["accuracy"] = [dict(a) for a in self.accuracy]
+            out["accuracy"] = [a.to_json() for a in self.accuracy]
         return {**out, "card": card}
 
     @classmethod
@@ -419,7 +420,7 @@ class Sidecar:
         d = _require(cls, data, ("variant",))
         parity = d.get("parity")
         return cls(ConversionFacts.from_json(d), ParitySummary.from_json(parity) if parity else None,
-                   list(d.get("accuracy") or []))
+                   [AccuracyRecord.from_json(a) for a in d.get("accuracy") or []])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from convert import cards
+from convert.evaluate.records import AccuracyRecord
 from convert.guide import Accounting, Provenance
 from convert.manifest import resolve
 from convert.records import (ConversionFacts, Digests, FloatFigures, ParityRecord, QuantParity, Source,
@@ -177,10 +178,11 @@ def test_quantized_variant_without_its_twin_is_refused_and_nothing_written(tmp_p
 def test_accuracy_update_keeps_the_quantized_outputs_and_proofs(tmp_path):
     v, digests, first = _write(tmp_path, V2Q)
     before = json.loads(first.sidecar.read_text())
-    acc = [{"model": "twin", "preprocessing": "slim", "images": 10, "top1": 50.0, "top5": 80.0}]
+    acc = [AccuracyRecord(v.name, "twin", "slim", 10, 50.0, 80.0)]
     again = cards.update(tmp_path, v, acc)
     side = json.loads(again.sidecar.read_text())
-    assert side["quant"] == before["quant"] and side["accuracy"] == acc
+    assert side["quant"] == before["quant"] and [AccuracyRecord.from_json(a) for a in side["accuracy"]] == acc
+    assert side["accuracy"][0]["model"] == "twin" and side["accuracy"][0]["top1"] == 50.0
     card = again.card.read_text()
     assert "| twin | slim | 10 | 50.00 | 80.00 |" in card and "## Parity: three proofs" in card
     assert _sums(tmp_path)[f"{v.stem}.tflite"] == digests[f"{v.stem}.tflite"]

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant, result in _evaluate_all(args, variants):
         report.write_accuracy(args.results, result.records)
         if cards.read_sidecar(args.weights_dir, variant) is not None:  # weights this project converted
-            cards.update(args.weights_dir, variant, accuracy=[r.to_json() for r in result.records])
+            cards.update(args.weights_dir, variant, accuracy=result.records)
         for r in result.records:
             print(summary_line(r))
         if result.unreadable:
