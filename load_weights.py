@@ -5,17 +5,25 @@ Builds the variant's keras.applications model (MobileNet, MobileNetV2, MobileNet
 without top, sets every weight by name from the guide (the head: slim's 1001-class logits conv with the
 background class dropped), and writes the legacy Keras HDF5 weights files, a JSON sidecar and SHA256SUMS
 into DIR.
+
+A quantization-aware variant (``*_quant``, ``quantized_v2_*``, ``*_uint8``) also gets its fake-quant Keras
+twin (``<stem>.keras``) and its 8-bit ``<stem>.tflite``: they need the archive's graph (where the quantizers
+sit) and its ``.tflite`` (the input quantization), read from --archive, else the archive the layer guide
+was made from, else the download cache.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from convert import cards
 from convert.cli import UserError, quiet_tf, run_cli
+from convert.extraction import archive_root
 from convert.guide import load_layer_guide
 from convert.keras_weights import convert_guide
 from convert.manifest import resolve
+from convert.quant import parity as quant_parity, twin as quant_twin
 
 quiet_tf()
 
@@ -27,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guide", metavar="PATH",
                    help="layer guide written by extract_weights.py (default: work/<name>/layer_guide.p)")
     p.add_argument("--out", metavar="DIR", default="weights", help="output folder (default: weights)")
+    p.add_argument("--archive", type=Path, metavar="TGZ",
+                   help="quantized variants: the archive whose graph and .tflite the twin follows (default: the "
+                        "archive the guide was made from, else the download cache's)")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="quantized variants: download cache (default: <project>/cache, or $MOBILENET_CACHE)")
     args = p.parse_args(argv)
     variant = resolve(args.name)
     guide_path = Path(args.guide) if args.guide else Path("work") / variant.name / "layer_guide.p"
@@ -34,9 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     if guide.variant != variant.name:
         raise UserError(f"layer guide {guide_path} is for variant {guide.variant}, not {variant.name}; "
                         f"pass the matching NAME or --guide")
-    facts = convert_guide(guide, variant, args.out)
+    names = [variant.keras_weights, variant.keras_weights_no_top]
+    with contextlib.ExitStack() as stack:
+        opened = None
+        if variant.family.quantized:  # every bad-input check of the archive before anything is written
+            made_from = guide.provenance.archive  # the archive the guide was made from comes before the cache's
+            archive = args.archive or (Path(made_from) if made_from and Path(made_from).is_file() else None)
+            root, _ = archive_root(variant, stack, archive, args.cache, guide.provenance)
+            opened = quant_parity.open_quant_archive(root, variant)
+        facts = convert_guide(guide, variant, args.out)
+        if opened is not None:
+            quant_twin.write_outputs(variant, guide, opened.quantizers, opened.input, args.out)
+            names += [variant.family.twin_file(variant), variant.family.tflite_file(variant)]
     written = cards.write(args.out, variant, facts)  # the end of this variant's conversion
-    for name in (variant.keras_weights, variant.keras_weights_no_top, written.sidecar.name, written.card.name):
+    for name in names + [written.sidecar.name, written.card.name]:
         print(f"{written.sha256[name]}  {Path(args.out) / name}")
     print(f"updated {written.sha256sums}")
     return 0

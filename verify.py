@@ -16,37 +16,11 @@ from pathlib import Path
 from convert import cards, download, parity, report
 from convert.quant import parity as quant_parity
 from convert.cli import UserError, quiet_tf, run_cli
-from convert.env import default_cache
-from convert.extraction import cached_extraction, extracted
+from convert.extraction import archive_root
 from convert.manifest import resolve
 from convert.records import ConversionFacts, Source
 
 quiet_tf()
-
-
-def _model_dir(args, variant, stack: contextlib.ExitStack, facts: ConversionFacts | None) -> tuple[Path, str | None]:
-    """The extracted archive to take the reference from, and where that archive is: --archive, else the
-    download cache (its extraction, or its verified archive extracted here), else the archive or checkpoint
-    folder the converted weights were made from (their sidecar's provenance, ``facts``). Temporary
-    extractions last as long as ``stack``."""
-    archive = args.archive
-    provenance = facts and facts.provenance
-    if archive is None:
-        cache = args.cache or default_cache()
-        try:
-            root = stack.enter_context(cached_extraction(variant, cache))
-            return root, (provenance and (provenance.url or provenance.archive))
-        except FileNotFoundError:
-            pass
-        if provenance and provenance.archive and Path(provenance.archive).is_file():
-            archive = Path(provenance.archive)
-        elif provenance and provenance.checkpoint_role == "given" and Path(provenance.checkpoint + ".index").is_file():
-            return Path(provenance.checkpoint).parent, provenance.checkpoint  # converted from a checkpoint prefix
-        else:
-            raise UserError(f"no archive of {variant.name}: not in cache {cache} and the converted weights do not "
-                            f"name an existing one; pass --archive TGZ (or run `python -m convert download "
-                            f"{variant.name}`)")
-    return stack.enter_context(extracted(variant, archive)), str(archive)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = sidecar and sidecar.facts
     with contextlib.ExitStack() as stack:
         try:
-            model_dir, location = _model_dir(args, variant, stack, facts)
+            model_dir, location = archive_root(variant, stack, args.archive, args.cache, facts and facts.provenance)
             source = facts.source(location) if facts else Source(location)
             check = quant_parity.verify if variant.family.quantized else parity.verify
             record = check(variant, model_dir, args.weights_dir, source, images=args.image,

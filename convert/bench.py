@@ -291,7 +291,7 @@ def baseline_seconds(variants: list[Variant], archives: dict[str, Path]) -> dict
             tmp = Path(tmp)
             steps = [["extract_weights.py", v.name, "--archive", archives[v.name], "--out", tmp / "work"],
                      ["load_weights.py", v.name, "--guide", tmp / "work" / v.name / "layer_guide.p", "--out",
-                      tmp / "weights"],
+                      tmp / "weights", "--archive", archives[v.name]],
                      ["verify.py", v.name, "--archive", archives[v.name], "--weights-dir", tmp / "weights",
                       "--results", tmp / "results"]]
             start = time.perf_counter()

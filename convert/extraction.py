@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .download import COMPLETE_MARKER, DownloadError, archive_path, extract_archive, extracted_dir
-from .errors import ConversionError
+from .env import default_cache
+from .errors import ConversionError, UserError
+from .guide import Provenance
 from .manifest import Variant
 
 
@@ -48,3 +50,27 @@ def cached_extraction(variant: Variant, cache_dir: str | Path) -> Iterator[Path]
                                 f"{archive}); run `python -m convert download {variant.name}` or pass --archive TGZ")
     with extracted(variant, archive) as root:
         yield root
+
+
+def archive_root(variant: Variant, stack: contextlib.ExitStack, archive: str | Path | None = None,
+                 cache: str | Path | None = None, provenance: Provenance | None = None) -> tuple[Path, str | None]:
+    """The extracted archive of ``variant`` for a script that needs its members (the reference graph, a
+    quantized archive's graph and ``.tflite``), and where that archive is: ``archive``, else the download
+    cache (its extraction, or its verified archive extracted here), else the archive or checkpoint folder
+    the weights were made from (``provenance``, of the layer guide or the sidecar). Temporary extractions
+    last as long as ``stack``; finding none is a :class:`UserError` naming what was tried."""
+    if archive is None:
+        cache = Path(cache) if cache else default_cache()
+        try:
+            root = stack.enter_context(cached_extraction(variant, cache))
+            return root, (provenance and (provenance.url or provenance.archive))
+        except FileNotFoundError:
+            pass
+        if provenance and provenance.archive and Path(provenance.archive).is_file():
+            archive = Path(provenance.archive)
+        elif provenance and provenance.checkpoint_role == "given" and Path(provenance.checkpoint + ".index").is_file():
+            return Path(provenance.checkpoint).parent, provenance.checkpoint  # converted from a checkpoint prefix
+        else:
+            raise UserError(f"no archive of {variant.name}: not in cache {cache} and the weights do not name an "
+                            f"existing one; pass --archive TGZ (or run `python -m convert download {variant.name}`)")
+    return stack.enter_context(extracted(variant, archive)), str(archive)

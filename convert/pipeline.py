@@ -36,7 +36,7 @@ from .families import FAMILIES
 from .keras_model import architecture
 from .fsutil import atomic_write_bytes, package_versions, sha256_file, signature_record, signature_trusted
 from .manifest import Variant, default_manifest
-from .quant import parity as quant_parity, tflite as quant_tflite, twin as quant_twin, walk
+from .quant import parity as quant_parity, twin as quant_twin, walk
 from .records import STAGES, ConversionFacts, ParityRecord, RunRow
 
 quiet_tf()
@@ -228,9 +228,8 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
 
         def write_quant():  # the fake-quant twin (.keras) and its 8-bit .tflite
             nonlocal twin_model
-            twin_model = quant_twin.build_twin(variant, guides.load_layer_guide(guide_path), opened().quantizers)
-            quant_twin.save_twin(twin_model, twin_path)
-            quant_tflite.convert_twin(twin_model, opened().input, tflite_path)
+            twin_model = quant_twin.write_outputs(variant, guides.load_layer_guide(guide_path), opened().quantizers,
+                                                  opened().input, opts.weights_dir)
             return [twin_path, tflite_path], None
 
         timed("write_quant", {"guide": stamp.digest(guide_path), "archive": fetched.sha256,

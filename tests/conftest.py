@@ -60,7 +60,7 @@ def quant_outputs(name: str, run_dir: Path) -> Path:
     from convert.fsutil import file_lock
     from convert.keras_weights import convert_guide
     from convert.manifest import resolve
-    from convert.quant import parity, tflite, twin
+    from convert.quant import parity, twin
     from convert.quant.walk import range_variables
 
     out = run_dir / "quant-outputs" / name
@@ -70,8 +70,6 @@ def quant_outputs(name: str, run_dir: Path) -> Path:
             opened = parity.open_quant_archive(fixtures.cached_extracted(name), variant)
             guide = build_layer_guide(opened.checkpoint, variant, twin_ranges=range_variables(opened.quantizers))
             convert_guide(guide, variant, out)
-            model = twin.build_twin(variant, guide, opened.quantizers)
-            twin.save_twin(model, out / variant.family.twin_file(variant))
-            tflite.convert_twin(model, opened.input, out / variant.family.tflite_file(variant))
+            twin.write_outputs(variant, guide, opened.quantizers, opened.input, out)
             (out / "complete").write_text("")
     return out

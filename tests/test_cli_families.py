@@ -42,3 +42,41 @@ def test_extract_load_verify_scripts(name, tmp_path, capsys):
         assert record["reference"] == "eval_pbtxt" and record["rewrites"] == {}
     md = (results / "PARITY.md").read_text()
     assert f"## {v.family.title}" in md and f"| {name} | pass |" in md
+
+
+def test_extract_load_verify_scripts_for_a_quantized_variant(tmp_path, capsys):
+    """load_weights.py writes a quantized variant's twin and .tflite too (from the archive the guide was made
+    from), so the three scripts alone convert and prove it; without any archive it names what it tried and
+    writes nothing."""
+    import extract_weights
+    import load_weights
+    import verify
+
+    name = "mobilenet_v1_0.25_128_quant"
+    v = resolve(name)
+    archive = tmp_path / f"{v.stem}.tgz"
+    archive.write_bytes(fixtures.cached_archive(name).read_bytes())
+    work, weights, results, empty = tmp_path / "work", tmp_path / "weights", tmp_path / "results", tmp_path / "none"
+    code, out, err = run_main(extract_weights.main, [name, "--archive", str(archive), "--out", str(work)], capsys)
+    assert code == 0, err
+    guide = str(work / name / "layer_guide.p")
+    # no --archive, an empty cache: the archive named by the guide's provenance
+    code, out, err = run_main(load_weights.main, [name, "--guide", guide, "--out", str(weights), "--cache", str(empty)],
+                              capsys)
+    assert code == 0, err
+    outputs = [v.keras_weights, v.keras_weights_no_top, f"{v.stem}.keras", f"{v.stem}.tflite"]
+    sums = (weights / "SHA256SUMS").read_text()
+    for file in outputs:
+        assert (weights / file).stat().st_size > 0 and f"{weights / file}" in out and f"  {file}\n" in sums
+    code, out, err = run_main(verify.main, [name, "--archive", str(archive), "--weights-dir", str(weights),
+                                            "--results", str(results), "--random-inputs", "2"], capsys)
+    assert code == 0, err + out
+    [record] = json.loads((results / "test_results.json").read_text())
+    assert record["family"] == "v1-quant" and record["passed"] is True and record["quant"]["tflite"]["top1_agree"] == 2
+    # the archive gone and none in the cache: a clear error, nothing written
+    archive.unlink()
+    other = tmp_path / "other"
+    code, out, err = run_main(load_weights.main, [name, "--guide", guide, "--out", str(other), "--cache", str(empty)],
+                              capsys)
+    assert code != 0 and f"no archive of {name}" in err and "--archive" in err
+    assert not other.exists()

@@ -29,6 +29,7 @@ from ..errors import ConversionError
 from ..families.base import has_bn
 from ..mapping import keras_target, tf_name_for
 from ..timing import timed
+from .tflite import convert_twin
 from .walk import Quantizer
 
 OUTPUT_LAYER = "probabilities"
@@ -220,3 +221,14 @@ def save_twin(twin, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_outputs(variant, guide, quantizers: list[Quantizer], input_quant, out_dir: str | Path):
+    """A quantized variant's two outputs besides its .h5 files, in ``out_dir``: the twin (``<stem>.keras``)
+    and its 8-bit ``<stem>.tflite``, input quantized as the archive's own ``.tflite`` (``input_quant``).
+    Returns the twin (parity runs it next)."""
+    out_dir = Path(out_dir)
+    model = build_twin(variant, guide, quantizers)
+    save_twin(model, out_dir / variant.family.twin_file(variant))
+    convert_twin(model, input_quant, out_dir / variant.family.tflite_file(variant))
+    return model
