@@ -529,7 +529,8 @@ def render(result: BenchResult) -> str:
         ("RSS after the first / last variant (the converting process that grew most; growth = its peak over "
          "the first)", f"{mem.start_mb:.0f} MB / {mem.end_mb:.0f} MB, growth {mem.growth_mb:.0f} MB"),
         ("warm re-run (everything up to date)", f"{result.rerun_s:.1f} s"),
-        ("the V2 variants alone", f"{result.v2_wall_s} s"),
+        ("the V2 variants alone", "– (no V2 float variant in this run)" if result.v2_wall_s is None
+         else f"{result.v2_wall_s} s"),
     ]
     targets = [(f"{t.description} (`{t.key}`)", f"≤ {t.limit}", t.value,
                 "n/a" if t.met is None else "yes" if t.met else "no", t.held_back_by or "–") for t in result.targets]
