@@ -68,19 +68,40 @@ def interpreter(path: str | Path):
     return it
 
 
+@dataclass(frozen=True)
+class TensorDetail:
+    """One input or output tensor of a LiteRT interpreter (its ``get_*_details()`` dict, read once)."""
+
+    index: int
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    scale: float  # 0.0: not quantized
+    zero_point: int
+
+    @classmethod
+    def of(cls, detail: dict) -> TensorDetail:
+        scale, zero_point = detail["quantization"]
+        return cls(int(detail["index"]), str(detail["name"]), np.dtype(detail["dtype"]),
+                   tuple(int(d) for d in detail["shape"]), float(scale), int(zero_point))
+
+
+def _io(it) -> tuple[TensorDetail, TensorDetail]:
+    """The interpreter's (first) input and output."""
+    return TensorDetail.of(it.get_input_details()[0]), TensorDetail.of(it.get_output_details()[0])
+
+
 def input_quant(path: str | Path, rows: int | None = None) -> InputQuant:
     """The uint8 input of a ``.tflite``. With ``rows``, an input that is not [1, rows, rows, 3] uint8 is a
     :class:`TfliteInputError` (the archive's ``.tflite`` must match its graph's input size)."""
-    detail = interpreter(path).get_input_details()[0]
-    scale, zero_point = detail["quantization"]
-    shape = tuple(int(d) for d in detail["shape"])
-    if detail["dtype"] != np.uint8 or not scale:
-        raise TfliteInputError(f"{path}: input {detail['name']!r} is {np.dtype(detail['dtype']).name} with "
-                               f"quantization {detail['quantization']}; a quantized archive's .tflite takes uint8")
-    if rows is not None and shape != (1, rows, rows, 3):
-        raise TfliteInputError(f"{path}: input shape {list(shape)} does not match the graph's input "
+    inp, _ = _io(interpreter(path))
+    if inp.dtype != np.uint8 or not inp.scale:
+        raise TfliteInputError(f"{path}: input {inp.name!r} is {inp.dtype.name} with quantization "
+                               f"({inp.scale}, {inp.zero_point}); a quantized archive's .tflite takes uint8")
+    if rows is not None and inp.shape != (1, rows, rows, 3):
+        raise TfliteInputError(f"{path}: input shape {list(inp.shape)} does not match the graph's input "
                                f"[1, {rows}, {rows}, 3]")
-    return InputQuant(float(scale), int(zero_point), shape)
+    return InputQuant(inp.scale, inp.zero_point, inp.shape)
 
 
 @timed("tflite inference")
@@ -88,23 +109,21 @@ def run_tflite(path: str | Path, images_uint8: np.ndarray) -> np.ndarray:
     """Run a uint8 ``.tflite`` on each image (one at a time: the batch is 1); returns its dequantized
     outputs, one row per image (logits or probabilities: whatever the file outputs)."""
     it = interpreter(path)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    scale, zero_point = out["quantization"]
+    inp, out = _io(it)
     rows = []
     for image in images_uint8:
-        it.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
+        it.set_tensor(inp.index, image[None].astype(inp.dtype))
         it.invoke()
-        raw = it.get_tensor(out["index"]).reshape(-1)
-        rows.append((raw.astype(np.float32) - zero_point) * scale if scale else raw.astype(np.float32))
+        raw = it.get_tensor(out.index).reshape(-1).astype(np.float32)
+        rows.append((raw - out.zero_point) * out.scale if out.scale else raw)
     return np.stack(rows)
 
 
 def output_is_softmax(path: str | Path) -> bool:
     """Whether the ``.tflite`` ends in a SOFTMAX (its output is probabilities, not logits): a uint8 output
     quantized with scale 1/256 and zero point 0 is the converter's fixed softmax quantization."""
-    out = interpreter(path).get_output_details()[0]
-    scale, zero_point = out["quantization"]
-    return abs(scale - 1 / 256) < 1e-9 and zero_point == 0
+    _, out = _io(interpreter(path))
+    return abs(out.scale - 1 / 256) < 1e-9 and out.zero_point == 0
 
 
 @timed("tflite conversion")
