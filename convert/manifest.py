@@ -169,29 +169,31 @@ def _check_entry(i: int, entry: object, fam: Family, classes: int, label_offset:
     for key, typ in _COMMON_OPTIONAL.items():
         if key in entry:
             _check_type(where, key, entry[key], typ)
-    if entry["alpha"] not in fam.alphas:
-        raise ManifestError(f"{where}: field 'alpha' is {entry['alpha']!r}; valid alphas: {', '.join(fam.alphas)}")
-    if entry["rows"] not in fam.rows:
-        raise ManifestError(f"{where}: field 'rows' is {entry['rows']!r}; valid rows: {', '.join(map(str, fam.rows))}")
-    for key in ("url", "quantized_url"):
-        if key in entry and (not _URL.match(entry[key]) or not entry[key].endswith(".tgz")):
-            raise ManifestError(f"{where}: field '{key}' is not an http(s)/file URL of a .tgz: {entry[key]!r}")
     _check_pins(where, entry)
-    if "unavailable" in entry and not entry["unavailable"].strip():
-        raise ManifestError(f"{where}: field 'unavailable' must give the reason, got {entry['unavailable']!r}")
     fields = dict(entry)
     fields["alternatives"] = tuple(_check_alternative(f"{where}: alternatives[{j}]", alt, entry["url"])
                                    for j, alt in enumerate(entry.get("alternatives", ())))
     for key in ("params_m", "top1", "top5", "pixel1_latency_ms", "float_sibling_top1"):
         if fields.get(key) is not None:
             fields[key] = float(fields[key])
+    # every field has its type: the values are checked on the typed record
     variant = Variant(family_key=fam.key, classes=classes, label_offset=label_offset, **fields)
+    if variant.alpha not in fam.alphas:
+        raise ManifestError(f"{where}: field 'alpha' is {variant.alpha!r}; valid alphas: {', '.join(fam.alphas)}")
+    if variant.rows not in fam.rows:
+        raise ManifestError(f"{where}: field 'rows' is {variant.rows!r}; valid rows: {', '.join(map(str, fam.rows))}")
+    for key, url in (("url", variant.url), ("quantized_url", variant.quantized_url)):
+        if url is not None and (not _URL.match(url) or not url.endswith(".tgz")):
+            raise ManifestError(f"{where}: field '{key}' is not an http(s)/file URL of a .tgz: {url!r}")
+    if variant.unavailable is not None and not variant.unavailable.strip():
+        raise ManifestError(f"{where}: field 'unavailable' must give the reason, got {variant.unavailable!r}")
     expected_file = f"{variant.stem}.tgz"
     if variant.archive_filename != expected_file:
-        raise ManifestError(f"{where}: field 'url' must end in {expected_file!r}, got {entry['url']!r}")
-    for key, want in zip(("keras_weights", "keras_weights_no_top"), fam.keras_files(variant)):
-        if entry[key] != want:
-            raise ManifestError(f"{where}: field '{key}' must be {want!r}, got {entry[key]!r}")
+        raise ManifestError(f"{where}: field 'url' must end in {expected_file!r}, got {variant.url!r}")
+    for key, got, want in zip(("keras_weights", "keras_weights_no_top"),
+                              (variant.keras_weights, variant.keras_weights_no_top), fam.keras_files(variant)):
+        if got != want:
+            raise ManifestError(f"{where}: field '{key}' must be {want!r}, got {got!r}")
     problem = fam.validate(variant) if fam.validate else None
     if problem:
         raise ManifestError(f"{where}: {problem}")
