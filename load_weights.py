@@ -19,13 +19,32 @@ from pathlib import Path
 
 from convert import cards
 from convert.cli import UserError, quiet_tf, run_cli
+from convert.download import archive_path
+from convert.env import default_cache
 from convert.extraction import archive_root
+from convert.fsutil import sha256_file
 from convert.guide import load_layer_guide
 from convert.keras_weights import convert_guide
 from convert.manifest import resolve
 from convert.quant import parity as quant_parity, twin as quant_twin
 
 quiet_tf()
+
+
+def _quant_outputs(variant, guide, args) -> quant_twin.QuantBuild:
+    """A quantized variant's twin and .tflite, built in memory from the archive the guide was made from
+    (--archive, else the guide's own archive file, else the download cache's), which must be that archive."""
+    made_from, expected = guide.provenance.archive, guide.provenance.archive_sha256
+    archive = args.archive or (Path(made_from) if made_from and Path(made_from).is_file() else None)
+    checked = archive or archive_path(args.cache or default_cache(), variant)
+    if expected and Path(checked).is_file() and (got := sha256_file(checked)) != expected:
+        raise UserError(f"{checked} (sha256 {got}) is not the archive the layer guide was made from "
+                        f"(sha256 {expected}, {made_from}); the twin's quantizer ranges must come from the same "
+                        f"archive as its weights: pass that archive with --archive, or extract again")
+    with contextlib.ExitStack() as stack:
+        root, _ = archive_root(variant, stack, archive, args.cache, guide.provenance)
+        opened = quant_parity.open_quant_archive(root, variant)
+        return quant_twin.build_outputs(variant, guide, opened.quantizers, opened.input)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,17 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"layer guide {guide_path} is for variant {guide.variant}, not {variant.name}; "
                         f"pass the matching NAME or --guide")
     names = [variant.keras_weights, variant.keras_weights_no_top]
-    with contextlib.ExitStack() as stack:
-        opened = None
-        if variant.family.quantized:  # every bad-input check of the archive before anything is written
-            made_from = guide.provenance.archive  # the archive the guide was made from comes before the cache's
-            archive = args.archive or (Path(made_from) if made_from and Path(made_from).is_file() else None)
-            root, _ = archive_root(variant, stack, archive, args.cache, guide.provenance)
-            opened = quant_parity.open_quant_archive(root, variant)
-        facts = convert_guide(guide, variant, args.out)
-        if opened is not None:
-            quant_twin.write_outputs(variant, guide, opened.quantizers, opened.input, args.out)
-            names += [variant.family.twin_file(variant), variant.family.tflite_file(variant)]
+    built = None
+    if variant.family.quantized:  # the archive checked, the twin and .tflite built: all before anything is written
+        built = _quant_outputs(variant, guide, args)
+        names += [variant.family.twin_file(variant), variant.family.tflite_file(variant)]
+    facts = convert_guide(guide, variant, args.out)
+    if built is not None:
+        built.write(variant, args.out)
     written = cards.write(args.out, variant, facts)  # the end of this variant's conversion
     for name in names + [written.sidecar.name, written.card.name]:
         print(f"{written.sha256[name]}  {Path(args.out) / name}")

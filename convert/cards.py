@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fsutil import atomic_write_bytes, file_lock, sha256_file
+from .errors import ConversionError
 from .evaluate.records import AccuracyRecord
 from .records import ConversionFacts, ParityRecord, ParitySummary, QuantParity, Sidecar
 from .timing import timed
@@ -122,8 +123,12 @@ class Written:
 
 def read_facts(out_dir: str | Path, variant) -> Sidecar | None:
     """The typed sidecar of a variant's converted files, or None when there is none."""
-    doc = read_sidecar(out_dir, variant)
-    return None if doc is None else Sidecar.from_json(doc)
+    try:
+        doc = read_sidecar(out_dir, variant)
+        return None if doc is None else Sidecar.from_json(doc)
+    except (ValueError, TypeError) as exc:
+        raise ConversionError(f"{sidecar_path(out_dir, variant)} is not a sidecar this converter reads ({exc}); "
+                              f"convert {variant.name} again (load_weights.py or convert run --force)") from None
 
 
 def _read_quant(out_dir: str | Path, variant) -> QuantOutputs | None:

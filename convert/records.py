@@ -398,6 +398,9 @@ class ParitySummary:
         return cls(**fields)
 
 
+ACCURACY_KEYS = ("name", "model", "preprocessing", "images", "top1", "top5")  # an AccuracyRecord's required fields
+
+
 @dataclass(frozen=True)
 class Sidecar:
     """The JSON next to a variant's converted files: the conversion facts, the parity summary and the
@@ -420,7 +423,7 @@ class Sidecar:
         d = _require(cls, data, ("variant",))
         parity = d.get("parity")
         return cls(ConversionFacts.from_json(d), ParitySummary.from_json(parity) if parity else None,
-                   [AccuracyRecord.from_json(a) for a in d.get("accuracy") or []])
+                   [AccuracyRecord.from_json(_require(AccuracyRecord, a, ACCURACY_KEYS)) for a in d.get("accuracy") or []])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -192,3 +192,18 @@ def test_accuracy_update_keeps_the_quantized_outputs_and_proofs(tmp_path):
     third = cards.write(tmp_path, v, _facts(v, h5), _record(v))
     assert "accuracy" not in json.loads(third.sidecar.read_text())
     assert _sums(tmp_path)[f"{v.stem}.tflite"] == hashlib.sha256(b"other").hexdigest()
+
+
+def test_a_sidecar_this_converter_cannot_read_is_named(tmp_path):
+    """A sidecar that is not JSON, or whose accuracy entry lacks a field, is a ConversionError naming the file
+    (the scripts print it and exit non-zero), not a traceback."""
+    from convert.errors import ConversionError
+
+    v, _, first = _write(tmp_path, V2Q)
+    doc = json.loads(first.sidecar.read_text())
+    first.sidecar.write_text(json.dumps({**doc, "accuracy": [{"model": "twin", "top1": 50.0}]}))
+    with pytest.raises(ConversionError, match=rf"{first.sidecar.name} is not a sidecar.*lacks name"):
+        cards.read_facts(tmp_path, v)
+    first.sidecar.write_text("{not json")
+    with pytest.raises(ConversionError, match=rf"{first.sidecar.name} is not a sidecar"):
+        cards.read_facts(tmp_path, v)

@@ -2,6 +2,7 @@
 extract_weights.py -> load_weights.py -> verify.py on a factory archive, as a user runs them."""
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -73,6 +74,15 @@ def test_extract_load_verify_scripts_for_a_quantized_variant(tmp_path, capsys):
     assert code == 0, err + out
     [record] = json.loads((results / "test_results.json").read_text())
     assert record["family"] == "v1-quant" and record["passed"] is True and record["quant"]["tflite"]["top1_agree"] == 2
+    # another archive file of the variant (the same members, recompressed: other bytes): refused before anything
+    # is written, since the twin's ranges must come from the archive the guide's weights came from
+    other_archive = tmp_path / "other-bytes" / f"{v.stem}.tgz"
+    other_archive.parent.mkdir()
+    other_archive.write_bytes(gzip.compress(gzip.decompress(archive.read_bytes()), compresslevel=1, mtime=0))
+    mixed = tmp_path / "mixed"
+    code, out, err = run_main(load_weights.main, [name, "--guide", guide, "--out", str(mixed), "--archive",
+                                                  str(other_archive)], capsys)
+    assert code != 0 and "is not the archive the layer guide was made from" in err and not mixed.exists()
     # the archive gone and none in the cache: a clear error, nothing written
     archive.unlink()
     other = tmp_path / "other"

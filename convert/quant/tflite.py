@@ -127,9 +127,9 @@ def output_is_softmax(path: str | Path) -> bool:
 
 
 @timed("tflite conversion")
-def convert_twin(twin, quant: InputQuant, path: str | Path) -> Path:
-    """Convert the twin to a uint8 ``.tflite`` at ``path`` (atomic), its input quantized as ``quant``
-    (the archive's ``.tflite`` input), batch 1."""
+def tflite_bytes(twin, quant: InputQuant) -> bytes:
+    """The twin as a uint8 ``.tflite`` (bytes, nothing written), its input quantized as ``quant`` (the
+    archive's ``.tflite`` input), batch 1."""
     import tensorflow as tf
 
     trainable = [v.numpy() for v in twin.trainable_variables]
@@ -141,16 +141,24 @@ def convert_twin(twin, quant: InputQuant, path: str | Path) -> Path:
                                    training=False)
         return y
 
-    name = twin.inputs[0].name
-    concrete = forward.get_concrete_function(tf.TensorSpec(list(quant.shape), tf.float32, name=name))
-    inputs = [t.name.split(":")[0] for t in concrete.inputs]
-    outputs = [t.name.split(":")[0] for t in concrete.outputs]
+    concrete = forward.get_concrete_function(tf.TensorSpec(list(quant.shape), tf.float32, name=twin.inputs[0].name))
+    if len(concrete.captured_inputs) or len(concrete.inputs) != 1 or len(concrete.outputs) != 1:
+        raise ConversionError(f"the twin's trace is not a frozen graph of one input and one output "
+                              f"({len(concrete.inputs)} inputs, {len(concrete.captured_inputs)} captured, "
+                              f"{len(concrete.outputs)} outputs)")
+    [placeholder] = [t.name.split(":")[0] for t in concrete.inputs]
+    [output] = [t.name.split(":")[0] for t in concrete.outputs]
     with tempfile.TemporaryDirectory(prefix="twin-frozen-") as work:
         frozen = Path(work) / "twin.pb"
         frozen.write_bytes(concrete.graph.as_graph_def().SerializeToString())
         converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-            str(frozen), input_arrays=inputs, output_arrays=outputs, input_shapes={inputs[0]: list(quant.shape)})
+            str(frozen), input_arrays=[placeholder], output_arrays=[output],
+            input_shapes={placeholder: list(quant.shape)})
         converter.inference_type = tf.uint8
-        converter.quantized_input_stats = {inputs[0]: quant.stats}
-        data = converter.convert()
-    return atomic_write_bytes(path, data)
+        converter.quantized_input_stats = {placeholder: quant.stats}
+        return converter.convert()
+
+
+def convert_twin(twin, quant: InputQuant, path: str | Path) -> Path:
+    """Convert the twin to a uint8 ``.tflite`` at ``path`` (atomic): :func:`tflite_bytes`."""
+    return atomic_write_bytes(path, tflite_bytes(twin, quant))

@@ -22,14 +22,16 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConversionError
+from ..fsutil import atomic_write_bytes
 from ..families.base import has_bn
 from ..mapping import keras_target, tf_name_for
 from ..timing import timed
-from .tflite import convert_twin
+from .tflite import tflite_bytes
 from .walk import Quantizer
 
 OUTPUT_LAYER = "probabilities"
@@ -223,12 +225,30 @@ def save_twin(twin, path: str | Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class QuantBuild:
+    """A quantized variant's twin and its 8-bit ``.tflite``, built in memory (nothing written yet)."""
+
+    twin: Any  # the keras.Model
+    tflite: bytes
+
+    def write(self, variant, out_dir: str | Path) -> list[Path]:
+        """``<stem>.keras`` and ``<stem>.tflite`` in ``out_dir`` (each atomically)."""
+        out_dir = Path(out_dir)
+        return [save_twin(self.twin, out_dir / variant.family.twin_file(variant)),
+                atomic_write_bytes(out_dir / variant.family.tflite_file(variant), self.tflite)]
+
+
+def build_outputs(variant, guide, quantizers: list[Quantizer], input_quant) -> QuantBuild:
+    """The twin and its 8-bit ``.tflite``, input quantized as the archive's own ``.tflite`` (``input_quant``):
+    every step that can refuse the input runs here, before anything is written."""
+    model = build_twin(variant, guide, quantizers)
+    return QuantBuild(model, tflite_bytes(model, input_quant))
+
+
 def write_outputs(variant, guide, quantizers: list[Quantizer], input_quant, out_dir: str | Path):
     """A quantized variant's two outputs besides its .h5 files, in ``out_dir``: the twin (``<stem>.keras``)
-    and its 8-bit ``<stem>.tflite``, input quantized as the archive's own ``.tflite`` (``input_quant``).
-    Returns the twin (parity runs it next)."""
-    out_dir = Path(out_dir)
-    model = build_twin(variant, guide, quantizers)
-    save_twin(model, out_dir / variant.family.twin_file(variant))
-    convert_twin(model, input_quant, out_dir / variant.family.tflite_file(variant))
-    return model
+    and its 8-bit ``<stem>.tflite``. Returns the twin (parity runs it next)."""
+    built = build_outputs(variant, guide, quantizers, input_quant)
+    built.write(variant, out_dir)
+    return built.twin
