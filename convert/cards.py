@@ -271,7 +271,11 @@ def _quant_parity(variant, parity: ParitySummary | None, q: QuantParity | None) 
         graph = "the graph with every FakeQuant bypassed" + (f", {f.rewrite} ({f.constants} constants)"
                                                               if f.rewrite else ", as is")
         lines.append(f"- float .h5 vs {graph}: max |Δlogit| {_fmt(f.max_abs_dlogit)} (tolerance "
-                     f"{_fmt(f.tolerance)}), top-1 {f.top1_agree}/{q.inputs}, {'pass' if f.passed else 'FAIL'}")
+                     f"{_fmt(f.tolerance)}), top-1 {f.top1_agree}/{q.inputs}, no-top pooled features max |Δ| "
+                     f"{_fmt(f.no_top_max_abs_diff)}, {'pass' if f.passed else 'FAIL'}")
+    if q.no_top_file_mismatches:
+        lines.append(f"- the no-top .h5 differs from the no-top model of the top .h5 in: "
+                     f"{', '.join(q.no_top_file_mismatches)} (FAIL)")
     for t in q.twin:
         graph = "the archive's graph " + (f"rewritten ({t.rewrite})" if t.rewrite else "as is")
         lines.append(f"- twin .keras vs {graph}: {t.max_steps:.2f} steps of the logit grid (step "

@@ -173,8 +173,10 @@ class FloatFigures:
     max_abs_dlogit: float
     tolerance: float
     top1_agree: int
-    passed: bool
+    passed: bool  # logits within tolerance, top-1 identical, and the no-top features within tolerance
     constants: int = 0  # how many constants the rewrite changed (0 as is)
+    # the no-top .h5's average-pooled features against this graph's pooled node (tolerance · max(1, max |pooled|))
+    no_top_max_abs_diff: float | None = None
 
 
 @dataclass(frozen=True)
@@ -214,13 +216,20 @@ class QuantParity:
     floats: list[FloatFigures] = field(default_factory=list)  # as-is first, then the rewrites
     twin: list[TwinFigures] = field(default_factory=list)
     tflite: TfliteFigures | None = None
+    # where the no-top .h5 differs from the no-top model loaded from the top .h5 (must be none)
+    no_top_file_mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def float_passed(self) -> bool:
+        """Float parity as-is (or, with rewrites, on the last rewrite, as for the float families), the
+        no-top file holding exactly the no-top model's weights."""
+        floats = self.floats[-1:] if len(self.floats) > 1 else self.floats
+        return bool(floats) and all(f.passed for f in floats) and not self.no_top_file_mismatches
 
     @property
     def passed(self) -> bool:
-        """Float parity as-is (or, with rewrites, on the last rewrite, as for the float families), the
-        twin on the graph as is, and the .tflite top-1."""
-        floats = self.floats[-1:] if len(self.floats) > 1 else self.floats
-        return (all(f.passed for f in floats) and bool(self.twin) and self.twin[0].passed
+        """The float .h5 files (:attr:`float_passed`), the twin on the graph as is, and the .tflite top-1."""
+        return (self.float_passed and bool(self.twin) and self.twin[0].passed
                 and self.tflite is not None and self.tflite.passed)
 
     def to_json(self) -> dict:
@@ -231,9 +240,10 @@ class QuantParity:
         data = dict(_require(cls, data, ("variant", "inputs", "floats", "twin", "tflite")))
         data.pop("passed", None)
         tfl = data.pop("tflite")
-        return cls(**{k: v for k, v in data.items() if k not in ("floats", "twin")},
-                   floats=[FloatFigures(**f) for f in data["floats"]], twin=[TwinFigures(**t) for t in data["twin"]],
-                   tflite=TfliteFigures(**tfl) if tfl else None)
+        return cls(**_known(cls, {k: v for k, v in data.items() if k not in ("floats", "twin")}),
+                   floats=[FloatFigures(**_known(FloatFigures, f)) for f in data["floats"]],
+                   twin=[TwinFigures(**_known(TwinFigures, t)) for t in data["twin"]],
+                   tflite=TfliteFigures(**_known(TfliteFigures, tfl)) if tfl else None)
 
 
 
@@ -334,13 +344,16 @@ class ParityRecord:
         archive graph with every FakeQuant bypassed as the row's own (as is; the rewrites beside it)."""
         first = quant.floats[0]
         rewrites = {f.rewrite: RewriteFigures(f"{f.rewrite}, FakeQuants bypassed", f.constants, f.max_abs_dlogit,
-                                              f.tolerance, f.top1_agree, f.top1_agree, f.passed, float("nan"))
+                                              f.tolerance, f.top1_agree, f.top1_agree, f.passed,
+                                              float("nan") if f.no_top_max_abs_diff is None else f.no_top_max_abs_diff)
                     for f in quant.floats[1:]}
         return cls(model=variant.stem, name=variant.name, family=variant.family_key, alpha=variant.alpha,
                    rows=variant.rows, passed=quant.passed, kind=variant.kind, minimalistic=variant.minimalistic,
                    archive_source=source.location, archive_sha256=source.sha256, archive_pin=source.pin_status,
                    weight_source=source.values, max_abs_dlogit=first.max_abs_dlogit, tolerance=first.tolerance,
                    top1_agree=first.top1_agree, inputs=quant.inputs, rewrites=rewrites,
+                   no_top_max_abs_diff=first.no_top_max_abs_diff, no_top_file_mismatches=list(quant.no_top_file_mismatches),
+                   no_top_passed=quant.float_passed,
                    reference="bypassed", reference_graph=quant.reference, images=list(quant.images),
                    random_inputs=random_inputs, seed=quant.seed, sha256=digests, tf_version=tf_version,
                    keras_version=keras_version, verified_at=verified_at, quant=quant)

@@ -105,7 +105,7 @@ def _quant_section(title: str, rows: list[ParityRecord]) -> list[str]:
     head = ["variant", "result", "float .h5 max abs Δlogit", "tolerance"]
     for name in rewrites:
         head += [f"float .h5, {name}", "tolerance"]
-    head += ["twin: steps off the graph", "twin top-1", ".tflite top-1 (ties)", ".tflite max abs Δprob",
+    head += ["float no-top max abs Δ", "twin: steps off the graph", "twin top-1", ".tflite top-1 (ties)", ".tflite max abs Δprob",
              ".tflite top-5 identical", "top-5 up to ties", ".tflite input", "archive", "pin"]
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -118,7 +118,9 @@ def _quant_section(title: str, rows: list[ParityRecord]) -> list[str]:
             w = r.rewrites.get(name)
             cells += [_fmt(w and w.max_abs_dlogit), _fmt(w and w.tolerance)]
         twin, tfl = q.twin[0], q.tflite
-        cells += [f"{twin.max_steps:.2f} (step {twin.logit_step:.3g})", f"{twin.top1_agree}/{q.inputs}",
+        no_top = q.floats[-1].no_top_max_abs_diff  # against the graph the float pass is decided on
+        cells += [_fmt(no_top) + ("" if not q.no_top_file_mismatches else f" ({len(q.no_top_file_mismatches)} arrays differ)"),
+                  f"{twin.max_steps:.2f} (step {twin.logit_step:.3g})", f"{twin.top1_agree}/{q.inputs}",
                   f"{tfl.top1_agree}/{q.inputs} ({tfl.top1_ties})", _fmt(tfl.max_abs_dprob, ".4f"),
                   _pct(tfl.top5_identical), _pct(tfl.top5_up_to_ties),
                   f"uint8 ({tfl.input_scale:.5g}, {tfl.input_zero_point})", origin, r.archive_pin or "–"]
@@ -130,7 +132,8 @@ QUANT_NOTE = (
     "Quantization-aware variants (`v1-quant`, `v2-quant`, `v3-quant`): three proofs on uint8 verify inputs read "
     "through the archive `.tflite`'s input quantization. `float .h5`: the float weights in the float sibling's "
     "keras.applications model against the archive's graph with every FakeQuant bypassed (tolerance 1e-4·max; V3 "
-    "also with the gate rewritten to 1/6). `twin`: the fake-quant Keras twin's logits against the archive's graph "
+    "also with the gate rewritten to 1/6); `float no-top`: the no-top file's pooled features against that graph's "
+    "average pool (V3: the rewritten one), the no-top file holding exactly the no-top model's weights. `twin`: the fake-quant Keras twin's logits against the archive's graph "
     "as it is, in steps of the graph's logit quantization grid (pass: ≤ 1 step and top-1 identical). `.tflite`: "
     "our 8-bit file against the archive's own `.tflite` on the same uint8 inputs: top-1 (background excluded; "
     "`ties`: inputs where either uint8 output ties classes for first place, any of which counts as first), max |Δprob| over the "

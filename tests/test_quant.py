@@ -271,8 +271,31 @@ def test_parity_figures(tmp_root, name):
     assert p.twin[0].max_steps <= 1.0 and p.twin[0].top1_agree == p.inputs, p.twin
     assert p.tflite.top1_agree == p.inputs, p.tflite
     assert p.tflite.max_abs_dprob < 0.05 and 0.0 <= p.tflite.top5_identical <= p.tflite.top5_up_to_ties <= 1.0
+    assert p.no_top_file_mismatches == [] and p.floats[-1].no_top_max_abs_diff is not None
     assert p.passed
     assert QuantParity.from_json(p.to_json()) == p and p.to_json()["passed"] is True
+
+
+def test_a_quantized_no_top_file_that_differs_fails(tmp_root, tmp_path):
+    """As for a float variant: one changed array in the quantized variant's no-top .h5 fails the float proof and
+    is named, though the top file passes."""
+    import shutil
+
+    import h5py
+
+    from convert.quant import parity
+
+    c = converted(V1, tmp_root)
+    v = c.variant
+    for name in (v.keras_weights, v.keras_weights_no_top, v.family.twin_file(v), v.family.tflite_file(v)):
+        shutil.copyfile(c.out / name, tmp_path / name)
+    with h5py.File(tmp_path / v.keras_weights_no_top, "r+") as f:
+        group = f["conv_pw_5_bn"]
+        gamma = group[[n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]][0]]
+        gamma[0] = gamma[0] * np.float32(1.001)
+    p = parity.verify_quant(v, c.root, tmp_path, c.quantizers, twin=c.twin, random_count=2)
+    assert p.floats[0].max_abs_dlogit <= p.floats[0].tolerance and p.floats[0].top1_agree == p.inputs
+    assert p.no_top_file_mismatches == ["conv_pw_5_bn/gamma"] and not p.float_passed and not p.passed
 
 
 def test_v3_float_parity_has_the_gate_rewrite(tmp_root):

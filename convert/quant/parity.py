@@ -57,9 +57,12 @@ def graph_reference(model_dir: Path, variant) -> GraphReference:
     return GraphReference(choice.graph_def, choice.path, feeds)
 
 
-def _run(ref: GraphReference, graph_def, x: np.ndarray, output: str) -> np.ndarray:
+def _run(ref: GraphReference, graph_def, x: np.ndarray, output):
+    """``output`` (a node's tensor, or a list of them) of ``graph_def`` on ``x``, one row per input."""
     with graph_session(graph_def, "input:0") as run:
-        return np.asarray(run(x, ref.feeds, output)).reshape(len(x), -1)
+        got = run(x, ref.feeds, output)
+    return [np.asarray(g).reshape(len(x), -1) for g in got] if isinstance(output, list) else \
+        np.asarray(got).reshape(len(x), -1)
 
 
 def logit_quantizer(quantizers: list[Quantizer], variant) -> Quantizer:
@@ -72,20 +75,28 @@ def logit_quantizer(quantizers: list[Quantizer], variant) -> Quantizer:
     return found[0]
 
 
-def float_figures(variant, ref: GraphReference, top: Path, no_top: Path, x: np.ndarray) -> list[FloatFigures]:
-    """(a): the float .h5 (keras.applications model) against the bypassed graph, as is and rewritten."""
-    family, logits_node = variant.family, variant.family.nodes.logits
+def float_figures(variant, ref: GraphReference, top: Path, no_top: Path,
+                  x: np.ndarray) -> tuple[list[FloatFigures], list[str]]:
+    """(a): the float .h5 files (keras.applications model) against the bypassed graph, as is and rewritten:
+    the logits and the no-top file's pooled features, as :func:`convert.parity.verify` proves a float
+    variant's; and where the no-top file differs from the no-top model loaded from the top file."""
+    family, nodes = variant.family, variant.family.nodes
     bypassed, _ = bypass(ref.graph_def)
-    keras_logits = keras_outputs(variant, top, no_top, x)[0]  # x in [-1, 1]: it maps them to the model's range
+    # x in [-1, 1]: keras_outputs maps them to the model's range
+    keras_logits, _, embedding, mismatches = keras_outputs(variant, top, no_top, x)
     graphs = [(None, (bypassed, 0), family.tolerance)]
     graphs += [(name, rewrite(bypassed), family.rewrite_tolerance)
                for name, (_, rewrite) in family.reference_rewrites.items()]
     out = []
     for name, (graph_def, constants), tolerance in graphs:
-        c = compare(_run(ref, graph_def, x, logits_node), keras_logits, variant.label_offset, tolerance)
+        logits, pooled = _run(ref, graph_def, x, [nodes.logits, nodes.pooled])
+        c = compare(logits, keras_logits, variant.label_offset, tolerance)
+        pooled = pooled.reshape(embedding.shape)
+        no_top_diff = float(np.max(np.abs(pooled - embedding)))
+        no_top_ok = no_top_diff <= tolerance * max(1.0, float(np.max(np.abs(pooled))))
         out.append(FloatFigures(name, c.max_abs_dlogit, c.tolerance, c.top1_agree,
-                                bool(c.max_abs_dlogit <= c.tolerance and c.top1_agree == len(x)), constants))
-    return out
+                                bool(c.passed and no_top_ok), constants, no_top_diff))
+    return out, mismatches
 
 
 def twin_figures(variant, ref: GraphReference, twin, quantizers: list[Quantizer], x: np.ndarray) -> list[TwinFigures]:
@@ -158,12 +169,13 @@ def verify_quant(variant, model_dir: str | Path, weights_dir: str | Path, quanti
     top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
     if twin is None:
         twin = keras.saving.load_model(weights_dir / family.twin_file(variant))
+    floats, no_top_mismatches = float_figures(variant, ref, top, no_top, x)
     return QuantParity(
         variant=variant.name, inputs=len(q), images=[str(p) for p in images], seed=seed,
-        reference=ref.path.relative_to(model_dir).as_posix(),
-        floats=float_figures(variant, ref, top, no_top, x),
+        reference=ref.path.relative_to(model_dir).as_posix(), floats=floats,
         twin=twin_figures(variant, ref, twin, quantizers, x),
-        tflite=tflite_figures(variant, archive_tflite, weights_dir / family.tflite_file(variant), q, quant))
+        tflite=tflite_figures(variant, archive_tflite, weights_dir / family.tflite_file(variant), q, quant),
+        no_top_file_mismatches=no_top_mismatches)
 
 
 @dataclass
