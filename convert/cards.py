@@ -225,7 +225,7 @@ def tflite_snippet(variant, scale: float | None = None, zero_point: int | None =
         f"scale, zero_point = inp[\"quantization\"]{known}",
         f'image = Image.open("panda.jpg").convert("RGB").resize(({variant.rows}, {variant.rows}))',
         "x = np.asarray(image, np.float32) / 127.5 - 1.0  # [-1, 1], as the graph's input",
-        "q = np.clip(np.round(x / scale + zero_point), 0, 255).astype(np.uint8)  # the uint8 image",
+        "q = np.clip(np.round(x / scale) + zero_point, 0, 255).astype(np.uint8)  # the uint8 image, as TFLite quantizes",
         "interpreter.set_tensor(inp[\"index\"], q[None])",
         "interpreter.invoke()",
         "out_scale, out_zero_point = out[\"quantization\"]",

@@ -47,32 +47,40 @@ def file_lock(path: str | os.PathLike):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def temp_path_for(path: Path) -> str:
+def temp_path_for(path: Path, suffix: str = ".tmp") -> str:
     """A new empty temp file next to ``path`` with the permissions a plain ``open(path, "w")`` would give
-    (``mkstemp`` makes 0600 files), for write-then-``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    (``mkstemp`` makes 0600 files), for write-then-``os.replace``. ``suffix``: for writers that insist on
+    an extension (Keras saves only to ``*.keras``)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     return tmp
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) -> Path:
-    """Write ``data`` to a temp file in the same directory, fsync (unless ``sync=False``: a cache that
-    may be lost), then rename over ``path``."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, suffix: str = ".tmp"):
+    """Yield a temp file path next to ``path`` for a writer to fill; on success rename it over ``path``,
+    on any failure remove it (``path`` is then as it was: never half-written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
+    tmp = temp_path_for(path, suffix)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) -> Path:
+    """Write ``data`` to a temp file in the same directory, fsync (unless ``sync=False``: a cache that
+    may be lost), then rename over ``path``."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
 
 
 def stat_signature(path: str | os.PathLike) -> list[int]:

@@ -9,7 +9,6 @@ keras.applications constructors' ``weights=path``.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 from .timing import timed
 from .env import quiet_tf
 from .errors import ConversionError
-from .fsutil import package_versions, sha256_file, temp_path_for
+from .fsutil import package_versions, replacing, sha256_file
 from .guide import GuideRecord, LayerGuide
 from .keras_model import legacy_weights, model_for
 from .mapping import head_tf_shape
@@ -131,40 +130,33 @@ def write_legacy_h5(model, values_by_weight: dict[str, np.ndarray], path: str | 
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     string = h5py.string_dtype("ascii")
     pending = dict(values_by_weight)
-    tmp = temp_path_for(path)
-    try:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            f.attrs.create("layer_names", np.array([l.name for l in model.layers], dtype=object), dtype=string)
-            f.attrs.create("backend", "tensorflow", dtype=string)
-            f.attrs.create("keras_version", _keras_version(), dtype=string)
-            for layer in model.layers:
-                g = f.create_group(layer.name, track_order=False)
-                weights = legacy_weights(layer)
-                names = []
-                for var in weights:
-                    legacy = _LEGACY_WEIGHT_NAMES.get((type(layer).__name__, var.name), var.name)
-                    names.append(f"{layer.name}/{legacy}:0")
-                if names:
-                    g.attrs.create("weight_names", np.array(names, dtype=object), dtype=string)
-                else:
-                    g.attrs["weight_names"] = np.array([], dtype=np.float64)  # what tf-keras writes
-                for name, var in zip(names, weights):
-                    if var.path not in pending:
-                        raise WeightAssignmentError(f"no value for Keras weight {var.path} while writing {path}")
-                    value = np.ascontiguousarray(pending.pop(var.path))
-                    if tuple(value.shape) != tuple(var.shape):
-                        raise WeightAssignmentError(f"value for {var.path} has shape {list(value.shape)}, "
-                                                    f"expected {list(var.shape)}")
-                    g.create_dataset(name, data=value, track_times=False)
-            if pending:
-                raise WeightAssignmentError(f"values for weights not in {model.name}: {', '.join(sorted(pending))}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        f.attrs.create("layer_names", np.array([l.name for l in model.layers], dtype=object), dtype=string)
+        f.attrs.create("backend", "tensorflow", dtype=string)
+        f.attrs.create("keras_version", _keras_version(), dtype=string)
+        for layer in model.layers:
+            g = f.create_group(layer.name, track_order=False)
+            weights = legacy_weights(layer)
+            names = []
+            for var in weights:
+                legacy = _LEGACY_WEIGHT_NAMES.get((type(layer).__name__, var.name), var.name)
+                names.append(f"{layer.name}/{legacy}:0")
+            if names:
+                g.attrs.create("weight_names", np.array(names, dtype=object), dtype=string)
+            else:
+                g.attrs["weight_names"] = np.array([], dtype=np.float64)  # what tf-keras writes
+            for name, var in zip(names, weights):
+                if var.path not in pending:
+                    raise WeightAssignmentError(f"no value for Keras weight {var.path} while writing {path}")
+                value = np.ascontiguousarray(pending.pop(var.path))
+                if tuple(value.shape) != tuple(var.shape):
+                    raise WeightAssignmentError(f"value for {var.path} has shape {list(value.shape)}, "
+                                                f"expected {list(var.shape)}")
+                g.create_dataset(name, data=value, track_times=False)
+        if pending:
+            raise WeightAssignmentError(f"values for weights not in {model.name}: {', '.join(sorted(pending))}")
     return path
 
 

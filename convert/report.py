@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from .evaluate.records import (ACCURACY_JSON, ACCURACY_MD, LOCK_NAME, AccuracyRecord, load_accuracy, merge,
                                render_accuracy)
 from .families import FAMILIES
+from .errors import ConversionError
 from .fsutil import atomic_write_bytes, file_lock
 from .manifest import default_manifest
 from .records import LEGACY_KEYS, ParityRecord  # noqa: F401  (LEGACY_KEYS: the results' documented keys)
@@ -27,8 +28,15 @@ def failure_record(variant, error: str, archive_source: str | None = None) -> Pa
 
 
 def load_results(results_dir: Path) -> list[ParityRecord]:
+    """The results rows so far; a file this converter cannot read is a :class:`ConversionError` naming it."""
     path = Path(results_dir) / RESULTS_JSON
-    return [ParityRecord.from_json(r) for r in json.loads(path.read_text())] if path.exists() else []
+    if not path.exists():
+        return []
+    try:
+        return [ParityRecord.from_json(r) for r in json.loads(path.read_text())]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConversionError(f"{path} is not a results file this converter reads ({type(exc).__name__}: {exc}); "
+                              f"move it away (or pass another --results folder) and run again") from None
 
 
 def _order(record: ParityRecord) -> int:

@@ -26,7 +26,7 @@ from convert.guide import load_layer_guide
 from test_quant import genuine_counts  # noqa: E402  (reads a .tflite's quantized tensors by kind)
 
 NAME = "0.35_96"
-_PLUMBING = {"convert.fsutil", "os", __name__}
+_PLUMBING = {"convert.fsutil", "os", "contextlib", __name__}  # contextlib: fsutil.replacing is a context manager
 
 
 def test_importing_the_pipeline_does_not_import_tensorflow():
@@ -195,3 +195,16 @@ def test_one_quantized_variant_writes_each_output_once(tmp_path, writes):
     # the guide consumed a min and a max per quantizer: as many quantizers as the genuine V2 file quantizes tensors
     guide = load_layer_guide(opts.work / QUANT / "layer_guide.p")
     assert guide.counts.twin_ranges == 2 * sum(genuine_counts(GENUINE_V2_QUANT).values())
+
+
+def test_a_results_file_this_converter_cannot_read_is_named(tmp_path):
+    """A test_results.json of unknown shape stops the report with an error naming the file, not a traceback, and
+    is left as it was."""
+    from convert import report
+    from convert.errors import ConversionError
+
+    bad = tmp_path / report.RESULTS_JSON
+    bad.write_text(json.dumps([{"unexpected": 1}]))
+    with pytest.raises(ConversionError, match=rf"{bad} is not a results file"):
+        report.update_results([], tmp_path)
+    assert json.loads(bad.read_text()) == [{"unexpected": 1}]

@@ -182,16 +182,17 @@ def twin_scorers(variant: Variant, path: Path, preprocessings) -> list[Scorer]:
 
 def tflite_scorers(variant: Variant, model: str, path: Path, preprocessings, background: int = 0) -> list[Scorer]:
     """A uint8 ``.tflite`` run with LiteRT (:func:`convert.quant.tflite.run_tflite`), fed the [-1, 1] input
-    quantized as the file's input says (``round(x / scale) + zero_point``, clipped to 0..255); its first
+    quantized as the file's input says (:meth:`~convert.quant.tflite.InputQuant.to_uint8`); its first
     ``background`` output classes are dropped (the archive's .tflite: 1001 classes). Its input must be
-    [1, rows, rows, 3] uint8, else a :class:`~convert.quant.tflite.TfliteInputError` names the file."""
-    from ..quant.tflite import input_quant, run_tflite
+    [1, rows, rows, 3] uint8, else a :class:`~convert.quant.tflite.TfliteInputError` names the file. One
+    interpreter serves every batch."""
+    from ..quant.tflite import TfliteRunner, input_quant
 
     quant = input_quant(path, variant.rows)
+    run = TfliteRunner(path)
 
     def predict(x):
-        q = np.clip(np.round(x / np.float32(quant.scale)) + quant.zero_point, 0, 255).astype(np.uint8)
-        out = run_tflite(path, q)[:, background:]
+        out = run(quant.to_uint8(x))[:, background:]
         if out.shape[1] != variant.classes - variant.label_offset:
             raise UserError(f"{path}: {out.shape[1] + background} output classes, expected "
                             f"{variant.classes - variant.label_offset + background}")

@@ -127,5 +127,3 @@ class ActQuant(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_bits": self.num_bits, "narrow_range": self.narrow_range}
 
-
-CUSTOM_OBJECTS = {f"{PACKAGE}>{cls.__name__}": cls for cls in (FoldedConvBN, QuantKernelBias, ActQuant)}

@@ -35,7 +35,7 @@ def verify_inputs(rows: int, quant: InputQuant, images=(), count: int = 8, seed:
     """uint8 verify images [n, rows, rows, 3]: the image files (decoded, resized, snapped to ``quant``'s
     grid), then ``count`` seeded uniform random ones."""
     loaded = [load_image(p, rows) for p in images]  # in [-1, 1]
-    snapped = [np.clip(np.round(x / quant.scale + quant.zero_point), 0, 255).astype(np.uint8) for x in loaded]
+    snapped = [quant.to_uint8(x) for x in loaded]
     noise = np.random.default_rng(seed).integers(0, 256, (count, rows, rows, 3), dtype=np.uint8)
     return np.concatenate([np.stack(snapped), noise]) if snapped else noise
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from ..env import quiet_tf
 from ..errors import ConversionError
-from ..fsutil import atomic_write_bytes
 from ..timing import timed
 
 quiet_tf()  # the v1 converter's deprecation notices
@@ -46,6 +45,12 @@ class InputQuant:
 
     def to_real(self, q: np.ndarray) -> np.ndarray:
         return ((q.astype(np.float32) - self.zero_point) * np.float32(self.scale)).astype(np.float32)
+
+    def to_uint8(self, x: np.ndarray) -> np.ndarray:
+        """Real inputs (in [-1, 1]) quantized as TFLite's QUANTIZE does: ``round(x / scale) + zero_point``,
+        clipped to 0..255 (values already on the grid map back exactly: ``to_uint8(to_real(q)) == q``)."""
+        q = np.round(np.asarray(x, np.float32) / np.float32(self.scale)) + self.zero_point
+        return np.clip(q, 0, 255).astype(np.uint8)
 
 
 def interpreter(path: str | Path):
@@ -104,19 +109,30 @@ def input_quant(path: str | Path, rows: int | None = None) -> InputQuant:
     return InputQuant(inp.scale, inp.zero_point, inp.shape)
 
 
-@timed("tflite inference")
+class TfliteRunner:
+    """One LiteRT interpreter of a uint8 ``.tflite`` (built once), run on batches of images."""
+
+    def __init__(self, path: str | Path):
+        self.path = path
+        self._it = interpreter(path)
+        self.input, self.output = _io(self._it)
+
+    @timed("tflite inference")
+    def __call__(self, images_uint8: np.ndarray) -> np.ndarray:
+        """The dequantized outputs, one row per image (logits or probabilities: whatever the file outputs);
+        one image at a time (the batch is 1)."""
+        inp, out, rows = self.input, self.output, []
+        for image in images_uint8:
+            self._it.set_tensor(inp.index, image[None].astype(inp.dtype))
+            self._it.invoke()
+            raw = self._it.get_tensor(out.index).reshape(-1).astype(np.float32)
+            rows.append((raw - out.zero_point) * out.scale if out.scale else raw)
+        return np.stack(rows)
+
+
 def run_tflite(path: str | Path, images_uint8: np.ndarray) -> np.ndarray:
-    """Run a uint8 ``.tflite`` on each image (one at a time: the batch is 1); returns its dequantized
-    outputs, one row per image (logits or probabilities: whatever the file outputs)."""
-    it = interpreter(path)
-    inp, out = _io(it)
-    rows = []
-    for image in images_uint8:
-        it.set_tensor(inp.index, image[None].astype(inp.dtype))
-        it.invoke()
-        raw = it.get_tensor(out.index).reshape(-1).astype(np.float32)
-        rows.append((raw - out.zero_point) * out.scale if out.scale else raw)
-    return np.stack(rows)
+    """:class:`TfliteRunner` of ``path`` run once on ``images_uint8``."""
+    return TfliteRunner(path)(images_uint8)
 
 
 def output_is_softmax(path: str | Path) -> bool:
@@ -157,8 +173,3 @@ def tflite_bytes(twin, quant: InputQuant) -> bytes:
         converter.inference_type = tf.uint8
         converter.quantized_input_stats = {placeholder: quant.stats}
         return converter.convert()
-
-
-def convert_twin(twin, quant: InputQuant, path: str | Path) -> Path:
-    """Convert the twin to a uint8 ``.tflite`` at ``path`` (atomic): :func:`tflite_bytes`."""
-    return atomic_write_bytes(path, tflite_bytes(twin, quant))

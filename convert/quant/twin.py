@@ -18,8 +18,6 @@ placed and every conv must have its weight quantizer, else :class:`TwinError` na
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConversionError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, replacing
 from ..families.base import has_bn
 from ..mapping import keras_target, tf_name_for
 from ..timing import timed
@@ -209,19 +207,12 @@ def logits_model(twin):
 
 @timed("twin save")
 def save_twin(twin, path: str | Path) -> Path:
-    """Save the twin as a ``.keras`` file atomically (temp file in the same directory, then rename)."""
+    """Save the twin as a ``.keras`` file atomically (:func:`convert.fsutil.replacing`)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"a twin is saved as a .keras file, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path, suffix=".keras") as tmp:
         twin.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

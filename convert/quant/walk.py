@@ -47,8 +47,6 @@ class Quantizer:
     node: str  # the FakeQuantWithMinMaxVars node
     kind: str  # one of KINDS
     scope: str  # slim scope: the layer (weights, activations after a layer's op) or the block (residual_add)
-    producer: str  # the quantized op (activations) or the kernel's ``mul_fold`` / variable (weights)
-    producer_op: str  # its op type
     min_var: str  # the variable (or, in a frozen graph, the constant) holding the range's min
     max_var: str
     num_bits: int
@@ -187,11 +185,11 @@ def walk(graph_def, where: str = "the graph") -> list[Quantizer]:
             kind, scope = "folded_weights", _kernel_scope(nodes, fq, prod)
             op_scopes[_parent(prod.name)] = scope
         elif _is_kernel(kernel):
-            prod, kind, scope = kernel, "weights", _parent(kernel.name)
+            kind, scope = "weights", _parent(kernel.name)
             op_scopes.update((_parent(c.name), scope) for c in consumers.get(fq.name, ()))
         else:
             kind, scope = _activation_kind(nodes, fq, prod)
-        found.append(Quantizer(kind=kind, scope=scope, producer=prod.name, producer_op=prod.op, **common))
+        found.append(Quantizer(kind=kind, scope=scope, **common))
     found = [_variable_scoped(q, op_scopes) for q in found]
     if not found:
         raise QuantGraphError(f"{where} has no {FAKE_QUANT} node: it is not a quantization-aware graph "
