@@ -423,8 +423,8 @@ def assemble(variants: list[Variant], jobs: int, forced: TimedRun, rerun: TimedR
              floor: Floor, baseline: dict[str, float]) -> BenchResult:
     """The result of the measurements (its targets not yet evaluated)."""
     conversions = forced.conversions
-    staged = {k: round(v, 2) for k, v in sorted(forced.stages.items(), key=lambda kv: -kv[1])}
-    staged[OTHER] = round(max(0.0, forced.wall_s - sum(forced.stages.values())), 2)
+    staged = {k: round(v, 3) for k, v in sorted(forced.stages.items(), key=lambda kv: -kv[1])}
+    staged[OTHER] = round(max(0.0, forced.wall_s - sum(forced.stages.values())), 3)
     v2 = {v.name for v in variants if v.family_key == V2}
     v2_wall = (round(max(c.finished for c in conversions if c.name in v2) - forced.started_at, 2) if v2 else None)
     per_variant = round(forced.wall_s / len(variants), 3)

@@ -592,8 +592,9 @@ def test_two_download_processes_share_one_cache(case, tmp_path, factory_archive,
     with FaultyServer(tmp_path / "www") as server:
         for variant, archive in wanted.values():
             put(server, archive, variant)
-            # the first download stays in flight for a second, so the other process arrives meanwhile
-            server.script(variant.archive_filename, Fault("delay", seconds=1.0))
+            # the first download stays in flight for 3 s, so the other process (its start-up takes well under a
+            # second, and under 2 s on a loaded 2-core machine) arrives meanwhile and must wait on the cache lock
+            server.script(variant.archive_filename, Fault("delay", seconds=3.0))
         procs = [subprocess.Popen([sys.executable, "-m", "convert", "download", name, "--mirror", server.url,
                                    "--cache", str(cache), "--ignore-pins", "--quiet"],
                                   cwd=PROJECT_ROOT, env=clean_env(), stdin=subprocess.DEVNULL,

@@ -45,10 +45,11 @@ def _options(tmp: Path, **kw) -> pipeline.Options:
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
-    """One pipeline run of the CI variants over a loopback HTTP mirror (panda image included when the
-    genuine reference folder is there), in two worker processes, then a re-run in this process."""
+    """One pipeline run of the CI variants over a loopback HTTP mirror (the vendored panda image plus the seeded
+    random inputs), in two worker processes, then a re-run in this process."""
     tmp = tmp_path_factory.mktemp("e2e")
-    images = [PANDA] if PANDA.exists() else []
+    assert PANDA.is_file(), f"{PANDA} is missing: it is vendored in tests/data/genuine"
+    images = [PANDA]
     with serve_directory(_mirror(tmp, CI_VARIANTS)) as url:
         opts = _options(tmp, mirror=url, images=images, jobs=2)
         rows = pipeline.run([resolve(n) for n in CI_VARIANTS], opts)

@@ -18,9 +18,8 @@ import pytest
 
 from convert.manifest import default_manifest
 
-from conftest import quant_outputs  # noqa: E402
+from conftest import REFERENCE_DIR as GENUINE, quant_outputs  # noqa: E402  (the genuine .tflite files)
 
-GENUINE = Path(__file__).parent / "data" / "genuine"
 ROOT = Path(__file__).resolve().parents[1]
 V2, V1, V3 = "quantized_v2_96_35", "mobilenet_v1_0.25_128_quant", "v3-small_224_1.0_uint8"
 

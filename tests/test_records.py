@@ -23,6 +23,7 @@ from convert.records import LEGACY_KEYS, ConversionFacts, ParityRecord, RewriteF
 from convert.factory.serve import serve_directory
 from convert.guide import load_layer_guide
 
+from conftest import REFERENCE_DIR  # noqa: E402
 from test_quant import genuine_counts  # noqa: E402  (reads a .tflite's quantized tensors by kind)
 
 NAME = "0.35_96"
@@ -155,7 +156,7 @@ def test_run_row_json_has_the_stage_names():
 
 
 QUANT = "quantized_v2_96_35"
-GENUINE_V2_QUANT = Path(__file__).parent / "data" / "genuine" / "mobilenet_v2_1.0_224_quant.tflite"
+GENUINE_V2_QUANT = REFERENCE_DIR / "mobilenet_v2_1.0_224_quant.tflite"
 
 
 def test_one_quantized_variant_writes_each_output_once(tmp_path, writes):
