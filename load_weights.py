@@ -19,10 +19,7 @@ from pathlib import Path
 
 from convert import cards
 from convert.cli import UserError, quiet_tf, run_cli
-from convert.download import archive_path
-from convert.env import default_cache
 from convert.extraction import archive_root
-from convert.fsutil import sha256_file
 from convert.guide import load_layer_guide
 from convert.keras_weights import convert_guide
 from convert.manifest import resolve
@@ -33,16 +30,13 @@ quiet_tf()
 
 def _quant_outputs(variant, guide, args) -> quant_twin.QuantBuild:
     """A quantized variant's twin and .tflite, built in memory from the archive the guide was made from
-    (--archive, else the guide's own archive file, else the download cache's), which must be that archive."""
-    made_from, expected = guide.provenance.archive, guide.provenance.archive_sha256
+    (--archive, else the guide's own archive file, else the download cache's), which must be that archive:
+    the twin's quantizer ranges come from the same archive as its weights."""
+    made_from = guide.provenance.archive
     archive = args.archive or (Path(made_from) if made_from and Path(made_from).is_file() else None)
-    checked = archive or archive_path(args.cache or default_cache(), variant)
-    if expected and Path(checked).is_file() and (got := sha256_file(checked)) != expected:
-        raise UserError(f"{checked} (sha256 {got}) is not the archive the layer guide was made from "
-                        f"(sha256 {expected}, {made_from}); the twin's quantizer ranges must come from the same "
-                        f"archive as its weights: pass that archive with --archive, or extract again")
     with contextlib.ExitStack() as stack:
-        root, _ = archive_root(variant, stack, archive, args.cache, guide.provenance)
+        root, _ = archive_root(variant, stack, archive, args.cache, guide.provenance,
+                               sha256=guide.provenance.archive_sha256)
         opened = quant_parity.open_quant_archive(root, variant)
         return quant_twin.build_outputs(variant, guide, opened.quantizers, opened.input)
 

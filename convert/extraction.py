@@ -53,12 +53,24 @@ def cached_extraction(variant: Variant, cache_dir: str | Path) -> Iterator[Path]
 
 
 def archive_root(variant: Variant, stack: contextlib.ExitStack, archive: str | Path | None = None,
-                 cache: str | Path | None = None, provenance: Provenance | None = None) -> tuple[Path, str | None]:
+                 cache: str | Path | None = None, provenance: Provenance | None = None,
+                 sha256: str | None = None) -> tuple[Path, str | None]:
     """The extracted archive of ``variant`` for a script that needs its members (the reference graph, a
     quantized archive's graph and ``.tflite``), and where that archive is: ``archive``, else the download
     cache (its extraction, or its verified archive extracted here), else the archive or checkpoint folder
     the weights were made from (``provenance``, of the layer guide or the sidecar). Temporary extractions
-    last as long as ``stack``; finding none is a :class:`UserError` naming what was tried."""
+    last as long as ``stack``; finding none is a :class:`UserError` naming what was tried. With ``sha256``,
+    the archive found must be that one (every extraction's marker records its archive's sha256)."""
+    root, location = _archive_root(variant, stack, archive, cache, provenance)
+    marker = root / COMPLETE_MARKER
+    if sha256 and marker.is_file() and (got := marker.read_text().strip()) != sha256:
+        raise UserError(f"the archive of {variant.name} found at {location} (sha256 {got}) is not the one "
+                        f"required (sha256 {sha256}); pass that archive with --archive")
+    return root, location
+
+
+def _archive_root(variant: Variant, stack: contextlib.ExitStack, archive: str | Path | None,
+                  cache: str | Path | None, provenance: Provenance | None) -> tuple[Path, str | None]:
     if archive is None:
         cache = Path(cache) if cache else default_cache()
         try:
