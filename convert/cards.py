@@ -8,7 +8,7 @@ hold the same data.
 
 A quantized variant (``v1-quant``, ``v2-quant``, ``v3-quant``) has two more outputs beside its .h5 files, the
 fake-quant twin ``<stem>.keras`` and the 8-bit ``<stem>.tflite``: the sidecar's ``quant`` section
-(:class:`QuantOutputs`) holds their sha256 and the three parity proofs, SHA256SUMS lists them, and the card
+(:class:`~convert.records.QuantOutputs`, the sidecar's ``quant``) holds their sha256 and the three parity proofs, SHA256SUMS lists them, and the card
 says what each file is for and how to load it.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from .fsutil import atomic_write_bytes, file_lock, sha256_file
 from .errors import ConversionError
 from .evaluate.records import AccuracyRecord
-from .records import ConversionFacts, ParityRecord, ParitySummary, QuantParity, Sidecar
+from .records import ConversionFacts, ParityRecord, ParitySummary, QuantOutputs, QuantParity, Sidecar
 from .timing import timed
 
 SUMS_FILENAME = "SHA256SUMS"
@@ -73,25 +73,6 @@ def _card_section(variant) -> dict:
     return out
 
 
-@dataclass(frozen=True)
-class QuantOutputs:
-    """A quantized variant's outputs beyond the .h5 files, and its three parity proofs: the sidecar's
-    ``quant`` section (the card renders it)."""
-
-    files: dict[str, str]  # the twin .keras and the .tflite: file name -> sha256
-    parity: QuantParity | None = None  # None until verified
-
-    def to_json(self) -> dict:
-        return {"files": dict(self.files), "parity": None if self.parity is None else self.parity.to_json()}
-
-    @classmethod
-    def from_json(cls, data) -> QuantOutputs:
-        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-            raise ValueError(f"a sidecar's quant section must be an object with 'files', got {data!r}")
-        parity = data.get("parity")
-        return cls(dict(data["files"]), QuantParity.from_json(parity) if parity else None)
-
-
 def quant_output_names(variant) -> tuple[str, str]:
     """A quantized variant's (twin .keras, .tflite) file names, as its family names them."""
     return variant.family.twin_file(variant), variant.family.tflite_file(variant)
@@ -131,20 +112,14 @@ def read_facts(out_dir: str | Path, variant) -> Sidecar | None:
                               f"convert {variant.name} again (load_weights.py or convert run --force)") from None
 
 
-def _read_quant(out_dir: str | Path, variant) -> QuantOutputs | None:
-    doc = read_sidecar(out_dir, variant)
-    return QuantOutputs.from_json(doc["quant"]) if doc and doc.get("quant") else None
-
-
-def _save(out_dir: Path, variant, sidecar: Sidecar, quant: QuantOutputs | None) -> Written:
+def _save(out_dir: Path, variant, sidecar: Sidecar) -> Written:
     """Write the sidecar and card, then record them, the .h5 files and (quantized) the .keras and .tflite in
     SHA256SUMS (each file once)."""
     side_path, card = sidecar_path(out_dir, variant), card_path(out_dir, variant)
     doc = sidecar.to_json(_card_section(variant))
-    if quant is not None:
-        doc["quant"] = quant.to_json()
     atomic_write_bytes(side_path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
-    atomic_write_bytes(card, render_card(variant, sidecar, quant).encode())
+    atomic_write_bytes(card, render_card(variant, sidecar).encode())
+    quant = sidecar.quant
     digests = {**sidecar.facts.files, **(quant.files if quant else {}), side_path.name: sha256_file(side_path),
                card.name: sha256_file(card)}
     return Written(side_path, card, update_sha256sums(out_dir, digests), digests)
@@ -158,11 +133,11 @@ def write(out_dir: str | Path, variant, facts: ConversionFacts, parity: ParityRe
     out_dir = Path(out_dir)
     quant = _quant_outputs(out_dir, variant, parity)
     with file_lock(out_dir / f".{sidecar_path(out_dir, variant).name}.lock"):
-        old, old_quant = read_facts(out_dir, variant), _read_quant(out_dir, variant)
+        old = read_facts(out_dir, variant)
         same = (old is not None and old.facts.files == facts.files
-                and (old_quant and old_quant.files) == (quant and quant.files))
+                and (old.quant and old.quant.files) == (quant and quant.files))
         accuracy = old.accuracy if same else []
-        return _save(out_dir, variant, Sidecar(facts, parity and ParitySummary.of(parity), accuracy), quant)
+        return _save(out_dir, variant, Sidecar(facts, parity and ParitySummary.of(parity), accuracy, quant))
 
 
 @timed("report")
@@ -175,8 +150,7 @@ def update(out_dir: str | Path, variant, accuracy: list[AccuracyRecord]) -> Writ
             raise FileNotFoundError(f"no converted weights of {variant.name} in {out_dir} "
                                     f"({sidecar_path(out_dir, variant).name} is missing); run load_weights.py "
                                     f"{variant.name} first")
-        return _save(out_dir, variant, dataclasses.replace(old, accuracy=list(accuracy)),
-                     _read_quant(out_dir, variant))
+        return _save(out_dir, variant, dataclasses.replace(old, accuracy=list(accuracy)))
 
 
 PREPROCESSING = ("For the published accuracy, preprocess as slim's evaluation does: decode to float in [0, 1], "
@@ -302,9 +276,9 @@ def _quant_load(variant, quant: QuantOutputs) -> list[str]:
             "```python", tflite_snippet(variant, t and t.input_scale, t and t.input_zero_point), "```", ""]
 
 
-def render_card(variant, sidecar: Sidecar, quant: QuantOutputs | None = None) -> str:
-    """The model card (``quant``: a quantized variant's outputs and proofs; None for a float variant)."""
-    facts, prov, v = sidecar.facts, sidecar.facts.provenance, variant
+def render_card(variant, sidecar: Sidecar) -> str:
+    """The model card (``sidecar.quant``: a quantized variant's outputs and proofs; None for a float variant)."""
+    facts, prov, v, quant = sidecar.facts, sidecar.facts.provenance, variant, sidecar.quant
     lines = [f"# {variant.family.title} {variant.name}: Keras weights converted from TF-slim", "",
              "## Files", ""]
     if quant is None:

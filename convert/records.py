@@ -411,17 +411,39 @@ class ParitySummary:
         return cls(**fields)
 
 
-ACCURACY_KEYS = ("name", "model", "preprocessing", "images", "top1", "top5")  # an AccuracyRecord's required fields
+ACCURACY_KEYS = tuple(f.name for f in dataclasses.fields(AccuracyRecord)
+                      if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
+@dataclass(frozen=True)
+class QuantOutputs:
+    """A quantized variant's outputs beyond the .h5 files, and its three parity proofs: the sidecar's
+    ``quant`` section (the card renders it)."""
+
+    files: dict[str, str]  # the twin .keras and the .tflite: file name -> sha256
+    parity: QuantParity | None = None  # None until verified
+
+    def to_json(self) -> dict:
+        return {"files": dict(self.files), "parity": None if self.parity is None else self.parity.to_json()}
+
+    @classmethod
+    def from_json(cls, data) -> QuantOutputs:
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            raise ValueError(f"a sidecar's quant section must be an object with 'files', got {data!r}")
+        parity = data.get("parity")
+        return cls(dict(data["files"]), QuantParity.from_json(parity) if parity else None)
 
 
 @dataclass(frozen=True)
 class Sidecar:
-    """The JSON next to a variant's converted files: the conversion facts, the parity summary and the
-    measured accuracy (evaluate's records); the model card renders the same data."""
+    """The JSON next to a variant's converted files: the conversion facts, the parity summary, the measured
+    accuracy (evaluate's records) and, for a quantized variant, its other outputs and three proofs; the
+    model card renders the same data."""
 
     facts: ConversionFacts
     parity: ParitySummary | None = None
     accuracy: list[AccuracyRecord] = field(default_factory=list)
+    quant: QuantOutputs | None = None
 
     def to_json(self, card: dict) -> dict:
         out = self.facts.to_json()
@@ -429,14 +451,17 @@ class Sidecar:
             out["parity"] = self.parity.to_json()
         if self.accuracy:
             out["accuracy"] = [a.to_json() for a in self.accuracy]
+        if self.quant is not None:
+            out["quant"] = self.quant.to_json()
         return {**out, "card": card}
 
     @classmethod
     def from_json(cls, data: Any) -> Sidecar:
         d = _require(cls, data, ("variant",))
-        parity = d.get("parity")
+        parity, quant = d.get("parity"), d.get("quant")
         return cls(ConversionFacts.from_json(d), ParitySummary.from_json(parity) if parity else None,
-                   [AccuracyRecord.from_json(_require(AccuracyRecord, a, ACCURACY_KEYS)) for a in d.get("accuracy") or []])
+                   [AccuracyRecord.from_json(_require(AccuracyRecord, a, ACCURACY_KEYS)) for a in d.get("accuracy") or []],
+                   QuantOutputs.from_json(quant) if quant else None)
 
 
 # --------------------------------------------------------------------------------------------------

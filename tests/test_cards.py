@@ -13,7 +13,7 @@ from convert import cards
 from convert.evaluate.records import AccuracyRecord
 from convert.guide import Accounting, Provenance
 from convert.manifest import resolve
-from convert.records import (ConversionFacts, Digests, FloatFigures, ParityRecord, QuantParity, Source,
+from convert.records import (QuantOutputs, ConversionFacts, Digests, FloatFigures, ParityRecord, QuantParity, Source,
                              TfliteFigures, TwinFigures, ValuesUsed)
 
 V1Q, V2Q, V3Q = "mobilenet_v1_0.25_128_quant", "quantized_v2_96_35", "v3-small_224_1.0_uint8"
@@ -93,7 +93,7 @@ def test_sha256sums_and_card_list_every_quantized_output(tmp_path, name):
     # the sidecar holds the same: the outputs' sha256 and the three proofs, readable back
     side = json.loads(written.sidecar.read_text())
     assert side["quant"]["files"] == {twin: digests[twin], tflite: digests[tflite]}
-    back = cards.QuantOutputs.from_json(side["quant"])
+    back = QuantOutputs.from_json(side["quant"])
     assert back.parity == _quant(v, False) and side["files"] == {n: digests[n] for n in v.family.keras_files(v)}
 
 
