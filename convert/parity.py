@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .archive import find_checkpoint, frozen_graph, reference_graphs
+from .endpoints import EndpointError, Endpoints, find_endpoints, training_signals
 from .env import quiet_tf
 from .fsutil import sha256_file
 from .keras_model import legacy_weights, model_for
@@ -197,18 +198,27 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _is_inference_graph(graph_def, variant) -> bool:
-    names = {n.name: n.op for n in graph_def.node}
-    nodes = variant.family.nodes
-    return names.get(nodes.input.split(":")[0]) == "Placeholder" and nodes.logits.split(":")[0] in names
+def inference_problem(graph_def, variant, where: str = "the graph") -> str | None:
+    """Why ``graph_def`` cannot be the reference of ``variant`` (None: it can): a training graph, or a graph
+    without a findable input, logits or pooled features (:mod:`convert.endpoints`)."""
+    signals = training_signals(graph_def, variant.family.scope)
+    if signals:
+        return f"a training graph ({'; '.join(signals)})"
+    try:
+        find_endpoints(graph_def, variant.family.scope, where)
+    except EndpointError as exc:
+        return str(exc)
+    return None
 
 
 def archive_graph(model_dir: Path, variant):
     """The reference graph of an extracted archive: the first of the layout's reference graphs that
     exists and is an inference graph (an ``_eval.pbtxt``, or the GraphDef in a ``.meta``). Returns
-    (graph_def, kind, path) or (None, None, None) when there is none (the frozen graph is then the reference)."""
+    (graph_def, kind, path, passed_over): (None, None, None, passed_over) when there is none (the frozen
+    graph is then the reference); ``passed_over`` says which candidates were not taken, and why."""
     import tensorflow as tf
 
+    passed_over = []
     for path in reference_graphs(model_dir, variant):
         if path.suffix == ".meta":
             meta_graph = tf.compat.v1.MetaGraphDef()
@@ -216,9 +226,12 @@ def archive_graph(model_dir: Path, variant):
             graph_def, kind = meta_graph.graph_def, "ckpt_meta"
         else:
             graph_def, kind = load_graph_def(path), "eval_pbtxt" if path.suffix == ".pbtxt" else "graph_pb"
-        if _is_inference_graph(graph_def, variant):
-            return graph_def, kind, path
-    return None, None, None
+        relative = path.relative_to(model_dir).as_posix()
+        problem = inference_problem(graph_def, variant, relative)
+        if problem is None:
+            return graph_def, kind, path, tuple(passed_over)
+        passed_over.append(f"{relative}: {problem}")
+    return None, None, None, tuple(passed_over)
 
 
 @dataclass(frozen=True)
@@ -232,22 +245,30 @@ class ReferenceChoice:
     path: Path
     checkpoint: Path | None  # the checkpoint prefix to feed slim's values from; None for the frozen graph
     checkpoint_file: CheckpointFile | None
+    endpoints: Endpoints  # its input, logits and pooled tensors, found by structure
+    passed_over: tuple[str, ...] = ()  # the layout's graphs not taken, each with the reason
 
 
 def choose_reference(model_dir: str | Path, variant: Variant, inference_graph=archive_graph) -> ReferenceChoice:
     """The reference graph of the extraction ``model_dir``. ``inference_graph(model_dir, variant)`` returns
-    ``(graph_def, kind, path)`` or ``(None, None, None)`` (default :func:`archive_graph`; a caller may memoise
-    it). Raises FileNotFoundError when there is no reference graph, or no checkpoint to feed it."""
-    graph_def, kind, path = inference_graph(model_dir, variant)
+    ``(graph_def, kind, path, passed_over)`` as :func:`archive_graph` (its default; a caller may memoise
+    it). Raises FileNotFoundError when there is no reference graph, or no checkpoint to feed it; an
+    :class:`~convert.endpoints.EndpointError` when the frozen graph's tensors cannot be found."""
+    model_dir = Path(model_dir)
+    graph_def, kind, path, passed_over = inference_graph(model_dir, variant)
+    scope = variant.family.scope
     if graph_def is not None:
         prefix, cf = find_checkpoint(model_dir, variant, "ema")
-        return ReferenceChoice(graph_def, kind, path, prefix, cf)
+        endpoints = find_endpoints(graph_def, scope, path.relative_to(model_dir).as_posix())
+        return ReferenceChoice(graph_def, kind, path, prefix, cf, endpoints, passed_over)
     frozen = frozen_graph(model_dir, variant)
     if not frozen.exists():
         raise FileNotFoundError(f"{model_dir} holds no reference graph of {variant.name}: none of "
                                 f"{', '.join(variant.family.layout.reference_graphs)} is an inference graph "
-                                f"and {frozen.name} is missing")
-    return ReferenceChoice(load_graph_def(frozen), "frozen_pb", frozen, None, None)
+                                f"({'; '.join(passed_over) or 'none exists'}) and {frozen.name} is missing")
+    graph_def = load_graph_def(frozen)
+    endpoints = find_endpoints(graph_def, scope, frozen.relative_to(model_dir).as_posix())
+    return ReferenceChoice(graph_def, "frozen_pb", frozen, None, None, endpoints, passed_over)
 
 
 def versions() -> tuple[str, str]:
@@ -346,6 +367,8 @@ class SlimReference:
     graph_def: object  # the graph that was run: the inference graph, or the frozen graph (kind frozen_pb)
     kind: str  # eval_pbtxt | ckpt_meta | graph_pb | frozen_pb
     graph_path: Path
+    endpoints: Endpoints  # the tensors run, found by structure
+    passed_over: tuple[str, ...]  # the layout's graphs not taken as the reference, and why
     feeds: CheckpointFeeds | None
     sources: dict[str, int]  # how many fed variables hold EMA / raw values
     checkpoint: str | None  # the layout path of the checkpoint fed
@@ -361,44 +384,49 @@ def slim_reference(variant, model_dir: Path, batch: np.ndarray) -> SlimReference
     """Run the archive's inference graph fed slim's evaluation values (or its frozen graph, when it has no
     inference graph) on ``batch``, and the frozen graph for the cross-check; with the raw values too
     when the frozen graph does not match slim's evaluation values (does it hold the raw ones?)."""
-    nodes = variant.family.nodes
     choice = choose_reference(model_dir, variant)
-    graph_def, frozen_path = choice.graph_def, frozen_graph(model_dir, variant)
-    outputs = [nodes.logits, nodes.pooled]
+    graph_def, frozen_path, ends = choice.graph_def, frozen_graph(model_dir, variant), choice.endpoints
+    outputs = [ends.logits, ends.pooled]
+    rows = lambda a: np.asarray(a).reshape(len(batch), -1)  # noqa: E731 (graphs may keep [n, 1, 1, classes])
     if choice.checkpoint is None:  # the frozen graph is the reference
-        with graph_session(graph_def, nodes.input) as run:
+        with graph_session(graph_def, ends.input) as run:
             run(batch[:1], None, outputs)  # warm-up with the same fetches, outside the timed run
             (logits, pooled), seconds = _timed(lambda: run(batch, None, outputs))
-        return SlimReference(graph_def, choice.kind, choice.path, None, {}, None, logits, pooled, seconds, None, None)
+        return SlimReference(graph_def, choice.kind, choice.path, ends, choice.passed_over, None, {}, None,
+                             rows(logits), pooled, seconds, None, None)
     kind, graph_path, cf = choice.kind, choice.path, choice.checkpoint_file
     feeds = checkpoint_feeds(graph_def, str(choice.checkpoint))
     frozen = raw = None
-    with graph_session(graph_def, nodes.input) as run:
+    with graph_session(graph_def, ends.input) as run:
         run(batch[:1], feeds.slim, outputs)  # warm-up with the same fetches, outside the timed run
         (logits, pooled), seconds = _timed(lambda: run(batch, feeds.slim, outputs))
+        logits = rows(logits)
         if frozen_path.exists():
             with stage("frozen cross-check"):
-                frozen = run_graph(load_graph_def(frozen_path), batch, None, nodes.logits, nodes.input)
+                frozen_def = load_graph_def(frozen_path)
+                frozen_ends = find_endpoints(frozen_def, variant.family.scope, frozen_path.name)
+                frozen = rows(run_graph(frozen_def, batch, None, frozen_ends.logits, frozen_ends.input))
                 # the raw values only matter when the frozen graph does not hold slim's evaluation values
                 if np.max(np.abs(frozen - logits)) > logit_tolerance(logits):
-                    raw = _raw_logits(run, graph_def, model_dir, variant, batch)
+                    raw = _raw_logits(run, choice, model_dir, variant, batch)
     ema = sum(s == "ema" for s in feeds.sources.values())
     if cf.plain_values == "ema":  # an EMA checkpoint: its plain values are the EMA values
         ema = len(feeds.sources)
     sources = {"ema": ema, "raw": len(feeds.sources) - ema}
     checkpoint = Path(choice.checkpoint).relative_to(model_dir).as_posix()  # as found (layouts may discover it)
-    return SlimReference(graph_def, kind, graph_path, feeds, sources, checkpoint, logits, pooled,
-                         seconds, frozen, raw)
+    return SlimReference(graph_def, kind, graph_path, ends, choice.passed_over, feeds, sources, checkpoint, logits,
+                         pooled, seconds, frozen, raw)
 
 
-def _raw_logits(run, graph_def, model_dir: Path, variant, batch):
+def _raw_logits(run, choice: ReferenceChoice, model_dir: Path, variant, batch):
     """The reference graph fed the raw training values (V3: the ``pristine`` checkpoint's), or None when
     the archive holds none."""
     try:
         raw_prefix, _ = find_checkpoint(model_dir, variant, "raw")
     except FileNotFoundError:
         return None
-    return run(batch, checkpoint_feeds(graph_def, str(raw_prefix), raw=True).raw, variant.family.nodes.logits)
+    raw = checkpoint_feeds(choice.graph_def, str(raw_prefix), raw=True).raw
+    return np.asarray(run(batch, raw, choice.endpoints.logits)).reshape(len(batch), -1)
 
 
 def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = None, images=(),
@@ -411,7 +439,7 @@ def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = 
     import keras
     import tensorflow as tf
 
-    spec, nodes = variant.family, variant.family.nodes
+    spec = variant.family
     model_dir, weights_dir, source = Path(model_dir), Path(weights_dir), source or Source()
     rows = variant.rows
     top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
@@ -420,8 +448,8 @@ def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = 
             raise FileNotFoundError(f"converted weights not found: {path} (run load_weights.py {variant.name} first)")
     batch = np.concatenate([*(load_image(p, rows)[None] for p in images), random_inputs(rows, random_count, seed)])
 
-    outputs = [nodes.logits, nodes.pooled]
     ref = slim_reference(variant, model_dir, batch)
+    outputs = [ref.endpoints.logits, ref.endpoints.pooled]
     reference, pooled, raw = ref.logits, ref.pooled, ref.raw_logits
     candidate, keras_seconds, embedding, no_top_mismatches = keras_outputs(variant, top, no_top, batch)
     figures = compare(reference, candidate, variant.label_offset, spec.tolerance, spec.require_top5)
@@ -432,7 +460,8 @@ def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = 
         with stage("tf reference"):
             rewritten, count = rewrite(ref.graph_def)
             rewritten_logits, rewritten_pooled = run_graph(rewritten, batch, ref.feeds and ref.feeds.slim, outputs,
-                                                           nodes.input)
+                                                           ref.endpoints.input)
+            rewritten_logits = np.asarray(rewritten_logits).reshape(len(batch), -1)
         r = compare(rewritten_logits, candidate, variant.label_offset, spec.rewrite_tolerance)
         rewrites[name] = RewriteFigures(
             description=description, constants=count, max_abs_dlogit=r.max_abs_dlogit, tolerance=r.tolerance,
@@ -468,7 +497,8 @@ def verify(variant, model_dir: Path, weights_dir: Path, source: Source | None = 
         no_top_file_mismatches=no_top_mismatches, no_top_passed=no_top_passed, rewrites=rewrites,
         frozen=frozen, frozen_max_abs_dlogit=frozen_dlogit, frozen_vs_raw_max_abs_dlogit=frozen_vs_raw,
         reference=ref.kind, reference_graph=str(Path(ref.graph_path).relative_to(model_dir)),
-        reference_checkpoint=ref.checkpoint, reference_sources=ref.sources,
+        reference_checkpoint=ref.checkpoint, reference_sources=ref.sources, reference_logits=ref.endpoints.logits,
+        reference_passed_over=list(ref.passed_over),
         inference_time_tf=ref.seconds, inference_time_keras=keras_seconds,
         images=[str(p) for p in images], random_inputs=random_count, seed=seed,
         sha256=Digests(top=sha256_file(top), no_top=sha256_file(no_top)),

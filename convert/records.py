@@ -139,9 +139,9 @@ class RewriteFigures:
     max_abs_dlogit: float
     tolerance: float
     top1_agree: int
-    top5_agree: int
+    top5_agree: int | None  # None: not measured (a quantized variant's float figures have no top-5)
     passed: bool
-    no_top_max_abs_diff: float
+    no_top_max_abs_diff: float | None  # None: not measured
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -213,6 +213,12 @@ class QuantParity:
     images: list[str]
     seed: int
     reference: str  # the archive graph the figures are against (path relative to the extraction)
+    reference_kind: str | None = None  # eval_pbtxt | ckpt_meta | graph_pb | frozen_pb
+    reference_logits: str | None = None  # the logits tensor found in it (by structure)
+    # where the quantizers' ranges were read: "variables" (the graph's range variables, from the checkpoint)
+    # or "constants" (a frozen graph's, each matched to its checkpoint variables by scope and value)
+    ranges: str | None = None
+    passed_over: list[str] = field(default_factory=list)  # the layout's graphs not taken, and why
     floats: list[FloatFigures] = field(default_factory=list)  # as-is first, then the rewrites
     twin: list[TwinFigures] = field(default_factory=list)
     tflite: TfliteFigures | None = None
@@ -290,6 +296,8 @@ class ParityRecord:
     reference_graph: str | None = None
     reference_checkpoint: str | None = None
     reference_sources: dict[str, int] = field(default_factory=dict)
+    reference_logits: str | None = None  # the logits tensor of the reference graph (found by structure)
+    reference_passed_over: list[str] = field(default_factory=list)  # the layout's graphs not taken, and why
     inference_time_tf: float | None = None
     inference_time_keras: float | None = None
     # the inputs and the environment
@@ -344,8 +352,7 @@ class ParityRecord:
         archive graph with every FakeQuant bypassed as the row's own (as is; the rewrites beside it)."""
         first = quant.floats[0]
         rewrites = {f.rewrite: RewriteFigures(f"{f.rewrite}, FakeQuants bypassed", f.constants, f.max_abs_dlogit,
-                                              f.tolerance, f.top1_agree, f.top1_agree, f.passed,
-                                              float("nan") if f.no_top_max_abs_diff is None else f.no_top_max_abs_diff)
+                                              f.tolerance, f.top1_agree, None, f.passed, f.no_top_max_abs_diff)
                     for f in quant.floats[1:]}
         return cls(model=variant.stem, name=variant.name, family=variant.family_key, alpha=variant.alpha,
                    rows=variant.rows, passed=quant.passed, kind=variant.kind, minimalistic=variant.minimalistic,
@@ -354,7 +361,8 @@ class ParityRecord:
                    top1_agree=first.top1_agree, inputs=quant.inputs, rewrites=rewrites,
                    no_top_max_abs_diff=first.no_top_max_abs_diff, no_top_file_mismatches=list(quant.no_top_file_mismatches),
                    no_top_passed=quant.float_passed,
-                   reference="bypassed", reference_graph=quant.reference, images=list(quant.images),
+                   reference="bypassed", reference_graph=quant.reference, reference_logits=quant.reference_logits,
+                   reference_passed_over=list(quant.passed_over), images=list(quant.images),
                    random_inputs=random_inputs, seed=quant.seed, sha256=digests, tf_version=tf_version,
                    keras_version=keras_version, verified_at=verified_at, quant=quant)
 

@@ -113,26 +113,26 @@ def cached_archive_graph(model_dir: Path, variant: Variant):
         return archive_graph(model_dir, variant)
     key = f"{variant.stem}:{sha256_file(path)}"
     if key not in _graph_cache:
-        graph_def, kind, found = archive_graph(model_dir, variant)
+        graph_def, kind, found, passed_over = archive_graph(model_dir, variant)
         while len(_graph_cache) >= GRAPH_CACHE_SIZE:
             _graph_cache.pop(next(iter(_graph_cache)))
-        _graph_cache[key] = (graph_def, kind, None if found is None else found.relative_to(model_dir))
-    graph_def, kind, relative = _graph_cache[key]
-    return graph_def, kind, None if relative is None else Path(model_dir) / relative
+        _graph_cache[key] = (graph_def, kind, None if found is None else found.relative_to(model_dir), passed_over)
+    graph_def, kind, relative, passed_over = _graph_cache[key]
+    return graph_def, kind, None if relative is None else Path(model_dir) / relative, passed_over
 
 
-def _graph_scorers(stack: contextlib.ExitStack, variant: Variant, graph_def, feeds, preprocessings) -> list[Scorer]:
-    """An archive graph (``feeds``: its variables' values, or None for a frozen graph) as the ``slim``
-    scorers of every preprocessing, one session for all; the background class is dropped."""
-    nodes = variant.family.nodes
-    run = stack.enter_context(graph_session(graph_def, nodes.input))
-    fixed = _fixed_batch(graph_def, nodes.input.split(":")[0])
+def _graph_scorers(stack: contextlib.ExitStack, variant: Variant, graph_def, endpoints, feeds,
+                   preprocessings) -> list[Scorer]:
+    """An archive graph (``endpoints``: its tensors; ``feeds``: its variables' values, or None for a frozen
+    graph) as the ``slim`` scorers of every preprocessing, one session for all; the background class is dropped."""
+    run = stack.enter_context(graph_session(graph_def, endpoints.input))
+    fixed = _fixed_batch(graph_def, endpoints.input.split(":")[0])
     offset = variant.label_offset
 
     def predict(x):
         if not fixed:
-            return np.asarray(run(x, feeds, nodes.logits)).reshape(len(x), -1)[:, offset:]
-        out = [Scorer("", "", lambda c: run(c, feeds, nodes.logits)).logits(x[i:i + fixed], fixed)
+            return np.asarray(run(x, feeds, endpoints.logits)).reshape(len(x), -1)[:, offset:]
+        out = [Scorer("", "", lambda c: run(c, feeds, endpoints.logits)).logits(x[i:i + fixed], fixed)
                for i in range(0, len(x), fixed)]  # a graph with a fixed batch size (frozen graphs)
         return np.concatenate(out)[:, offset:]
 
@@ -147,7 +147,7 @@ def slim_scorers(stack: contextlib.ExitStack, variant: Variant, model_dir: Path,
         feeds = None if choice.checkpoint is None else checkpoint_feeds(choice.graph_def, str(choice.checkpoint)).slim
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"{variant.name}: cannot restore the archive's slim graph: {exc}") from None
-    return _graph_scorers(stack, variant, choice.graph_def, feeds, preprocessings)
+    return _graph_scorers(stack, variant, choice.graph_def, choice.endpoints, feeds, preprocessings)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def quant_graph_scorers(stack: contextlib.ExitStack, variant: Variant, model_dir
         ref = graph_reference(Path(model_dir), variant)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"{variant.name}: cannot restore the archive's quantized graph: {exc}") from None
-    return _graph_scorers(stack, variant, ref.graph_def, ref.feeds, preprocessings)
+    return _graph_scorers(stack, variant, ref.graph_def, ref.endpoints, ref.feeds, preprocessings)
 
 
 def twin_scorers(variant: Variant, path: Path, preprocessings) -> list[Scorer]:

@@ -26,6 +26,7 @@ from ..records import Digests, FloatFigures, ParityRecord, QuantParity, Source, 
 from ..parity import (checkpoint_feeds, choose_reference, compare, graph_session, keras_outputs, load_image,
                       versions)
 from .tflite import InputQuant, input_quant, output_is_softmax, run_tflite
+from ..endpoints import Endpoints
 from .walk import Quantizer, bypass, read_ranges, walk
 
 TWIN_MAX_STEPS = 1.0  # the twin's logits stay within one step of the graph's logit grid (float32 slack: 1e-4 of it)
@@ -47,6 +48,9 @@ class GraphReference:
     graph_def: object
     path: Path
     feeds: dict[str, np.ndarray] | None
+    kind: str  # eval_pbtxt | ckpt_meta | graph_pb | frozen_pb
+    endpoints: Endpoints  # its input, logits and pooled tensors (found by structure)
+    passed_over: tuple[str, ...] = ()  # the layout's graphs not taken, and why
 
 
 def graph_reference(model_dir: Path, variant) -> GraphReference:
@@ -54,12 +58,13 @@ def graph_reference(model_dir: Path, variant) -> GraphReference:
     inference graph fed slim's checkpoint values, else its frozen graph), ready to run."""
     choice = choose_reference(model_dir, variant)
     feeds = checkpoint_feeds(choice.graph_def, str(choice.checkpoint)).slim if choice.checkpoint else None
-    return GraphReference(choice.graph_def, choice.path, feeds)
+    return GraphReference(choice.graph_def, choice.path, feeds, choice.kind, choice.endpoints, choice.passed_over)
 
 
 def _run(ref: GraphReference, graph_def, x: np.ndarray, output):
-    """``output`` (a node's tensor, or a list of them) of ``graph_def`` on ``x``, one row per input."""
-    with graph_session(graph_def, "input:0") as run:
+    """``output`` (a node's tensor, or a list of them) of ``graph_def`` (the reference graph, or a rewrite
+    of it keeping its node names) on ``x``, one row per input."""
+    with graph_session(graph_def, ref.endpoints.input) as run:
         got = run(x, ref.feeds, output)
     return [np.asarray(g).reshape(len(x), -1) for g in got] if isinstance(output, list) else \
         np.asarray(got).reshape(len(x), -1)
@@ -80,7 +85,7 @@ def float_figures(variant, ref: GraphReference, top: Path, no_top: Path,
     """(a): the float .h5 files (keras.applications model) against the bypassed graph, as is and rewritten:
     the logits and the no-top file's pooled features, as :func:`convert.parity.verify` proves a float
     variant's; and where the no-top file differs from the no-top model loaded from the top file."""
-    family, nodes = variant.family, variant.family.nodes
+    family, ends = variant.family, ref.endpoints
     bypassed, _ = bypass(ref.graph_def)
     # x in [-1, 1]: keras_outputs maps them to the model's range
     keras_logits, _, embedding, mismatches = keras_outputs(variant, top, no_top, x)
@@ -89,7 +94,7 @@ def float_figures(variant, ref: GraphReference, top: Path, no_top: Path,
                for name, (_, rewrite) in family.reference_rewrites.items()]
     out = []
     for name, (graph_def, constants), tolerance in graphs:
-        logits, pooled = _run(ref, graph_def, x, [nodes.logits, nodes.pooled])
+        logits, pooled = _run(ref, graph_def, x, [ends.logits, ends.pooled])
         c = compare(logits, keras_logits, variant.label_offset, tolerance)
         pooled = pooled.reshape(embedding.shape)
         no_top_diff = float(np.max(np.abs(pooled - embedding)))
@@ -109,7 +114,7 @@ def twin_figures(variant, ref: GraphReference, twin, quantizers: list[Quantizer]
                                         for name, (_, rewrite) in variant.family.reference_rewrites.items()]
     out = []
     for name, graph_def in graphs:
-        theirs = _run(ref, graph_def, x, variant.family.nodes.logits)[:, variant.label_offset:]
+        theirs = _run(ref, graph_def, x, ref.endpoints.logits)[:, variant.label_offset:]
         d = float(np.max(np.abs(mine - theirs)))
         top1 = int(np.sum(mine.argmax(1) == theirs.argmax(1)))
         out.append(TwinFigures(name, step, d, d / step, top1, bool(d / step <= TWIN_MAX_STEPS * (1 + 1e-4) and top1 == len(x))))
@@ -172,7 +177,9 @@ def verify_quant(variant, model_dir: str | Path, weights_dir: str | Path, quanti
     floats, no_top_mismatches = float_figures(variant, ref, top, no_top, x)
     return QuantParity(
         variant=variant.name, inputs=len(q), images=[str(p) for p in images], seed=seed,
-        reference=ref.path.relative_to(model_dir).as_posix(), floats=floats,
+        reference=ref.path.relative_to(model_dir).as_posix(), reference_kind=ref.kind,
+        reference_logits=ref.endpoints.logits, passed_over=list(ref.passed_over),
+        ranges="constants" if any(q.from_constants for q in quantizers) else "variables", floats=floats,
         twin=twin_figures(variant, ref, twin, quantizers, x),
         tflite=tflite_figures(variant, archive_tflite, weights_dir / family.tflite_file(variant), q, quant),
         no_top_file_mismatches=no_top_mismatches)

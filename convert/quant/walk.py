@@ -19,8 +19,11 @@ Checkpoint scope names of the ranges changed across TF versions (``weights_quant
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections import Counter
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..errors import ConversionError
 
@@ -54,6 +57,9 @@ class Quantizer:
     min: float | None = None  # the range's values: from a frozen graph's constants, or :func:`read_ranges`
     max: float | None = None
     from_constants: bool = False  # min/max are constants of the graph (a frozen graph), not variables
+    # the checkpoint variables holding the range: ``min_var``/``max_var`` themselves, or for constants the
+    # variables matched to them by scope and value (:func:`read_ranges`); None until matched
+    checkpoint_vars: tuple[str, str] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -210,8 +216,63 @@ def kind_counts(quantizers: list[Quantizer]) -> dict[str, int]:
 
 def range_variables(quantizers: list[Quantizer]) -> frozenset[str]:
     """The checkpoint variables holding the quantizers' ranges (what the twin consumes; the checkpoint's
-    classification counts them as consumed, not as unknown)."""
-    return frozenset(name for q in quantizers if not q.from_constants for name in (q.min_var, q.max_var))
+    classification counts them as consumed, not as unknown): a graph's range variables, or the checkpoint
+    variables a frozen graph's range constants were matched to (:func:`read_ranges`)."""
+    return frozenset(name for q in quantizers
+                     for name in (q.checkpoint_vars or (() if q.from_constants else (q.min_var, q.max_var))))
+
+
+RANGE_LEAVES = ("min", "max")
+
+
+def _checkpoint_ranges(table: dict) -> dict[str, dict[str, str]]:
+    """The checkpoint's range variables by scope: scalars named ``<scope>/min`` and ``<scope>/max``."""
+    out: dict[str, dict[str, str]] = {}
+    for name, shape in table.items():
+        if _leaf(name) in RANGE_LEAVES and not list(shape):
+            out.setdefault(_parent(name), {})[_leaf(name)] = name
+    return out
+
+
+def _match_constants(quantizers: list[Quantizer], table: dict, value, prefix: str) -> list[Quantizer]:
+    """A frozen graph's constant ranges, each matched by scope to the checkpoint's ``<scope>/min|max`` (the
+    scope of the FakeQuant node, or of the constants, which freezing names after the variables) and checked
+    equal to their values. A quantizer without its variables, a variable of no quantizer, a value that
+    differs: :class:`QuantGraphError` naming both sides."""
+    by_scope = {s: r for s, r in _checkpoint_ranges(table).items() if set(r) == set(RANGE_LEAVES)}
+    used: set[str] = set()
+    out = []
+    for q in quantizers:
+        if not q.from_constants:
+            out.append(q)
+            continue
+        scopes = list(dict.fromkeys((_parent(q.node), _parent(q.min_var), _parent(q.max_var))))
+        scope = next((s for s in scopes if s in by_scope and s not in used), None)
+        if scope is None:
+            raise QuantGraphError(
+                f"FakeQuant node {q.node!r} of the frozen graph (range constants {q.min_var} = {q.min!r}, "
+                f"{q.max_var} = {q.max!r}) matches no range variables of checkpoint {prefix}: looked for "
+                f"{' or '.join(s + '/min|max' for s in scopes)}")
+        names = (by_scope[scope]["min"], by_scope[scope]["max"])
+        for var, const, got in zip(names, (q.min_var, q.max_var), (q.min, q.max)):
+            if value(var) != np.float32(got):
+                raise QuantGraphError(
+                    f"checkpoint {prefix}: range variable {var} = {value(var)!r} differs from the frozen graph's "
+                    f"constant {const} = {np.float32(got)!r} of FakeQuant node {q.node!r} (weights and ranges "
+                    f"of two trainings?)")
+        used.add(scope)
+        out.append(dataclasses.replace(q, checkpoint_vars=names))
+    if any(q.from_constants for q in quantizers):
+        taken = range_variables(out)
+        left = sorted(name for r in _checkpoint_ranges(table).values() for name in r.values() if name not in taken)
+        if left:
+            nodes = [q.node for q in quantizers]
+            near = difflib.get_close_matches(left[0], nodes, n=1, cutoff=0.0)
+            raise QuantGraphError(
+                f"checkpoint {prefix} holds {len(left)} range variable(s) that match no FakeQuant node of the frozen "
+                f"graph: {', '.join(left[:6])}{' …' if len(left) > 6 else ''} (the nearest node to {left[0]} is "
+                f"{near[0] if near else 'none'}; the graph has {len(nodes)} FakeQuant nodes)")
+    return out
 
 
 def read_ranges(quantizers: list[Quantizer], checkpoint_prefix: str) -> list[Quantizer]:
@@ -225,14 +286,20 @@ def read_ranges(quantizers: list[Quantizer], checkpoint_prefix: str) -> list[Qua
     except Exception as exc:  # tf.errors.* on a missing or corrupt index
         raise QuantGraphError(f"cannot open checkpoint {checkpoint_prefix}: {exc}") from None
     table = reader.get_variable_to_shape_map()
-    wanted = sorted(range_variables(quantizers))
+
+    def value(v):  # as slim's evaluation restores it: the shadow when there is one
+        return np.float32(reader.get_tensor(v + EMA_SUFFIX if v + EMA_SUFFIX in table else v))
+
+    quantizers = _match_constants(quantizers, table, value, str(checkpoint_prefix))
+    wanted = sorted(name for q in quantizers if not q.from_constants for name in (q.min_var, q.max_var))
     missing = [v for v in wanted if v not in table]
     if missing:
         raise QuantGraphError(f"checkpoint {checkpoint_prefix} lacks {len(missing)} of the {len(wanted)} "
                               f"quantization range variables its graph reads: {', '.join(missing[:6])}"
                               f"{' …' if len(missing) > 6 else ''} (a quantized archive without its ranges)")
-    values = {v: float(reader.get_tensor(v + EMA_SUFFIX if v + EMA_SUFFIX in table else v)) for v in wanted}
-    return [q if q.from_constants else dataclasses.replace(q, min=values[q.min_var], max=values[q.max_var])
+    values = {v: float(value(v)) for v in wanted}
+    return [q if q.from_constants else dataclasses.replace(q, min=values[q.min_var], max=values[q.max_var],
+                                                          checkpoint_vars=(q.min_var, q.max_var))
             for q in quantizers]
 
 
