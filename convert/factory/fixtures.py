@@ -129,18 +129,44 @@ def _inference_bn(tf, weight):
     return batch_norm
 
 
-def build_eval_graph(variant):
+# How a quantization-aware archive's graphs are written (``form``), as Google's releases vary:
+# "slim": slim's node names (``Logits/output`` ...), eval graphs; "tflite_names": the head named as Google's
+# .tflite file of the family shows its TF nodes (the recipe's ``tflite_naming``: V2 a top-level ``output``, no
+# softmax; V3 ``Logits/SpatialSqueeze``; V1's are slim's own); "training_meta": the checkpoint's ``.meta`` holds
+# contrib.quantize's training rewrite (moving-average ranges, training-mode BN, dropout, a queue for input)
+# and no eval graph is written, so the frozen graph is the only inference graph.
+FORMS = ("slim", "tflite_names", "training_meta")
+
+
+def _check_form(variant, form: str) -> None:
+    if form not in FORMS:
+        raise ValueError(f"unknown archive form {form!r}; valid: {', '.join(FORMS)}")
+    if form != "slim" and factory_of(variant.family_key).quant is None:
+        raise ValueError(f"the archive form {form!r} is for quantization-aware variants, not {variant.name}")
+
+
+def head_naming(variant, form: str = "slim") -> str:
+    """The head naming (:class:`~.graphs.ops.Ops`) of a form's graphs."""
+    return factory_of(variant.family_key).quant.tflite_naming if form == "tflite_names" else "slim"
+
+
+def build_eval_graph(variant, form: str = "slim", training: bool = False):
     """A fresh ``tf.Graph`` holding slim's eval graph: ref variables (read via ``<name>/read``), the
     ``input`` placeholder and the logits/prediction outputs. Returns (graph, {name: variable}).
-    A quantization-aware variant's graph is contrib.quantize's (:mod:`.qat`), its ranges variables too."""
+    A quantization-aware variant's graph is contrib.quantize's (:mod:`.qat`), its ranges variables too,
+    its head named as the ``form`` says; with ``training``, contrib's training graph (images from a queue)."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
     graph = tf.Graph()
     variables, specs = {}, {**model_variables(variant), **range_variables(variant)}
     with graph.as_default():
-        x = v1.placeholder(tf.float32, [None, variant.rows, variant.rows, 3],
-                           name=variant.family.nodes.input.split(":")[0])
+        if training:
+            queue = v1.FIFOQueue(32, [tf.float32], shapes=[[variant.rows, variant.rows, 3]], name="batch/fifo_queue")
+            x = queue.dequeue_many(8, name="batch")
+        else:
+            x = v1.placeholder(tf.float32, [None, variant.rows, variant.rows, 3],
+                               name=variant.family.nodes.input.split(":")[0])
 
         def weight(name):
             if name not in variables:
@@ -153,7 +179,8 @@ def build_eval_graph(variant):
             return variables[name]
 
         if factory_of(variant.family_key).quant:
-            qat.quant_graph(tf, x, variant, weight, qat.fake_quant_with(tf, weight))
+            fake_quant = (qat.fake_quant_training if training else qat.fake_quant_with)(tf, weight)
+            qat.quant_graph(tf, x, variant, weight, fake_quant, head_naming(variant, form), training)
         else:
             factory_of(variant.family_key).forward(tf, x, variant, weight, _inference_bn(tf, weight))
     missing = sorted(set(specs) - set(variables))
@@ -264,13 +291,13 @@ def _assign(sess, variables: dict, values: dict[str, np.ndarray]) -> None:
     sess.run([variables[n].initializer for n in values], {variables[n].initial_value: v for n, v in values.items()})
 
 
-def _save_checkpoint(variant, values: dict[str, np.ndarray], prefix: Path) -> None:
-    """A V2-format checkpoint of exactly ``values`` plus its ``.meta``: the eval graph, with a ref variable
-    for every extra name (shadows, slots, ``global_step``)."""
+def _save_checkpoint(variant, values: dict[str, np.ndarray], prefix: Path, form: str = "slim") -> None:
+    """A V2-format checkpoint of exactly ``values`` plus its ``.meta``: the eval graph (the training graph in
+    the form ``training_meta``), with a ref variable for every extra name (shadows, slots, ``global_step``)."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
-    graph, variables = build_eval_graph(variant)
+    graph, variables = build_eval_graph(variant, form, training=form == "training_meta")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with graph.as_default():
         all_vars = dict(variables)
@@ -284,10 +311,26 @@ def _save_checkpoint(variant, values: dict[str, np.ndarray], prefix: Path) -> No
             saver.save(sess, str(prefix), write_state=False)
 
 
-def write_model_files(variant, seed: int, root: Path) -> list[Path]:
+def _sinks(graph_def, start: str) -> list[str]:
+    """The nodes computed from ``start`` that nothing consumes (the graph's outputs), in graph order."""
+    consumers: dict[str, list[str]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            consumers.setdefault(i.split(":")[0].lstrip("^"), []).append(n.name)
+    reached, stack = set(), [start]
+    while stack:
+        for c in consumers.get(stack.pop(), ()):
+            if c not in reached:
+                reached.add(c)
+                stack.append(c)
+    return [n.name for n in graph_def.node if n.name in reached and not consumers.get(n.name)]
+
+
+def write_model_files(variant, seed: int, root: Path, form: str = "slim") -> list[Path]:
     """Write the variant's archive members under ``root`` (layout paths); returns them in member order."""
     import tensorflow as tf
 
+    _check_form(variant, form)
     v1 = tf.compat.v1
     layout, nodes = factory_layout(variant), variant.family.nodes
     quant = factory_of(variant.family_key).quant
@@ -302,20 +345,19 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
         values = {**checkpoint_values(variant, seed, cf.role, ema), **ranges}
         restored = restored or eval_values(values, {**model_variables(variant), **ranges})
         prefix = root / fill(cf.prefix, variant)
-        _save_checkpoint(variant, values, prefix)
+        _save_checkpoint(variant, values, prefix, form)
         members += sorted(prefix.parent.glob(prefix.name + ".*"))
-    graph, variables = build_eval_graph(variant)
+    graph, variables = build_eval_graph(variant, form)
     eval_graph_def = graph.as_graph_def()
     for template in layout.reference_graphs:
-        if template.endswith(".pbtxt"):
+        if template.endswith(".pbtxt") and form != "training_meta":
             path = root / fill(template, variant)
             tf.io.write_graph(eval_graph_def, str(path.parent), path.name, as_text=True)
             members.append(path)
     with v1.Session(graph=graph) as sess:
         _assign(sess, variables, restored)
-        outputs = [nodes.logits.split(":")[0], nodes.predictions]
-        if quant and quant.output_alias:
-            outputs.append(quant.output_alias)
+        # every output of the inference graph (slim's: the logits and predictions, plus V2's "output" alias)
+        outputs = _sinks(eval_graph_def, nodes.input.split(":")[0])
         frozen = v1.graph_util.convert_variables_to_constants(sess, eval_graph_def, outputs)
     frozen_path = root / fill(layout.frozen, variant)
     frozen_path.write_bytes(frozen.SerializeToString(deterministic=True))
@@ -327,7 +369,7 @@ def write_model_files(variant, seed: int, root: Path) -> list[Path]:
     if quant:
         tflite = root / fill(layout.tflite, variant)
         tflite.parent.mkdir(parents=True, exist_ok=True)
-        tflite.write_bytes(qat.tflite_model(variant, frozen_path))
+        tflite.write_bytes(qat.tflite_model(variant, frozen_path, head_naming(variant, form)))
         members.append(tflite)
     return members
 
@@ -354,18 +396,18 @@ def _write_tgz(members: list[Path], root: Path, path: Path) -> None:
                 tar.addfile(info, fh)
 
 
-def build_archive(name: str, out_dir: str | Path, seed: int = 0, keep_files: bool = False) -> Path:
-    """Build ``out_dir/<stem>.tgz`` for a variant (atomically); returns its path.
-
-    With ``keep_files`` the unpacked members are kept in ``out_dir/extracted/``."""
+def build_archive(name: str, out_dir: str | Path, seed: int = 0, keep_files: bool = False, form: str = "slim") -> Path:
+    """Build ``out_dir/<stem>.tgz`` for a variant (atomically), its graphs written in ``form`` (:data:`FORMS`);
+    returns its path. With ``keep_files`` the unpacked members are kept in ``out_dir/extracted/``."""
     variant = default_manifest().resolve(name)
+    _check_form(variant, form)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / variant.archive_filename
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
         root = Path(tmp) / "root"
         root.mkdir()
-        members = write_model_files(variant, seed, root)
+        members = write_model_files(variant, seed, root, form)
         part = Path(tmp) / target.name
         _write_tgz(members, root, part)
         if keep_files:  # the members first: the archive is what marks a build complete
@@ -402,29 +444,36 @@ def cache_root() -> Path:
     return Path(env_setting("MOBILENET_FIXTURES") or PROJECT_ROOT / "cache" / "fixtures")
 
 
-def cached_dir(name: str, seed: int = 0) -> Path:
-    """The cache folder of a (variant, seed), built on first use: ``<model>.tgz`` and ``<model>/`` members."""
+def _cache_key(variant, seed: int, form: str) -> str:
+    return f"{variant.stem}-seed{seed}" + ("" if form == "slim" else f"-{form}")
+
+
+def cached_dir(name: str, seed: int = 0, form: str = "slim") -> Path:
+    """The cache folder of a (variant, seed, form), built on first use: ``<model>.tgz`` and ``<model>/`` members."""
     variant = default_manifest().resolve(name)
-    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family_key)}"
+    _check_form(variant, form)
+    key = _cache_key(variant, seed, form)
+    folder = cache_root() / f"{key}-{factory_version(variant.family_key)}"
     if not (folder / variant.archive_filename).exists():
-        # one builder at a time per (variant, seed): test workers and demo runs share this cache
-        with file_lock(cache_root() / f".{variant.stem}-seed{seed}.lock"):
+        # one builder at a time per (variant, seed, form): test workers and demo runs share this cache
+        with file_lock(cache_root() / f".{key}.lock"):
             if not (folder / variant.archive_filename).exists():
-                for stale in cache_root().glob(f"{variant.stem}-seed{seed}-*"):  # builds of older factory code
-                    shutil.rmtree(stale, ignore_errors=True)
-                build_archive(variant.name, folder, seed, keep_files=True)
+                for stale in cache_root().glob(f"{key}-*"):  # builds of older factory code
+                    if stale.name.rpartition("-")[0] == key:
+                        shutil.rmtree(stale, ignore_errors=True)
+                build_archive(variant.name, folder, seed, keep_files=True, form=form)
     return folder
 
 
-def cached_archive(name: str, seed: int = 0) -> Path:
+def cached_archive(name: str, seed: int = 0, form: str = "slim") -> Path:
     """Path of the cached factory archive of a variant (built on first use)."""
     variant = default_manifest().resolve(name)
-    return cached_dir(name, seed) / variant.archive_filename
+    return cached_dir(name, seed, form) / variant.archive_filename
 
 
-def cached_extracted(name: str, seed: int = 0) -> Path:
+def cached_extracted(name: str, seed: int = 0, form: str = "slim") -> Path:
     """The unpacked members of the cached factory build (the archive's extraction root)."""
-    return cached_dir(name, seed) / "extracted"
+    return cached_dir(name, seed, form) / "extracted"
 
 
 def cached_checkpoint(name: str, seed: int = 0, role: str | None = None) -> str:
@@ -434,9 +483,9 @@ def cached_checkpoint(name: str, seed: int = 0, role: str | None = None) -> str:
     return str(cached_extracted(name, seed) / fill(_checkpoint_file(variant, role)[0].prefix, variant))
 
 
-def is_cached(name: str, seed: int = 0) -> bool:
+def is_cached(name: str, seed: int = 0, form: str = "slim") -> bool:
     variant = default_manifest().resolve(name)
-    folder = cache_root() / f"{variant.stem}-seed{seed}-{factory_version(variant.family_key)}"
+    folder = cache_root() / f"{_cache_key(variant, seed, form)}-{factory_version(variant.family_key)}"
     return (folder / variant.archive_filename).exists()
 
 
@@ -491,12 +540,15 @@ def main(argv: list[str] | None = None) -> int:
                         "a family (v1, v2, v3, v1-quant, v2-quant, v3-quant) or 'all'")
     p.add_argument("--out", required=True, help="output folder for the <stem>.tgz archives")
     p.add_argument("--seed", type=int, default=0, help="value seed (default 0)")
+    p.add_argument("--form", choices=FORMS, default="slim", help=(
+        "how a quantization-aware archive's graphs are written: slim's node names (default), the names Google's "
+        ".tflite files show (tflite_names), or a training graph as the checkpoint's .meta (training_meta)"))
     args = p.parse_args(argv)
     from tqdm import tqdm
 
     variants = default_manifest().select(args.names)
     for variant in tqdm(variants, desc="archives", unit="archive", disable=len(variants) < 2):
         start = time.perf_counter()
-        path = build_archive(variant.name, args.out, args.seed)
+        path = build_archive(variant.name, args.out, args.seed, form=args.form)
         tqdm.write(f"{path}  {path.stat().st_size / 1e6:.1f} MB  {time.perf_counter() - start:.1f} s")
     return 0

@@ -22,18 +22,20 @@ import functools
 import numpy as np
 
 from .graphs import factory_of
-from .graphs.quant import QuantOps
+from .graphs.quant import QuantOps, TrainingQuantOps
 
 NUM_BITS = 8
 CALIBRATION_BATCH = 8
 
 
-def quant_graph(tf, x, variant, weight, fake_quant):
+def quant_graph(tf, x, variant, weight, fake_quant, naming: str = "slim", training: bool = False):
     """The variant's QAT inference graph on ``x`` (see :class:`~.graphs.quant.QuantOps` for ``weight``
-    and ``fake_quant``). Returns the logits tensor."""
+    and ``fake_quant``), its head named by ``naming``; with ``training``, contrib's training rewrite instead
+    (:class:`~.graphs.quant.TrainingQuantOps`). Returns the logits tensor."""
     spec = factory_of(variant.family_key)
-    logits = spec.graph(QuantOps(tf, weight, None, fake_quant), x, variant)
-    if spec.quant.output_alias:
+    ops = (TrainingQuantOps if training else QuantOps)(tf, weight, None, fake_quant, naming=naming)
+    logits = spec.graph(ops, x, variant)
+    if spec.quant.output_alias and naming == "slim":
         tf.identity(logits, name=spec.quant.output_alias)
     return logits
 
@@ -104,13 +106,44 @@ def fake_quant_with(tf, range_variable):
     return fake_quant
 
 
-def tflite_model(variant, frozen_path) -> bytes:
+def fake_quant_training(tf, range_variable):
+    """contrib.quantize's training quantizers: an activation's range follows a moving average of the batch's
+    min/max (``<scope>/AssignMovingAvg`` / ``AssignMovingAvg_1``, assign-subs of its variables), a weight's is
+    assigned its last value (``<scope>/AssignMinLast`` / ``AssignMaxLast``); the FakeQuant reads the updated
+    variables."""
+    def fake_quant(t, scope, narrow):
+        lo, hi = (range_variable(name) for name in range_names(scope))
+        with tf.compat.v1.name_scope(scope + "/"):
+            batch_lo, batch_hi = tf.minimum(tf.reduce_min(t), 0.0), tf.maximum(tf.reduce_max(t), 0.0)
+            if narrow:  # weights
+                lo = tf.compat.v1.assign(lo, batch_lo, name="AssignMinLast")
+                hi = tf.compat.v1.assign(hi, batch_hi, name="AssignMaxLast")
+            else:
+                lo = tf.compat.v1.assign_sub(lo, (lo - batch_lo) * 0.001, name="AssignMovingAvg")
+                hi = tf.compat.v1.assign_sub(hi, (hi - batch_hi) * 0.001, name="AssignMovingAvg_1")
+            return tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=NUM_BITS, narrow_range=narrow,
+                                                                name="FakeQuantWithMinMaxVars")
+    return fake_quant
+
+
+NAMING_OUTPUTS = {"reshape_output": "output", "spatial_squeeze": "{scope}/Predictions/Softmax"}
+
+
+def tflite_output(variant, naming: str = "slim") -> str:
+    """The frozen graph's node the archive's ``.tflite`` outputs, for the head ``naming``."""
+    quant = factory_of(variant.family_key).quant
+    if naming != "slim":
+        return NAMING_OUTPUTS[naming].format(scope=variant.family.scope)
+    return quant.tflite_output or variant.family.nodes.predictions
+
+
+def tflite_model(variant, frozen_path, naming: str = "slim") -> bytes:
     """The archive's ``.tflite``: the frozen graph through TF's legacy uint8 path, as the genuine files
     (uint8 input with the recipe's (mean, std) input statistics, the recipe's output node)."""
     import tensorflow as tf
 
     quant = factory_of(variant.family_key).quant
-    output = quant.tflite_output or variant.family.nodes.predictions
+    output = tflite_output(variant, naming)
     input_name = variant.family.nodes.input.split(":")[0]
     converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
         str(frozen_path), [input_name], [output], input_shapes={input_name: [1, variant.rows, variant.rows, 3]})

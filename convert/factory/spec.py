@@ -77,6 +77,9 @@ class QuantRecipe:
     input_stats: tuple[float, float] = (128.0, 128.0)
     # x of the logits conv's kernel and biases: peaked logits as a trained classifier has (see qat.py)
     head_gain: float = 6.0
+    # the head naming (:class:`~.graphs.ops.Ops`) of the form "tflite_names": the TF node names Google's
+    # .tflite file of the family shows (V1's are slim's own: "slim")
+    tflite_naming: str = "slim"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 activation helper, the pools, the ``expanded_conv`` block (V2, V3) and the predictions head."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -16,13 +16,19 @@ from ..spec import Block
 class Ops:
     """Graph-building helpers over one ``forward`` call's ``weight`` and ``batch_norm``.
 
-    Two hooks let a subclass change how a layer is built without copying the family builders:
-    :meth:`linear` (conv + BN or biases) and :meth:`quantized` (a point where a quantization-aware
-    graph fake-quantizes an activation; the float graph adds nothing there)."""
+    Three hooks let a subclass change how a layer is built without copying the family builders:
+    :meth:`linear` (conv + BN or biases), :meth:`quantized` (a point where a quantization-aware
+    graph fake-quantizes an activation; the float graph adds nothing there) and :meth:`dropout`.
+
+    ``naming`` names the classifier's tail (:meth:`classify`): ``slim`` (``Logits/Squeeze``,
+    ``Logits/output``, ``Predictions/...``), or as Google's ``.tflite`` files of the quantized families show
+    their TF nodes: ``reshape_output`` (V2: the logits conv's output reshaped into a top-level ``output``, no
+    softmax) or ``spatial_squeeze`` (V3: ``Logits/SpatialSqueeze`` into ``Predictions/Softmax``)."""
 
     tf: Any
     weight: Callable[[str], Any]
     batch_norm: Callable[[Any, str], Any]
+    naming: str = field(default="slim", kw_only=True)
 
     def quantized(self, net, name: str):
         """``net`` as the next op reads it at a quantization point; ``name`` names the quantizer's scope
@@ -32,6 +38,10 @@ class Ops:
     def scope(self, name: str):
         """The absolute name scope ``name/`` (re-entered, never uniquified)."""
         return self.tf.compat.v1.name_scope(name + "/")
+
+    def dropout(self, net, scope: str):
+        """slim.dropout at inference: an ``Identity`` in ``scope``."""
+        return self.identity(net, scope, "Identity")
 
     def identity(self, net, scope: str, name: str):
         with self.scope(scope):
@@ -115,8 +125,18 @@ class Ops:
         logits conv, ``Logits/Squeeze`` and ``Logits/output`` (returned), then the predictions."""
         tf, logits_scope = self.tf, f"{family_scope}/Logits"
         net = self.identity(net, family_scope, "embedding")
-        net = self.identity(self.global_pool(net, logits_scope), f"{logits_scope}/Dropout", "Identity")
+        net = self.dropout(self.global_pool(net, logits_scope), f"{logits_scope}/Dropout")
         net = self.conv(net, f"{logits_scope}/Conv2d_1c_1x1", "head")
+        if self.naming == "reshape_output":
+            return tf.reshape(net, [-1, classes], name="output")
+        if self.naming == "spatial_squeeze":
+            with self.scope(logits_scope):
+                logits = tf.squeeze(net, [1, 2], name="SpatialSqueeze")
+            with self.scope(f"{family_scope}/Predictions"):
+                tf.nn.softmax(logits, name="Softmax")
+            return logits
+        if self.naming != "slim":
+            raise ValueError(f"unknown head naming {self.naming!r}; valid: slim, reshape_output, spatial_squeeze")
         with self.scope(logits_scope):
             logits = tf.identity(tf.squeeze(net, [1, 2], name="Squeeze"), name="output")
         self.predictions(logits, family_scope, classes)

@@ -77,6 +77,50 @@ class QuantOps(Ops):
         return tf.raw_ops.Add(x=net, y=bias, name="add_fold")  # TF1's "Add", as contrib in TF 1.x
 
 
+@dataclass(frozen=True)
+class TrainingQuantOps(QuantOps):
+    """:class:`QuantOps` building contrib.quantize's *training* rewrite instead (what a ``.meta`` saved during
+    quantization-aware training holds): each BN conv also runs its float conv through a training-mode
+    ``FusedBatchNormV3`` whose batch statistics fold the kernel, and dropout is random. The ranges are the
+    ``fake_quant``'s (:func:`convert.factory.qat.fake_quant_training`: moving averages in the graph)."""
+
+    def dropout(self, net, scope: str):
+        with self.scope(scope):
+            return self.tf.nn.dropout(net, rate=0.2, seed=1, name="dropout")
+
+    def linear(self, net, scope: str, kind: str, stride: int):
+        tf, strides = self.tf, [1, stride, stride, 1]
+        if not has_bn(kind):
+            return super().linear(net, scope, kind, stride)
+        kernel = self.weight(f"{scope}/{kernel_leaf(kind)}")
+        bn = f"{scope}/BatchNorm/"
+        if kind == "depthwise":
+            raw = tf.raw_ops.DepthwiseConv2dNative(input=net, filter=kernel, strides=strides, padding="SAME",
+                                                   name="depthwise")
+        else:
+            raw = tf.raw_ops.Conv2D(input=net, filter=kernel, strides=strides, padding="SAME", name="Conv2D")
+        with tf.compat.v1.name_scope("BatchNorm"):
+            _, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                raw, self.weight(bn + "gamma"), self.weight(bn + "beta"), epsilon=BN_EPSILON, is_training=True,
+                name="FusedBatchNormV3")
+            for stat, batch in (("moving_mean", mean), ("moving_variance", variance)):  # the update ops
+                with tf.compat.v1.name_scope(f"AssignMovingAvg_{stat}"):
+                    var = self.weight(bn + stat)
+                    tf.compat.v1.assign_sub(var, (var - batch) * 0.003, name="AssignMovingAvg")
+        with tf.compat.v1.name_scope("BatchNorm_Fold"):
+            mult = tf.multiply(self.weight(bn + "gamma"), tf.math.rsqrt(variance + BN_EPSILON, name="Rsqrt"), name="mul")
+            bias = tf.subtract(self.weight(bn + "beta"), mean * mult, name="bias")
+        if kind == "depthwise":
+            mult = tf.reshape(mult, [-1, 1], name="scale_reshape")
+        kernel = self._quant(tf.multiply(kernel, mult, name="mul_fold"), WEIGHTS_QUANT, True)
+        if kind == "depthwise":
+            net = tf.raw_ops.DepthwiseConv2dNative(input=net, filter=kernel, strides=strides, padding="SAME",
+                                                   name="depthwise_Fold")
+        else:
+            net = tf.raw_ops.Conv2D(input=net, filter=kernel, strides=strides, padding="SAME", name="Conv2D_Fold")
+        return tf.raw_ops.Add(x=net, y=bias, name="add_fold")
+
+
 def _quant_spec(float_spec: FactorySpec, checkpoints: dict[str, CheckpointRecipe], quant: QuantRecipe) -> FactorySpec:
     """A QAT family's spec: its float sibling's layers and graph, its own checkpoint recipes."""
     return FactorySpec(layers=float_spec.layers, forward=float_spec.forward, graph=float_spec.graph,
@@ -96,12 +140,12 @@ QUANT_FACTORIES: dict[str, FactorySpec] = {
         checkpoints=(CheckpointFile("combined", "{stem}.ckpt", "raw"),), reference_graphs=("{stem}_eval.pbtxt",),
         frozen="{stem}_frozen.pb", info="{stem}_info.txt", tflite="{stem}.tflite"))),
     "v2-quant": _quant_spec(v2.FACTORY, {"combined": v2.FACTORY.checkpoints["combined"]}, QuantRecipe(
-        tflite_output="output", output_alias="output", layout=ArchiveLayout(
+        tflite_output="output", output_alias="output", tflite_naming="reshape_output", layout=ArchiveLayout(
             checkpoints=(CheckpointFile("combined", f"{V2_FOLDER}/model.ckpt-{STEP}", "raw"),),
             reference_graphs=(), frozen=f"{V2_FOLDER}/frozen_graph.pb", info=None,
             tflite=f"{V2_FOLDER}/model.tflite"))),
     "v3-quant": _quant_spec(v3.FACTORY, {"pristine": v3.FACTORY.checkpoints["pristine"]}, QuantRecipe(
-        input_stats=(128.0, 127.0), layout=ArchiveLayout(
+        input_stats=(128.0, 127.0), tflite_naming="spatial_squeeze", layout=ArchiveLayout(
             checkpoints=(CheckpointFile("pristine", f"{{stem}}/pristine/model.ckpt-{STEP}", "raw"),),
             reference_graphs=(), frozen="{stem}/{stem}.pb", info=None, tflite="{stem}/{stem}.tflite"))),
 }

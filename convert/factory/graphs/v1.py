@@ -68,7 +68,7 @@ def graph(ops: Ops, x, variant):
     with ops.scope(f"{logits_scope}/AvgPool_1a"):
         net = tf.nn.avg_pool2d(net, [1, *kernel, 1], [1, AVG_POOL_STRIDE, AVG_POOL_STRIDE, 1], "VALID",
                                name="AvgPool")
-    net = ops.identity(net, f"{logits_scope}/Dropout_1b", "Identity")  # slim.dropout at inference
+    net = ops.dropout(net, f"{logits_scope}/Dropout_1b")
     net = ops.conv(net, head.scope, head.kind)
     with ops.scope(logits_scope):
         logits = tf.squeeze(net, [1, 2], name="SpatialSqueeze")
