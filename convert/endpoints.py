@@ -144,10 +144,12 @@ def find_endpoints(graph_def, scope: str, where: str = "the graph") -> Endpoints
     if len(heads) != 1:
         convs = [n.name for n in graph_def.node if n.op == "Conv2D"]
         kernels = sorted({getattr(g.source(_data_inputs(g.nodes[c])[1]), "name", "?") for c in convs})
+        heads_like = [k for k in kernels if "Logits" in k.split("/")] or kernels[-4:]
         raise EndpointError(
             f"{where}: looked for one Conv2D whose kernel is {scope}/{HEAD_SCOPE}/weights (the head conv), found "
             f"{len(heads)}{': ' + ', '.join(heads) if heads else ''}; its {len(convs)} Conv2D nodes read "
-            f"{', '.join(kernels[-4:]) or 'nothing'}{' …' if len(kernels) > 4 else ''}")
+            f"{len(kernels)} kernels, {'under a Logits scope: ' if 'Logits' in ''.join(heads_like) else 'e.g. '}"
+            f"{', '.join(heads_like) or 'none'}")
     head = g.nodes[heads[0]]
     logits, softmax = _logits(g, head)
     upstream = list(_upstream(g, head))

@@ -52,10 +52,10 @@ def run_dir(tmp_path_factory, worker_id) -> Path:
     return base if worker_id == "master" else base.parent
 
 
-def quant_outputs(name: str, run_dir: Path) -> Path:
-    """A quantized variant's factory archive converted by the quant modules, once per test run whichever test
-    process asks first (the others wait on the lock): a folder holding ``<stem>.h5``, ``_no_top.h5``,
-    ``.keras`` and ``.tflite``. Tests read it and never write into it."""
+def quant_outputs(name: str, run_dir: Path, form: str = "slim") -> Path:
+    """A quantized variant's factory archive (in ``form``: :data:`convert.factory.fixtures.FORMS`) converted by
+    the quant modules, once per test run whichever test process asks first (the others wait on the lock): a
+    folder holding ``<stem>.h5``, ``_no_top.h5``, ``.keras`` and ``.tflite``. Tests read it and never write into it."""
     from convert.checkpoint import build_layer_guide
     from convert.fsutil import file_lock
     from convert.keras_weights import convert_guide
@@ -63,11 +63,12 @@ def quant_outputs(name: str, run_dir: Path) -> Path:
     from convert.quant import parity, twin
     from convert.quant.walk import range_variables
 
-    out = run_dir / "quant-outputs" / name
-    with file_lock(run_dir / f".quant-outputs-{name}.lock"):
+    key = name if form == "slim" else f"{name}-{form}"
+    out = run_dir / "quant-outputs" / key
+    with file_lock(run_dir / f".quant-outputs-{key}.lock"):
         if not (out / "complete").is_file():
             variant = resolve(name)
-            opened = parity.open_quant_archive(fixtures.cached_extracted(name), variant)
+            opened = parity.open_quant_archive(fixtures.cached_extracted(name, form=form), variant)
             guide = build_layer_guide(opened.checkpoint, variant, twin_ranges=range_variables(opened.quantizers))
             convert_guide(guide, variant, out)
             twin.write_outputs(variant, guide, opened.quantizers, opened.input, out)
