@@ -164,16 +164,20 @@ def test_input_and_output_quantization_are_the_genuine_ones(family, built, ours,
 
 
 def test_logits_are_peaked(ours, built):
-    """The factory's head gain: on seeded inputs the top class is unique in the uint8 output (a flat random
-    head ties classes in a 1/256-step softmax)."""
+    """The factory's head gain: on seeded inputs the top class is unique in the uint8 output on nearly every
+    input (a flat random head ties classes in a 1/256-step softmax on most). Not on every one: two classes of a
+    random head can be as close as a trained one's, and which of 16 inputs ties then depends on the float
+    rounding of the machine that built the archive (one of 16 tied for V1 and V3 here on 2026-12-07, none
+    on the machine before)."""
     variant, _ = built
     rng = np.random.default_rng(16)
     it = ours.interpreter
-    for _ in range(4):
+    tops = []
+    for _ in range(16):
         it.set_tensor(ours.io("input")["index"], rng.integers(0, 256, (1, variant.rows, variant.rows, 3), np.uint8))
         it.invoke()
-        out = np.sort(it.get_tensor(ours.io("output")["index"])[0].astype(int))
-        assert out[-1] > out[-2], out[-5:]
+        tops.append(np.sort(it.get_tensor(ours.io("output")["index"])[0].astype(int))[-2:])
+    assert sum(best > second for second, best in tops) >= 14, tops
 
 
 def _graph_def(path: Path):
