@@ -221,6 +221,10 @@ class Preprocessing:
         form. TF ops only: it runs eagerly, in ``tf.data`` and in a Keras layer."""
         import tensorflow as tf
 
+        images = tf.convert_to_tensor(images)
+        if images.dtype != tf.uint8 or images.shape.rank not in (3, 4):
+            raise PreprocessingError(f"the pipeline takes uint8 images [h, w, 3] or [n, h, w, 3], got "
+                                     f"{images.dtype.name} {images.shape}")
         single = images.shape.rank == 3
         x = tf.image.convert_image_dtype(images[None] if single else images, tf.float32)
         if self.crop_fraction < 1.0:

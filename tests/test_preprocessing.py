@@ -440,6 +440,8 @@ def test_bad_input_is_a_clear_error(tmp_path):
     pre = Preprocessing.for_input(96)
     with pytest.raises(PreprocessingError, match=r"must be uint8.*float64"):
         pre([np.zeros((5, 5, 3))])
+    with pytest.raises(PreprocessingError, match=r"takes uint8 images.*got float32"):
+        pre.apply(np.zeros((5, 5, 3), np.float32))
     with pytest.raises(PreprocessingError, match=r"H x W x 1, 3 or 4"):
         pre([np.zeros((5, 5, 2), np.uint8)])
     with pytest.raises(PreprocessingError, match=r"\.load\(path\)"):
