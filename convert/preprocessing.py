@@ -124,13 +124,12 @@ class Preprocessing:
             raise PreprocessingError(f"unknown output kind {output!r}; valid: {', '.join(OUTPUTS)}")
         if output == "tflite":
             return cls(rows, rows if cols is None else cols, form="uint8", scale=scale, zero_point=zero_point)
-        pixels = (output == "h5" and include_preprocessing
-                  and tuple(fam.keras_input_range) == FORMS["pixels"])
-        if (not pixels and output == "h5" and include_preprocessing
-                and tuple(fam.keras_input_range) != FORMS["unit"]):
+        takes = tuple(fam.keras_input_range) if output == "h5" and include_preprocessing else FORMS["unit"]
+        form = next((f for f in ("unit", "pixels") if FORMS[f] == takes), None)
+        if form is None:
             raise PreprocessingError(f"family {fam.key}'s Keras input range {fam.keras_input_range} is no form "
                                      f"this pipeline makes ({', '.join(f'{k} {v}' for k, v in FORMS.items())})")
-        return cls(rows, rows if cols is None else cols, form="pixels" if pixels else "unit")
+        return cls(rows, rows if cols is None else cols, form=form)
 
     @classmethod
     def for_variant(cls, variant, output: str = "h5", include_preprocessing: bool = True,
