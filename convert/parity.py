@@ -23,6 +23,7 @@ from .fsutil import sha256_file
 from .keras_model import legacy_weights, model_for
 from .families.base import CheckpointFile, to_keras_input
 from .manifest import Variant
+from .preprocessing import Preprocessing
 from .records import Comparison, Digests, ParityRecord, RewriteFigures, Source
 from .timing import stage, timed
 
@@ -181,16 +182,9 @@ def logit_tolerance(reference_logits: np.ndarray, factor: float = 1e-4) -> float
 # Verification of one converted variant
 
 def load_image(path: str | Path, rows: int) -> np.ndarray:
-    """One image as the model input: decode as 8-bit RGB -> float32 -> bilinear resize (no antialiasing)
-    to rows x rows -> x / 127.5 - 1."""
-    import tensorflow as tf
-
-    try:
-        image = tf.io.decode_image(Path(path).read_bytes(), channels=3, dtype=tf.uint8, expand_animations=False)
-    except tf.errors.InvalidArgumentError:
-        raise ValueError(f"cannot decode image {path}: not a JPEG, PNG, GIF or BMP file") from None
-    image = tf.image.resize(tf.cast(image, tf.float32), (rows, rows), method="bilinear")
-    return (image.numpy() / 127.5 - 1.0).astype(np.float32)
+    """One image as the graph's input, float32 rows x rows x 3 in [-1, 1]: slim's evaluation preprocessing
+    (:func:`convert.preprocessing.Preprocessing.for_input`; a file it cannot decode is a ValueError)."""
+    return Preprocessing.for_input(rows).load(path)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ One job per module:
 
 * :mod:`.dataset`: the ``DIR/<wnid>/*.JPEG`` folder layout and the flat folder with a labels file,
   the class-balanced ``--limit`` subset, the shipped class index;
-* :mod:`.preprocess`: decoding, slim's and keras' preprocessing (TF ops);
+* :mod:`.preprocess`: decoding, slim's (:mod:`convert.preprocessing`'s pipeline) and keras' preprocessing (TF ops);
 * :mod:`.inputs`: the tf.data pipeline;
 * :mod:`.scorers`: the Keras, slim-graph, twin and ``.tflite`` models as scorers (with a small graph cache);
 * :mod:`.evaluation`: one pass over the images, every model scored;

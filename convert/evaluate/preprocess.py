@@ -2,7 +2,9 @@
 
 * ``slim``: ``inception_preprocessing.preprocess_for_eval``: decode to float in [0, 1], central crop of
   87.5 %, bilinear resize with TF1 semantics (``align_corners=False, half_pixel_centers=False``) to
-  rows x rows, then ``(x - 0.5) * 2``;
+  rows x rows, then ``(x - 0.5) / 0.5``: the public API's pipeline
+  (:meth:`convert.preprocessing.Preprocessing.apply`, the [-1, 1] form), so that evaluate's top-1 is the
+  API's; each scorer maps it onto its model's input as the API's form for that file does;
 * ``keras``: what the keras.applications docs show: ``keras.utils.load_img(path, target_size=(r, r))``
   (the whole image, nearest-neighbour resize, as load_img's default ``interpolation="nearest"``;
   computed with ``tf.image.resize(method="nearest")``, which samples the same source pixel
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-CENTRAL_FRACTION = 0.875
+from .. import preprocessing as api
+
+CENTRAL_FRACTION = api.CROP_FRACTION
 
 
 def decode(tf, data, as_pillow: bool = False):
@@ -28,19 +32,16 @@ def decode(tf, data, as_pillow: bool = False):
     ``as_pillow``: JPEGs with libjpeg's accurate integer IDCT, which gives Pillow's pixels exactly (what
     ``keras.utils.load_img`` reads); otherwise TF's default JPEG decoding, as slim's evaluation reads."""
     if not as_pillow:
-        return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        return api.decode(data)
     return tf.cond(tf.io.is_jpeg(data),
                    lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
                    lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False))
 
 
 def slim_preprocess(tf, image, rows: int):
-    """slim ``inception_preprocessing.preprocess_for_eval``: uint8 image -> [-1, 1] float32 rows x rows x 3."""
-    image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
-    image = tf.image.central_crop(image, central_fraction=CENTRAL_FRACTION)
-    image = tf.compat.v1.image.resize_bilinear(image[None], [rows, rows], align_corners=False,
-                                               half_pixel_centers=False)[0]
-    return (image - 0.5) * 2.0
+    """slim ``inception_preprocessing.preprocess_for_eval``: uint8 image -> [-1, 1] float32 rows x rows x 3
+    (the API's ``Preprocessing.for_input(rows)``)."""
+    return api.Preprocessing.for_input(rows).apply(image)
 
 
 def keras_pixels(tf, image, rows: int):

@@ -1,4 +1,5 @@
-"""Registers the twin's layers (:mod:`convert.quant.layers`) with Keras as soon as Keras is imported,
+"""Registers the twin's layers (:mod:`convert.quant.layers`) and the preprocessing layer
+(:func:`convert.preprocessing.layer_class`) with Keras as soon as Keras is imported,
 without importing Keras (and TensorFlow) at ``import convert`` time.
 
 Keras resolves a saved custom class only through its registry (it imports a class's module by itself
@@ -16,6 +17,7 @@ import importlib.util
 import sys
 
 LAYERS = "convert.quant.layers"
+PREPROCESSING = "convert.preprocessing"  # its layer_class() defines and registers the layer
 
 
 class _ThenRegister(importlib.abc.Loader):
@@ -33,7 +35,7 @@ class _ThenRegister(importlib.abc.Loader):
     def exec_module(self, module):
         self._loader.exec_module(module)
         uninstall()  # Keras is loaded: nothing left to wrap
-        importlib.import_module(LAYERS)
+        _register()
 
 
 class _KerasFinder(importlib.abc.MetaPathFinder):
@@ -55,10 +57,15 @@ class _KerasFinder(importlib.abc.MetaPathFinder):
 _FINDER = _KerasFinder()
 
 
+def _register() -> None:
+    importlib.import_module(LAYERS)
+    importlib.import_module(PREPROCESSING).layer_class()
+
+
 def install() -> None:
     """Register the layers now if Keras is loaded, else when it is."""
     if "keras" in sys.modules:
-        importlib.import_module(LAYERS)
+        _register()
     elif _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
 
