@@ -6,6 +6,7 @@
 #   make verify-all                re-verify every variant converted into weights/
 #   make bench                     where the time goes: results/{bench.json,BENCH.md} (float, targets), results/quant/ (quantized)
 #   make evaluate VARIANT=… IMAGENET=DIR [LABELS=FILE] [LIMIT=N]   ImageNet accuracy (results/ACCURACY.md)
+#   make install-check             pip install . into a fresh venv, then the installed package's checks from outside the checkout
 #   make clean                     remove work/, weights/, results/ (keeps the download cache)
 PYTHON  ?= python3.11
 VENV    := .venv
@@ -19,16 +20,17 @@ RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
 # the official example notebook's image (vendored with the genuine artifacts)
 PANDA   := tests/data/genuine/panda.jpg
 
-.PHONY: setup test demo convert convert-all verify-all evaluate bench clean
+.PHONY: setup test demo convert convert-all verify-all evaluate bench install-check clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt
+$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml hatch_build.py
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # two test processes (pytest-xdist), a test file per process at a time: a file's module fixtures are built once
@@ -58,6 +60,19 @@ evaluate: setup
 bench: setup
 	$(PY) -m convert bench --jobs $(JOBS)
 	$(PY) -m convert bench v1-quant v2-quant v3-quant --jobs $(JOBS) --baseline 1 --probe-between 0 --results results/quant
+
+# `pip install .` (the pinned versions as constraints) into a fresh venv in a temporary folder, then
+# .ci/install_check.py run by that venv from outside the checkout; the demo's factory archive comes from
+# this checkout's cache (MOBILENET_FIXTURES overrides). Needs the package index, like make setup.
+install-check:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 2; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	echo "-- pip install . into a fresh venv ($$tmp/venv)" && start=$$(date +%s) && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet . -c constraints.txt && \
+	echo "   ok ($$(( $$(date +%s) - start )) s)" && \
+	cd "$$tmp" && MOBILENET_FIXTURES="$${MOBILENET_FIXTURES:-$(CURDIR)/cache/fixtures}" \
+	    "$$tmp/venv/bin/python" "$(CURDIR)/.ci/install_check.py" --work "$$tmp/work"
 
 clean:
 	rm -rf work weights results .pytest_cache

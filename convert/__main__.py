@@ -36,5 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     return getattr(importlib.import_module(module), func)(argv[1:])
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script ``mobilenet-convert``: ``python -m convert`` (exits with the command's code)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    console()

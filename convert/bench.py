@@ -38,7 +38,7 @@ from . import download, pipeline, report, timing
 from .factory import fixtures
 from .archive import layout_checkpoints
 from .cli import run_cli
-from .env import PROJECT_ROOT, default_cache, quiet_tf
+from .env import CHECKOUT, default_cache, quiet_tf
 from .errors import UserError
 from .families import FAMILIES
 from .manifest import Variant, default_manifest
@@ -296,7 +296,7 @@ def baseline_seconds(variants: list[Variant], archives: dict[str, Path]) -> dict
                       "--results", tmp / "results"]]
             start = time.perf_counter()
             for step in steps:
-                done = subprocess.run([sys.executable, *map(str, step)], cwd=PROJECT_ROOT, capture_output=True,
+                done = subprocess.run([sys.executable, *map(str, step)], cwd=CHECKOUT, capture_output=True,
                                       text=True)
                 if done.returncode != 0:
                     raise RuntimeError(f"baseline {step[0]} {v.name} failed: {done.stderr.strip()[-500:]}")
@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", type=int, default=3, metavar="N",
                    help="variants for the naive three-process baseline (default 3)")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                   help="bench downloads, guides and weights (default: <project>/cache/bench)")
+                   help=f"bench downloads, guides and weights (default: {default_cache() / 'bench'})")
     p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                    help="where bench.json and BENCH.md go (default: results/)")
     p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
@@ -567,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1 or args.baseline < 0 or args.probe_between < 0:
         raise UserError(f"--jobs must be >= 1, --baseline and --probe-between >= 0; got {args.jobs}, {args.baseline} "
                         f"and {args.probe_between}")
+    if args.baseline and CHECKOUT is None:
+        raise UserError("the naive baseline runs the checkout's extract_weights.py, load_weights.py and verify.py, "
+                        "which an installed package does not have; pass --baseline 0, or run the bench from a checkout")
     result = run_bench(args.names, args.cache or default_cache() / "bench", args.jobs, args.baseline, args.seed,
                        args.quiet, args.probe_between)
     markdown = render(result)

@@ -175,7 +175,7 @@ def twin_snippet(variant) -> str:
     return "\n".join([
         "import keras",
         "import numpy as np",
-        "import convert  # registers the twin's fake-quant layers with Keras (run from the project checkout)",
+        "import convert  # registers the twin's fake-quant layers with Keras (mobilenet-tf1-to-keras: pip install <project folder>)",
         "",
         f'model = keras.saving.load_model("{twin}")',
         f"x = np.random.default_rng(0).uniform(-1, 1, (1, {variant.rows}, {variant.rows}, 3)).astype(\"float32\")",

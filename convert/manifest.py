@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .env import PROJECT_ROOT
+from .env import manifest_dir
 from .families import FAMILIES, family as family_of
 from .families.base import Family
 
-MANIFEST_DIR = PROJECT_ROOT / "manifests"
+MANIFEST_DIR = manifest_dir()  # the checkout's manifests/, or the installed package's copy
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^(https?|file)://[^\s/]*(/[^\s]*)?$")

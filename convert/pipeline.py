@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import cards, checkpoint, download, keras_weights, parity, report, timing
 from . import guide as guides
 from .archive import VALUE_SOURCES
-from .env import default_cache, env_setting, quiet_tf
+from .env import cache_help, default_cache, env_setting, quiet_tf
 from .errors import UserError
 from .families import FAMILIES
 from .keras_model import architecture
@@ -515,7 +515,7 @@ def summary_table(rows: list[RunRow]) -> str:
 def _add_common(p: argparse.ArgumentParser, paths: bool = True) -> None:
     if paths:
         p.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                       help="download cache (default: <project>/cache, or $MOBILENET_CACHE)")
+                       help=f"download cache (default: {cache_help()})")
         p.add_argument("--work", type=Path, default=Path("work"), metavar="DIR", help="layer guides (default: work/)")
         p.add_argument("--weights-dir", type=Path, default=Path("weights"), metavar="DIR",
                        help="converted .h5 files (default: weights/)")

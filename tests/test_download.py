@@ -33,9 +33,9 @@ from convert.factory import fixtures
 from convert.archive import find_checkpoint
 from convert.download import DownloadError, FetchResult, NetOptions, fetch
 from convert.download import fetcher
-from convert.env import CACHE_ENV
+from convert.env import CACHE_ENV, PROJECT_ROOT
 from convert.errors import UserError
-from convert.manifest import PROJECT_ROOT, Alternative, default_manifest, resolve
+from convert.manifest import Alternative, default_manifest, resolve
 from convert.factory.serve import DirectoryServer, parse_range, serve_directory
 
 # per test function only: the session/module fixtures (factory archives, built on a cold cache) are not timed

@@ -2,7 +2,7 @@
 
 ``python -m convert download NAME... | FAMILY | all [--mirror URL] [--cache DIR] [--jobs N] [--quiet] [--ignore-pins]``
 
-Layout under the cache directory (default ``<project>/cache``, or ``$MOBILENET_CACHE``)::
+Layout under the cache directory (default ``$MOBILENET_CACHE``, else ``<checkout>/cache``; installed: see :mod:`convert.env`)::
 
     archives/<archive file name>     verified archives only (sha256 checked, then atomic rename)
     archives/<archive file name>.part  an interrupted download, resumed with an HTTP Range request
@@ -12,10 +12,10 @@ Layout under the cache directory (default ``<project>/cache``, or ``$MOBILENET_C
 A pinned archive (the manifest's public sha256 and size of the genuine release) is checked against its
 pin and nothing else. An archive without a pin, or any archive with ``ignore_pins`` (factory archives, a
 rebuilt mirror, the loopback demo), is checked against a lock file instead (trust on first use: the first
-verified download is recorded there; later ones must match): ``manifests/checksums.lock.json`` for
-unpinned genuine archives, ``<cache>/checksums.lock.json`` with ``ignore_pins``. Two processes sharing one
-cache are serialised with ``fcntl`` locks around the lock file and around each archive's download and
-extraction.
+verified download is recorded there; later ones must match): ``DEFAULT_LOCK`` for unpinned genuine archives
+(the checkout's ``manifests/checksums.lock.json``; installed: ``~/.cache/mobilenet-tf1-to-keras/checksums.lock.json``),
+``<cache>/checksums.lock.json`` with ``ignore_pins``. Two processes sharing one cache are serialised with
+``fcntl`` locks around the lock file and around each archive's download and extraction.
 
 One job per module:
 

@@ -6,12 +6,13 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..env import PROJECT_ROOT, env_setting
+from ..env import CHECKOUT, env_setting, state_root
 from ..errors import UserError
 from ..fsutil import atomic_write_bytes, file_lock
 from .records import DownloadError
 
-DEFAULT_LOCK = PROJECT_ROOT / "manifests" / "checksums.lock.json"
+# the checkout's manifests/checksums.lock.json; installed: <state root>/checksums.lock.json (convert.env)
+DEFAULT_LOCK = (CHECKOUT / "manifests" if CHECKOUT is not None else state_root()) / "checksums.lock.json"
 CACHE_LOCK_NAME = "checksums.lock.json"  # the lock used with ignore_pins: <cache>/checksums.lock.json
 LOCK_ENV = "MOBILENET_LOCK"
 
@@ -47,8 +48,8 @@ class ChecksumLock:
 
 
 def lock_for(cache_dir: str | os.PathLike, lock_path: str | os.PathLike | None, ignore_pins: bool) -> ChecksumLock:
-    """The lock file to check unpinned archives against: ``lock_path``, else ``$MOBILENET_LOCK``, else the
-    project's ``manifests/checksums.lock.json``; with ``ignore_pins``, ``lock_path`` or
+    """The lock file to check unpinned archives against: ``lock_path``, else ``$MOBILENET_LOCK``, else
+    ``DEFAULT_LOCK`` (the checkout's ``manifests/checksums.lock.json``, see :mod:`convert.env`); with ``ignore_pins``, ``lock_path`` or
     ``<cache>/checksums.lock.json``, and never the project's lock file."""
     if not ignore_pins:
         return ChecksumLock(lock_path)

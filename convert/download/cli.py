@@ -6,10 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..env import default_cache, env_setting
+from ..env import cache_help, default_cache, env_setting
 from ..errors import UserError
 from ..manifest import ManifestError, UnknownVariantError, default_manifest
-from .checksum_lock import CACHE_LOCK_NAME, LOCK_ENV, lock_for
+from .checksum_lock import CACHE_LOCK_NAME, DEFAULT_LOCK, LOCK_ENV, lock_for
 from .mirrors import MIRROR_ENV, normalize_mirror
 from .parallel import fetch_many
 from .records import FetchFailure, NetOptions
@@ -25,10 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", default=env_setting(MIRROR_ENV), metavar="URL",
                    help=f"base URL (http(s)://, file://) or directory holding the archives; default ${MIRROR_ENV}")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                   help="cache directory (default: <project>/cache or $MOBILENET_CACHE); archives land in DIR/archives/")
+                   help=f"cache directory (default: {cache_help()}); archives land in DIR/archives/")
     p.add_argument("--lock", type=Path, default=None, metavar="PATH",
                    help=f"checksum lock file for unpinned archives (default: ${LOCK_ENV} or "
-                        f"manifests/checksums.lock.json; with --ignore-pins: DIR/{CACHE_LOCK_NAME})")
+                        f"{DEFAULT_LOCK}; with --ignore-pins: DIR/{CACHE_LOCK_NAME})")
     p.add_argument("--ignore-pins", action="store_true",
                    help="check archives against the lock file instead of the manifest's sha256 pins (factory "
                         "archives, a rebuilt mirror, the loopback demo); never records into the project's lock")

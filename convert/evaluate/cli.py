@@ -13,7 +13,7 @@ from typing import Iterator
 
 from .. import cards, report
 from ..cli import run_cli
-from ..env import default_cache, quiet_tf
+from ..env import cache_help, default_cache, quiet_tf
 from ..families import FAMILIES
 from ..errors import UserError
 from ..extraction import cached_extraction, extracted
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the variant's checkpoint archive (repeat for several names); default: the download "
                         "cache's extraction, else its verified archive")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                   help="download cache (default: <project>/cache or $MOBILENET_CACHE)")
+                   help=f"download cache (default: {cache_help()})")
     p.add_argument("--compare-keras", action="store_true",
                    help="also score keras.applications' own weights=\"imagenet\" (downloaded by Keras)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="inference batch size (default 32)")

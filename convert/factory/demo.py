@@ -23,7 +23,7 @@ def demo_main(argv: list[str] | None = None) -> int:
                    help="variants or families (default: all, every variant of every family)")
     p.add_argument("--seed", type=int, default=0, help="factory value seed (default 0)")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                   help="demo downloads, guides, weights and checksum lock (default: <project>/cache/demo/)")
+                   help=f"demo downloads, guides, weights and checksum lock (default: {default_cache() / 'demo'})")
     _add_common(p, paths=False)
     args = p.parse_args(argv)
     variants = default_manifest().select(args.names)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..archive import fill
-from ..env import PROJECT_ROOT, env_setting, quiet_tf
+from ..env import env_setting, quiet_tf, state_root
 from ..families.base import BN_LEAVES, MOVING_STATS, ArchiveLayout, CheckpointFile, has_bn, kernel_leaf
 from ..fsutil import file_lock
 from ..manifest import default_manifest
@@ -441,7 +441,7 @@ def factory_version(family: str) -> str:
 
 
 def cache_root() -> Path:
-    return Path(env_setting("MOBILENET_FIXTURES") or PROJECT_ROOT / "cache" / "fixtures")
+    return Path(env_setting("MOBILENET_FIXTURES") or state_root() / "cache" / "fixtures")
 
 
 def _cache_key(variant, seed: int, form: str) -> str:
