@@ -10,6 +10,7 @@ walking the archive's graph (:mod:`convert.quant.walk`), and the caller passes t
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .architecture import OPTIMIZERS
 from .archive import VALUE_SOURCES, fill, find_checkpoint, member_matches
 from .download import DownloadError, fetch
 from .env import default_cache, quiet_tf
@@ -34,7 +36,9 @@ quiet_tf()
 
 # Variables that are not model weights and are deliberately ignored (but counted).
 # A slot counts as optimizer state only when the variable it belongs to is an expected one.
-_SLOT = re.compile(r"^(?:(?P<base>.+)/(?:RMSProp(?:_\d+)?|Momentum(?:_\d+)?|Adam(?:_\d+)?)|beta[12]_power(?:_\d+)?)$")
+# TF1's optimizers' slots (``<variable>/<Optimizer>[_N]``; slim's ``train_image_classifier --optimizer``) and Adam's
+# non-slot accumulators
+_SLOT = re.compile(r"^(?:(?P<base>.+)/(?:" + "|".join(OPTIMIZERS) + r")(?:_\d+)?|beta[12]_power(?:_\d+)?)$")
 _GLOBAL_STEP = "global_step"
 
 
@@ -196,13 +200,13 @@ def _check_table(prefix: str, variant: Variant, expected: Mapping[str, Expected]
 
 
 def read(reader, prefix: str, variant: Variant, expected: Mapping[str, Expected],
-         selection: Selection) -> tuple[list[GuideRecord], dict[str, np.ndarray]]:
+         selection: Selection, scope: str = "") -> tuple[list[GuideRecord], dict[str, np.ndarray]]:
     """Read the chosen tensor of every model variable from ``reader`` (a ``tf.train.load_checkpoint``
     reader of ``prefix``) in Keras model order, whatever order the checkpoint has: its guide records and
-    the arrays by checkpoint key."""
+    the arrays by checkpoint key (under ``scope``, a backbone's ``FeatureExtractor/``)."""
     records, arrays = [], {}
     for name, e in expected.items():
-        key = selection.chosen[name].key
+        key = scope + selection.chosen[name].key
         try:
             a = np.ascontiguousarray(reader.get_tensor(key))
         except Exception as exc:  # IndexError / tf.errors.DataLossError on a truncated or corrupt data file
@@ -231,7 +235,8 @@ def _open_checkpoint(prefix: str):
 
 @timed("layer guide")
 def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_source: str = "auto",
-                      provenance: Provenance | None = None, twin_ranges: Collection[str] = ()) -> LayerGuide:
+                      provenance: Provenance | None = None, twin_ranges: Collection[str] = (),
+                      not_in_model: Collection[str] = ()) -> LayerGuide:
     """Read a TF1 checkpoint by name and build the layer guide of ``variant``: :func:`classify` its
     variables, :func:`choose` a value per model variable, check the table, :func:`read` the values.
 
@@ -243,6 +248,10 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
     variables the graph walk found, for a quantization-aware archive) are counted as the twin's
     (``counts.twin_ranges``); anything else not consumed, any expected variable missing, any wrong shape or
     dtype raises :class:`CheckpointMismatchError`.
+
+    A variant under a ``scope_prefix`` (a backbone inside another model's checkpoint) reads the variables under
+    ``<scope_prefix>/``; the variables outside it, and ``not_in_model`` (model variables the Keras model does not
+    hold: a backbone's V3 ``Conv_2``), are counted (``counts.outside_scope``) and listed in no error.
     """
     if value_source not in VALUE_SOURCES:
         raise WeightSourceError(f"unknown weight source {value_source!r}; valid: {', '.join(VALUE_SOURCES)}")
@@ -256,8 +265,21 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
         raise WeightSourceError(f"--value-source raw needs the training values, but {prefix} is the "
                                 f"{layout_file.role} checkpoint (EMA values under the plain names)")
     reader = _open_checkpoint(prefix)
-    shapes = {k: tuple(int(d) for d in v) for k, v in reader.get_variable_to_shape_map().items()}
-    dtypes = {k: v.name for k, v in reader.get_variable_to_dtype_map().items()}
+    table = {k: tuple(int(d) for d in v) for k, v in reader.get_variable_to_shape_map().items()}
+    scope = variant.scope_prefix + "/" if variant.scope_prefix else ""
+
+    def key(name: str) -> str:  # the checkpoint key of a name below the scope
+        return name if name == _GLOBAL_STEP else scope + name
+
+    def of_not_in_model(name: str) -> bool:  # such a variable, its shadow or its slots
+        return any(name == n or name.startswith(n + "/") for n in not_in_model)
+
+    not_in_model = set(not_in_model)
+    inside = [k[len(scope):] for k in table if k.startswith(scope)] + ([_GLOBAL_STEP] if scope and _GLOBAL_STEP in table else [])
+    shapes = {k: table[key(k)] for k in inside if not of_not_in_model(k)}
+    outside = len(table) - len(shapes)
+    all_dtypes = reader.get_variable_to_dtype_map()
+    dtypes = {k: all_dtypes[key(k)].name for k in shapes}
     expected = expected_variables(variant)
     absent = sorted(set(twin_ranges) - set(shapes))
     if absent:
@@ -266,16 +288,17 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
     classes = classify(shapes, expected, twin_ranges)
     selection = choose(classes, expected, value_source, plain, prefix)
     _check_table(prefix, variant, expected, classes, selection, shapes, dtypes)
-    records, arrays = read(reader, prefix, variant, expected, selection)
+    records, arrays = read(reader, prefix, variant, expected, selection, scope)
     by_source: dict[str, int] = {}
     for r in records:
         by_source[r.source] = by_source.get(r.source, 0) + 1
     counts = Accounting(checkpoint_variables=len(shapes), consumed=len(records), ignored_slots=len(classes.slots),
                         ignored_global_step=len(classes.global_step),
                         unselected=len(expected) + len(classes.shadows) - len(records), by_source=by_source,
-                        mode=selection.mode, twin_ranges=len(classes.twin_ranges))
+                        mode=selection.mode, twin_ranges=len(classes.twin_ranges), outside_scope=outside)
+    counts = dataclasses.replace(counts, checkpoint_variables=len(table))
     assert (counts.consumed + counts.ignored_slots + counts.ignored_global_step + counts.unselected
-            + counts.twin_ranges == len(shapes))
+            + counts.twin_ranges + counts.outside_scope == len(table))
     return LayerGuide(variant.name, variant.family_key, value_source, provenance, records, arrays, counts,
                       versions=package_versions())
 

@@ -24,7 +24,7 @@ from .fsutil import atomic_write_bytes
 GUIDE_FILENAME = "layer_guide.p"
 ARRAYS_FILENAME = "weights.npz"
 GUIDE_FORMAT = "mobilenet_layer_guide"
-GUIDE_VERSION = 3  # 3: the value mode is "value_source"
+GUIDE_VERSION = 4  # 3: the value mode is "value_source"; 4: counts.outside_scope
 
 
 class LayerGuideError(ConversionError):
@@ -85,6 +85,7 @@ class Accounting:
     by_source: dict[str, int]
     mode: str  # the values used: "ema" or "raw"
     twin_ranges: int = 0  # quantization range variables (and their shadows) the fake-quant twin consumes
+    outside_scope: int = 0  # variables outside a backbone's scope, or that its Keras model does not hold
 
 
 @dataclass

@@ -80,6 +80,17 @@ class Variant:
     alternatives: tuple[Alternative, ...] = ()  # other URLs of the same archive, each with its own pins
     classes: int = 1001  # slim logits; index 0 is "background"
     label_offset: int = 1  # keras class k == slim class k + label_offset
+    # a variant described by a checkpoint (``convert checkpoint``) rather than by a catalogue row:
+    origin: str = "catalogue"  # "catalogue" | "checkpoint"
+    label: str | None = None  # its name (``--name``): the stem of its file names
+    cols: int | None = None  # the input's width, when not ``rows`` (any size keras.applications takes)
+    scope_prefix: str = ""  # the scope it sits under inside another model's checkpoint (``--scope``), e.g. "FeatureExtractor"
+    has_head: bool = True  # False: a backbone without logits (converted without top only)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(rows, cols) of the model's input."""
+        return self.rows, self.cols or self.rows
 
     @property
     def family(self) -> Family:
@@ -88,12 +99,15 @@ class Variant:
 
     @property
     def stem(self) -> str:
-        """The archive's file name without ``.tgz``, e.g. ``mobilenet_v1_0.25_128``."""
-        return self.family.stem(self)
+        """The archive's file name without ``.tgz``, e.g. ``mobilenet_v1_0.25_128`` (a checkpoint's variant:
+        its ``label``)."""
+        return self.label or self.family.stem(self)
 
     @property
     def name(self) -> str:
-        """The variant's name: the stem, or for V2 the short ``1.0_224``."""
+        """The variant's name: the stem, or for V2 the short ``1.0_224`` (a checkpoint's variant: its ``label``)."""
+        if self.label:
+            return self.label
         return self.family.short_name(self) if self.family.short_name else self.stem
 
     @property

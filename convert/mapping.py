@@ -121,18 +121,19 @@ def head_tf_shape(keras_shape: tuple[int, ...], leaf: str, label_offset: int) ->
 
 
 @functools.lru_cache(maxsize=None)
-def keras_weight_shapes(variant) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
-    """(layer, weight, shape) of every weight of the variant's Keras model with top, in legacy order."""
-    model = model_for(variant, include_top=True)
+def keras_weight_shapes(variant, include_top: bool = True) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    """(layer, weight, shape) of every weight of the variant's Keras model (with top, or without), in legacy order."""
+    model = model_for(variant, include_top=include_top)
     return tuple((layer.name, w.name, tuple(int(d) for d in w.shape))
                  for layer in model.layers for w in legacy_weights(layer))
 
 
-def expected_variables(variant) -> dict[str, Expected]:
-    """TF model variable -> (Keras target, checkpoint shape) for every weight of the Keras model with top,
-    in Keras model order."""
+def expected_variables(variant, include_top: bool | None = None) -> dict[str, Expected]:
+    """TF model variable -> (Keras target, checkpoint shape) for every weight of the Keras model with top
+    (``include_top`` None: with top unless the variant is a backbone without head), in Keras model order."""
+    include_top = variant.has_head if include_top is None else include_top
     out: dict[str, Expected] = {}
-    for layer, weight, shape in keras_weight_shapes(variant):
+    for layer, weight, shape in keras_weight_shapes(variant, include_top):
         name = tf_name_for(variant.family_key, layer, weight)
         if name is None:
             raise RuntimeError(f"Keras weight {layer}/{weight} of {variant.name} has no TF counterpart in the "

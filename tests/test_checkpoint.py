@@ -260,7 +260,7 @@ def test_auto_picks_ema_when_the_checkpoint_has_shadows(ckpt):
     reader = tf.train.load_checkpoint(ckpt)
     assert dataclasses.asdict(guide.counts) == {"checkpoint_variables": 737, "consumed": 262, "ignored_slots": 316,
                             "ignored_global_step": 1, "unselected": 158, "by_source": {"ema": 158, "raw": 104},
-                            "mode": "ema", "twin_ranges": 0}
+                            "mode": "ema", "twin_ranges": 0, "outside_scope": 0}
     for r in guide.records:
         stat = r.leaf in ("moving_mean", "moving_variance")
         assert r.source == ("raw" if stat else "ema")

@@ -232,14 +232,17 @@ class Family:
         options = {**self.keras_app.defaults, **{k: getattr(variant, k) for k in self.keras_app.variant_args}, **kwargs}
         constructor = getattr(keras.applications, self.keras_constructor(variant))
         return constructor(alpha=float(variant.alpha),
-                           input_shape=options.pop("input_shape", (variant.rows, variant.rows, 3)),
+                           input_shape=options.pop("input_shape", (*variant.input_size, 3)),
                            include_top=include_top, weights=options.pop("weights", None),
                            classes=variant.classes - variant.label_offset, **options)
 
     def keras_call(self, variant) -> str:
         """The constructor call a user writes to load the converted top file (model cards)."""
+        rows, cols = variant.input_size
+        classes = variant.classes - variant.label_offset
         args = [f"alpha={variant.alpha}", *(f"{k}={getattr(variant, k)}" for k in self.keras_app.variant_args),
-                f"input_shape=({variant.rows}, {variant.rows}, 3)", f'weights="{self.keras_files(variant)[0]}"']
+                f"input_shape=({rows}, {cols}, 3)", *([f"classes={classes}"] if classes != 1000 else []),
+                f'weights="{variant.keras_weights}"']
         return f"model = keras.applications.{self.keras_constructor(variant)}({', '.join(args)}){self.keras_app.call_note}"
 
     def validate(self, variant) -> str | None:
