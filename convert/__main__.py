@@ -1,4 +1,4 @@
-"""``python -m convert COMMAND …``: run | demo | download | fixtures | evaluate (each has --help)."""
+"""``python -m convert COMMAND …``: run | checkpoint | demo | download | bench | fixtures | evaluate (each has --help)."""
 from __future__ import annotations
 
 import sys
@@ -7,6 +7,7 @@ from .cli import run_cli
 
 COMMANDS = {
     "run": ("convert.pipeline", "main", "download -> extract -> write_h5 -> verify for variants (or 'all')"),
+    "checkpoint": ("convert.user.cli", "main", "your own TF-slim checkpoint -> Keras (.h5, .keras, .tflite), proven"),
     "demo": ("convert.factory.demo", "demo_main", "offline demo over factory archives served on loopback"),
     "download": ("convert.download", "main", "download, verify and extract archives into the cache"),
     "bench": ("convert.bench", "main", "time the pipeline per stage against the floor and a naive baseline"),

@@ -169,6 +169,8 @@ def convert_guide(guide: LayerGuide, variant, out_dir: str | Path = "weights") -
     out_dir = Path(out_dir)
     digests = {}
     for include_top, filename in ((True, variant.keras_weights), (False, variant.keras_weights_no_top)):
+        if include_top and not variant.has_head:  # a backbone: no-top only
+            continue
         model = model_for(variant, include_top)
         values = assign_guide(model, guide, variant, include_top, assign=False)  # the file gets the values
         digests[filename] = sha256_file(write_legacy_h5(model, values, out_dir / filename))

@@ -52,15 +52,16 @@ def verify_members(members: Iterable[tarfile.TarInfo], variant: Variant | None, 
     files = {n for m, n in zip(members, names) if m.isfile()}
     wanted = checkpoint_members(variant) if variant is not None else [(None, None)]
     for index, data in wanted:
-        if index is None:
-            ok = any(n.endswith(".ckpt.index") for n in files) and any(".ckpt.data-" in n for n in files)
+        if index is None:  # any checkpoint: an .index and a .data-* of its prefix
+            ok = any(n.endswith(".index") and any(m.startswith(n[: -len(".index")] + ".data-") for m in files)
+                     for n in files)
         else:
             # the .index (a pattern for a discovered prefix) and a .data-* file of the same prefix
             ok = any(member_matches(n, index) and any(m.startswith(n[: -len(".index")] + ".data-") for m in files)
                      for n in files)
         if ok:
             return names
-    want = " or ".join(f"{i} and {d}*" for i, d in wanted) if variant is not None else "*.ckpt.index and *.ckpt.data-*"
+    want = " or ".join(f"{i} and {d}*" for i, d in wanted) if variant is not None else "PREFIX.index and PREFIX.data-*"
     raise DownloadError(f"{Path(archive).name} lacks the checkpoint ({want}); it contains: "
                         f"{', '.join(names) or 'nothing'}")
 

@@ -1,0 +1,116 @@
+"""The sidecar (``NAME.json``), the model card (``NAME_card.md``) and the labels file (``NAME_labels.txt``) of a
+user checkpoint's conversion; this module is their one writer (``SHA256SUMS`` through
+:func:`convert.cards.update_sha256sums`, its one writer). The card is rendered from the sidecar's data."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cards import update_sha256sums
+from ..fsutil import atomic_write_bytes, sha256_file
+from ..preprocessing import Preprocessing
+from .records import ReferenceFigures
+
+FORMAT = "mobilenet_checkpoint_conversion"
+
+
+@dataclass(frozen=True)
+class CheckpointConversion:
+    """Everything the sidecar of a user checkpoint's conversion holds."""
+
+    name: str
+    variant: dict  # the description (:meth:`convert.manifest.Variant.to_dict`)
+    inferred: list[str]  # what was read from the checkpoint, and from where (printed lines)
+    checkpoint: str  # the prefix as given / found
+    source: str  # "prefix" | "directory" | "archive": what was given
+    checkpoint_files: dict[str, str]  # file name -> sha256
+    archive_sha256: str | None
+    values: dict  # the values used: requested, mode, counts by source
+    counts: dict  # the layer guide's accounting
+    files: dict[str, str]  # output file name -> sha256
+    keras_call: str  # the keras.applications call that loads the top .h5
+    preprocessing: dict  # Preprocessing.to_json() of the .h5 (as keras' default model) and of NAME.keras/.tflite
+    references: list[ReferenceFigures]
+    labels: list[str] | None = None
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.references) and all(r.passed for r in self.references)
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["references"] = [r.to_json() for r in self.references]
+        return {"format": FORMAT, **out, "passed": self.passed}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CheckpointConversion:
+        d = {k: v for k, v in dict(data).items() if k not in ("format", "passed")}
+        d["references"] = [ReferenceFigures.from_json(r) for r in d.get("references") or []]
+        return cls(**d)
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.2e}"
+
+
+def render(c: CheckpointConversion) -> str:
+    v = c.variant
+    rows, cols = v["rows"], v["cols"] or v["rows"]
+    classes = v["classes"] - v["label_offset"]
+    title = f"# {c.name}: {v['family'].upper()} alpha {v['alpha']}"
+    lines = [title, "", f"Converted from the TF-slim checkpoint `{c.checkpoint}` ({c.source}) by "
+             "mobilenet-tf1-to-keras; every output proven against a TF1 graph (below).", "",
+             "## What was read from the checkpoint", "", *[f"- {line}" for line in c.inferred],
+             f"- input size {rows} x {cols} (given: a checkpoint does not hold it)",
+             f"- classes: {classes}" + (f" (the checkpoint's {v['classes']} minus label offset {v['label_offset']})"
+                                        if v["label_offset"] else ""), "",
+             "## Files", "", "| file | sha256 |", "|---|---|", *[f"| `{n}` | `{s}` |" for n, s in c.files.items()], "",
+             "Checkpoint files read:", "", *[f"- `{n}`: `{s}`" for n, s in c.checkpoint_files.items()], ""]
+    if c.labels:
+        lines += [f"Labels (`{c.name}_labels.txt`, in the output's order): {', '.join(c.labels[:10])}"
+                  + (" …" if len(c.labels) > 10 else ""), ""]
+    lines += ["## Preprocessing", ""]
+    lines += [f"- `{n}`: {Preprocessing.from_json(p).describe()}" for n, p in c.preprocessing.items()]
+    lines += ["", "## Load", ""]
+    if v["has_head"]:
+        lines += ["```python", "import keras", "from convert.preprocessing import preprocessing_for", "",
+                  f'model = keras.saving.load_model("{c.name}.keras")  # input [-1, 1], output {classes} probabilities',
+                  f'x = preprocessing_for("{c.name}.keras").load("image.jpg")[None]',
+                  "probs = model.predict(x)", "", "# or the .h5 weights into keras.applications' constructor:",
+                  c.keras_call, "```", ""]
+    else:
+        lines += ["```python", "import keras", "", f'features = keras.saving.load_model("{c.name}.keras")  '
+                  "# a backbone: input [-1, 1], output its average-pooled features", "```", ""]
+    lines += ["## Parity", ""]
+    for r in c.references:
+        lines.append(f"- against the {r.reference} graph ({r.graph}, {r.kind}): "
+                     + (f"max |Δlogit| {_fmt(r.max_abs_dlogit)} (tolerance {_fmt(r.tolerance)}), top-1 "
+                        f"{r.top1_agree}/{r.inputs}, top-5 {r.top5_agree}/{r.inputs}; " if r.logits else "")
+                     + f"no-top max |Δ| {_fmt(r.no_top_max_abs_diff)} (tolerance {_fmt(r.no_top_tolerance)}); "
+                     + ", ".join(f"{n}: max |Δlogit| {_fmt(x.max_abs_dlogit)} ({x.constants} constants)"
+                                 for n, x in r.rewrites.items())
+                     + ("; " if r.rewrites else "")
+                     + ", ".join(f"`{f.file}` max |Δ| {_fmt(f.max_abs_dprob)}, top-1 {f.top1_agree}/{f.inputs}"
+                                 for f in r.files)
+                     + f": **{'pass' if r.passed else 'FAIL'}**")
+    lines += ["", "## Licence", "", "The weights are the checkpoint's owner's; this is a format conversion of them.", ""]
+    return "\n".join(lines)
+
+
+def write(out_dir: Path, conversion: CheckpointConversion) -> list[Path]:
+    """``NAME.json``, ``NAME_card.md`` and (with labels) ``NAME_labels.txt`` in ``out_dir``, each atomically;
+    ``SHA256SUMS`` updated with them and the outputs."""
+    out_dir = Path(out_dir)
+    written = []
+    if conversion.labels:
+        written.append(atomic_write_bytes(out_dir / f"{conversion.name}_labels.txt",
+                                          "".join(f"{n}\n" for n in conversion.labels).encode()))
+    written.append(atomic_write_bytes(out_dir / f"{conversion.name}.json",
+                                      json.dumps(conversion.to_json(), indent=2, allow_nan=False).encode() + b"\n"))
+    written.append(atomic_write_bytes(out_dir / f"{conversion.name}_card.md", render(conversion).encode()))
+    update_sha256sums(out_dir, {**conversion.files, **{p.name: sha256_file(p) for p in written}})
+    return written

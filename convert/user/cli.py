@@ -1,0 +1,182 @@
+"""``python -m convert checkpoint PATH``: your own TF-slim MobileNet checkpoint into Keras.
+
+locate (prefix, training directory or archive) -> read the architecture from the checkpoint (printed) ->
+the variant description -> the layer guide (strict, by name) -> ``NAME.h5``/``NAME_no_top.h5``, ``NAME.keras``,
+``NAME.tflite`` staged beside ``--out`` -> proven against the project's slim graph of the architecture and any
+``--graph`` -> moved into ``--out`` with the card and sidecar. Nothing lands in ``--out`` unless every proof
+passes: a bad input or a failed proof leaves it as it was (exit 2 / 1).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+
+VALUE_SOURCES = ("auto", "ema", "raw")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m convert checkpoint",
+        description="Convert your own TF-slim MobileNet checkpoint (V1, V2, V3; fine-tuned, any classes, depth "
+                    "multiplier and input size) into keras.applications weights, a whole .keras model and a float "
+                    ".tflite, its architecture read from the checkpoint, every output proven against a TF1 graph.",
+        epilog="examples:\n  python -m convert checkpoint train_dir/ --name flowers --labels labels.txt\n"
+               "  python -m convert checkpoint train_dir/model.ckpt-5000 --input-size 200 160 "
+               "--graph inference_graph.pb\n"
+               "  python -m convert checkpoint detector/model.ckpt --scope FeatureExtractor --name backbone",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", help="a checkpoint prefix (…/model.ckpt-5000), a training directory (its 'checkpoint' "
+                                "file names the latest), or a .tgz/.tar archive of either")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--rows", type=int, help="square input size (default 224)")
+    size.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width")
+    p.add_argument("--name", help="stem of the output files (default: the directory's or prefix's name)")
+    p.add_argument("--labels", type=Path, help="class names, one per line, in the order of the model's output")
+    p.add_argument("--label-offset", type=int, help="slim classes before Keras class 0 (default: 1 for 1001 "
+                                                    "classes, whose class 0 is background; 0 otherwise)")
+    p.add_argument("--value-source", choices=VALUE_SOURCES, default="auto",
+                   help="auto: the EMA shadows when the checkpoint has them (what slim's evaluation restores), "
+                        "else the raw values; ema: require them; raw: the training values")
+    p.add_argument("--graph", type=Path, help="an inference graph to prove against as well (.pb/.pbtxt GraphDef "
+                                              "from export_inference_graph.py, or frozen)")
+    p.add_argument("--scope", help="the MobileNet's scope inside another model's checkpoint (e.g. FeatureExtractor): "
+                                   "converted as a backbone, without top")
+    p.add_argument("--out", type=Path, default=Path("weights"), help="output folder (default weights/)")
+    arch = p.add_argument_group("architecture overrides (each checked against the checkpoint)")
+    arch.add_argument("--family", choices=("v1", "v2", "v3"))
+    arch.add_argument("--alpha", help="depth multiplier")
+    arch.add_argument("--kind", choices=("large", "small"), help="V3")
+    arch.add_argument("--minimalistic", action=argparse.BooleanOptionalAction, default=None, help="V3")
+    arch.add_argument("--classes", type=int, help="the logits' output channels")
+    p.add_argument("--image", action="append", default=[], type=Path, help="an image to verify on too (repeatable)")
+    p.add_argument("--random", type=int, default=4, help="seeded random verify inputs (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _labels(path: Path | None, count: int) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--labels {path}: cannot read it: {exc}") from None
+    if len(names) != count:
+        raise UserError(f"--labels {path} has {len(names)} names; the model outputs {count} classes (one name a "
+                        f"line, in output order; with --label-offset the background class has none)")
+    return names
+
+
+def _install(staging: Path, out: Path, names: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        os.replace(staging / n, out / n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.rows is not None and args.rows <= 0 or args.input_size and min(args.input_size) <= 0:
+        raise UserError("--rows / --input-size must be positive")
+    from ..architecture import Overrides, infer_architecture
+    from ..checkpoint import build_layer_guide
+    from ..fsutil import package_versions
+    from ..guide import Provenance
+    from ..keras_weights import convert_guide
+    from ..preprocessing import Preprocessing
+    from .card import CheckpointConversion, write
+    from .describe import Options, describe
+    from .locate import locate
+    from .outputs import float_tflite, save_model, whole_model
+    from .prove import builder_reference, given_reference, prove, verify_inputs
+
+    import tensorflow as tf
+
+    rows, cols = (args.input_size or (args.rows, args.rows)) if (args.input_size or args.rows) else (None, None)
+    with locate(args.path) as found:
+        shapes = tf.train.load_checkpoint(str(found.prefix)).get_variable_to_shape_map()
+        inferred = infer_architecture(shapes, args.scope, Overrides(args.family, args.alpha, args.kind,
+                                                                    args.minimalistic, args.classes))
+        print(f"checkpoint {found.prefix} ({found.kind})")
+        print(inferred.describe())
+        if inferred.quantized:
+            raise UserError(f"{found.prefix} is quantization-aware ({inferred.quant_ranges} range variables): its "
+                            f"ranges need the graph's FakeQuant nodes, which this command does not read yet; "
+                            f"convert its float weights by removing them, or use the catalogue's quantized route")
+        variant = describe(inferred, Options(rows, cols, args.name, args.label_offset), found.default_name)
+        labels = _labels(args.labels, variant.classes - variant.label_offset) if variant.has_head else None
+        provenance = Provenance(checkpoint=str(found.prefix), checkpoint_role="given",
+                                archive=str(Path(args.path).resolve()) if found.kind == "archive" else None,
+                                archive_sha256=found.archive_sha256)
+        guide = build_layer_guide(found.prefix, variant, args.value_source, provenance, not_in_model=inferred.unused)
+        print(guide.summary() + (f"; {guide.counts.outside_scope} outside {variant.scope_prefix}/"
+                                 if variant.scope_prefix else ""))
+        batch = verify_inputs(variant, args.image, args.random, args.seed)
+        references = [builder_reference(variant, found.prefix, guide.counts.mode)]
+        if args.graph:
+            references.append(given_reference(args.graph, variant, found.prefix, guide.counts.mode))
+        out = args.out
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{variant.name}.staging-"))
+        try:
+            facts = convert_guide(guide, variant, staging)
+            model = whole_model(variant, staging)
+            keras_file, tflite_file = f"{variant.name}.keras", f"{variant.name}.tflite"
+            save_model(model, staging / keras_file)
+            (staging / tflite_file).write_bytes(float_tflite(model))
+            files = _predictors(staging / keras_file, staging / tflite_file)
+            figures = [prove(variant, ref, staging, batch, files) for ref in references]
+            for f in figures:
+                print(_summary(f))
+            if not all(f.passed for f in figures):
+                print(f"error: {variant.name}: parity failed (above); nothing was written to {out}", file=sys.stderr)
+                return 1
+            names = [*facts.files, keras_file, tflite_file]
+            from ..fsutil import sha256_file
+
+            digests = {n: sha256_file(staging / n) for n in names}
+            _install(staging, out, names)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        size = variant.input_size
+        h5 = variant.keras_weights if variant.has_head else variant.keras_weights_no_top
+        pre = {h5: Preprocessing.for_input(*size, family=variant.family).to_json(),  # keras.applications' default model
+               keras_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json(),  # [-1, 1]
+               tflite_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json()}
+        conversion = CheckpointConversion(
+            name=variant.name, variant=variant.to_dict(), inferred=inferred.describe().splitlines()[:-1],
+            checkpoint=str(found.prefix), source=found.kind, checkpoint_files=found.files,
+            archive_sha256=found.archive_sha256,
+            values={"requested": guide.value_source, "mode": guide.counts.mode, "by_source": dict(guide.counts.by_source)},
+            counts=dict(vars(guide.counts)), files=digests, keras_call=variant.family.keras_call(variant),
+            preprocessing=pre, references=figures, labels=labels, versions=package_versions())
+        for path in write(out, conversion):
+            print(f"wrote {path}")
+        print(f"{variant.name}: {len(digests)} files in {out}: " + ", ".join(digests))
+    return 0
+
+
+def _predictors(keras_path: Path, tflite_path: Path) -> dict:
+    """The written NAME.keras (loaded as a user would) and NAME.tflite (LiteRT), each a callable on a batch."""
+    import keras
+    import numpy as np
+
+    from ..quant.tflite import TfliteRunner
+
+    model = keras.saving.load_model(keras_path)
+    runner = TfliteRunner(tflite_path)
+    return {keras_path.name: lambda x: np.asarray(model(x, training=False)), tflite_path.name: runner}
+
+
+def _summary(f) -> str:
+    head = (f"max |dlogit| {f.max_abs_dlogit:.2e} (tol {f.tolerance:.2e}), top-1 {f.top1_agree}/{f.inputs}, "
+            if f.logits else "")
+    rewrites = "".join(f", {n} {r.max_abs_dlogit:.2e}" for n, r in f.rewrites.items())
+    files = "".join(f", {c.file} {c.max_abs_dprob:.1e}" for c in f.files)
+    return (f"parity vs {f.reference} ({f.graph}): {head}no-top {f.no_top_max_abs_diff:.2e}{rewrites}{files}: "
+            f"{'pass' if f.passed else 'FAIL'}")

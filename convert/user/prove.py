@@ -1,0 +1,186 @@
+"""The proof of a user checkpoint's conversion, against a TF1 graph that is not the Keras model:
+
+* ``builder``: the project's own slim-faithful inference graph of the inferred architecture
+  (:mod:`convert.reference`, which reads nothing from the Keras side), its variables fed the checkpoint's
+  values by name;
+* ``graph``: an inference graph the user gives (``--graph``: a ``.pb``/``.pbtxt`` GraphDef, such as
+  ``export_inference_graph.py`` writes, fed the checkpoint's values; or a frozen graph, values inside). Its
+  input, logits and pooled features are found by structure (:mod:`convert.endpoints`); a training graph
+  (``graph.pbtxt`` of a training directory) is refused, naming why.
+
+The values fed are those the conversion used: the EMA shadows when the checkpoint has them and the value
+source is ``auto`` or ``ema`` (what slim's evaluation restores), else the raw values. The figures and
+tolerances are parity's (:func:`convert.parity.compare`): logits within ``tolerance · max(1, max |logit|)``
+(V3 as is 1e-3, with the squeeze-excite gate rewritten to Keras' 1/6 1e-4), top-1 on every input, the no-top
+file's pooled features within the same bound; then ``NAME.keras`` and ``NAME.tflite`` against the same graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..endpoints import Endpoints, find_endpoints, training_signals
+from ..errors import UserError
+from ..families.base import to_keras_input
+from ..parity import (_softmax, checkpoint_feeds, compare, graph_session, keras_outputs, legacy_file_mismatches,
+                      load_graph_def, logit_tolerance, read_variables)
+from ..preprocessing import Preprocessing
+from ..records import RewriteFigures
+from ..timing import stage
+from .records import FileCheck, ReferenceFigures
+
+FILE_TOLERANCE = 1e-4  # max |Δprob| of NAME.keras / NAME.tflite against the reference's probabilities
+
+
+class GraphError(UserError):
+    """A ``--graph`` that cannot be a reference (a training graph, no findable tensors, unreadable)."""
+
+
+@dataclass
+class Reference:
+    """A reference graph ready to run."""
+
+    name: str  # "builder" | "graph"
+    description: str
+    graph_def: object
+    endpoints: Endpoints
+    feeds: dict | None  # the checkpoint values of its variables (None: a frozen graph)
+
+
+def _feeds(graph_def, prefix: Path, mode: str) -> dict | None:
+    if not read_variables(graph_def):
+        return None
+    feeds = checkpoint_feeds(graph_def, str(prefix), raw=mode == "raw")
+    return feeds.raw if mode == "raw" else feeds.slim
+
+
+def builder_reference(variant, prefix: Path, mode: str) -> Reference:
+    """The project's slim graph of ``variant``'s architecture, fed the checkpoint's values (``mode``: ema | raw)."""
+    from ..reference import Architecture, build_reference
+
+    rows, cols = variant.input_size
+    arch = Architecture(family=variant.family.float_family or variant.family_key, alpha=float(variant.alpha),
+                        rows=rows, cols=cols, classes=variant.classes if variant.has_head else None,
+                        kind=variant.kind, minimalistic=variant.minimalistic, scope_prefix=variant.scope_prefix)
+    built = build_reference(arch)
+    return Reference("builder", f"convert.reference: {arch.describe()}", built.graph_def, built.endpoints,
+                     _feeds(built.graph_def, prefix, mode))
+
+
+def given_reference(path: str | Path, variant, prefix: Path, mode: str) -> Reference:
+    """The user's ``--graph`` as a reference; a training graph, or one without a findable head, a GraphError."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraphError(f"--graph {path}: no such file")
+    try:
+        graph_def = load_graph_def(path)
+    except Exception as exc:  # a file that is no GraphDef
+        raise GraphError(f"--graph {path}: not a GraphDef (.pb binary or .pbtxt text): {exc}") from None
+    scope = f"{variant.scope_prefix}/{variant.family.scope}" if variant.scope_prefix else variant.family.scope
+    signals = training_signals(graph_def, scope)
+    if signals:
+        raise GraphError(f"--graph {path} is a training graph ({'; '.join(signals)}): pass an inference graph "
+                         f"(export_inference_graph.py's, or that graph frozen), or leave --graph out to prove "
+                         f"against the project's own slim graph")
+    if not variant.has_head:
+        raise GraphError(f"--graph {path}: a backbone (no logits) is proven against the project's own slim graph "
+                         f"only; leave --graph out")
+    try:
+        endpoints = find_endpoints(graph_def, scope, str(path))
+    except Exception as exc:
+        raise GraphError(str(exc)) from None
+    try:
+        feeds = _feeds(graph_def, prefix, mode)
+    except ValueError as exc:  # variables of the graph the checkpoint lacks
+        raise GraphError(f"--graph {path}: {exc}") from None
+    return Reference("graph", str(path), graph_def, endpoints, feeds)
+
+
+def verify_inputs(variant, images=(), count: int = 4, seed: int = 0) -> np.ndarray:
+    """The verify batch in [-1, 1]: the image files through slim's preprocessing, then seeded uniform noise."""
+    rows, cols = variant.input_size
+    pre = Preprocessing.for_input(rows, cols)
+    loaded = [pre.load(p) for p in images]
+    noise = np.random.default_rng(seed).uniform(-1.0, 1.0, (count, rows, cols, 3)).astype(np.float32)
+    return np.concatenate([np.stack(loaded), noise]) if loaded else noise
+
+
+def _run(ref: Reference, graph_def, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+    with graph_session(graph_def, ref.endpoints.input) as run:
+        return [np.asarray(a) for a in run(batch, ref.feeds, outputs)]
+
+
+def _backbone_features(variant, no_top: Path, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The no-top file loaded into the no-top model: its average-pooled features, and where the file differs."""
+    from ..keras_model import model_for
+
+    features = model_for(variant, False)
+    features.load_weights(str(no_top))
+    mismatches = legacy_file_mismatches(features, no_top)
+    out = np.asarray(features(to_keras_input(batch, variant.family.keras_input_range), training=False))
+    return out.mean(axis=(1, 2)), mismatches
+
+
+def _file_checks(files: dict[str, object], expected: np.ndarray, batch: np.ndarray,
+                 tolerance: float = FILE_TOLERANCE) -> list[FileCheck]:
+    """NAME.keras / NAME.tflite (``files`` maps their names to a callable on the batch) against ``expected``
+    (the reference's probabilities; a backbone's: its pooled features)."""
+    out = []
+    for name, predict in files.items():
+        got = np.asarray(predict(batch)).reshape(len(batch), -1)
+        if got.shape != expected.shape:
+            out.append(FileCheck(name, float("inf"), 0, len(batch), tolerance, False))
+            continue
+        d = float(np.max(np.abs(got - expected)))
+        top1 = int(np.sum(got.argmax(1) == expected.argmax(1)))
+        out.append(FileCheck(name, d, top1, len(batch), tolerance, bool(d <= tolerance and top1 == len(batch))))
+    return out
+
+
+def prove(variant, ref: Reference, weights_dir: Path, batch: np.ndarray, files: dict[str, object]) -> ReferenceFigures:
+    """The files in ``weights_dir`` (the ``.h5`` pair, and the models ``files`` maps to a predict callable)
+    against ``ref`` on ``batch``."""
+    family = variant.family
+    weights_dir = Path(weights_dir)
+    ends = ref.endpoints
+    no_top = weights_dir / variant.keras_weights_no_top
+    with stage("tf reference"):
+        outputs = [ends.logits, ends.pooled] if variant.has_head else [ends.pooled]
+        got = _run(ref, ref.graph_def, batch, outputs)
+    pooled = got[-1].reshape(len(batch), -1)
+    if not variant.has_head:
+        embedding, mismatches = _backbone_features(variant, no_top, batch)
+        diff = float(np.max(np.abs(pooled - embedding)))
+        tol = family.tolerance * max(1.0, float(np.max(np.abs(pooled))))
+        checks = _file_checks(files, pooled, batch, tol)
+        return ReferenceFigures(ref.name, ref.description, "frozen" if ref.feeds is None else "variables", None,
+                                ends.pooled, len(batch), None, None, None, None, diff, tol, mismatches, {}, checks,
+                                passed=bool(diff <= tol and not mismatches and all(c.passed for c in checks)))
+    logits = got[0].reshape(len(batch), -1)
+    keras_logits, _, embedding, mismatches = keras_outputs(variant, weights_dir / variant.keras_weights, no_top, batch)
+    figures = compare(logits, keras_logits, variant.label_offset, family.tolerance, family.require_top5)
+    no_top_reference, no_top_factor, reference_logits = pooled, family.tolerance, logits
+    rewrites = {}
+    for name, (description, rewrite) in family.reference_rewrites.items():
+        rewritten, count = rewrite(ref.graph_def)
+        r_logits, r_pooled = _run(ref, rewritten, batch, [ends.logits, ends.pooled])
+        r_logits, r_pooled = r_logits.reshape(len(batch), -1), r_pooled.reshape(len(batch), -1)
+        r = compare(r_logits, keras_logits, variant.label_offset, family.rewrite_tolerance)
+        rewrites[name] = RewriteFigures(description, count, r.max_abs_dlogit, r.tolerance, r.top1_agree,
+                                        r.top5_agree, r.passed, float(np.max(np.abs(r_pooled - embedding))))
+        no_top_reference, no_top_factor, reference_logits = r_pooled, family.rewrite_tolerance, r_logits
+    no_top_diff = float(np.max(np.abs(no_top_reference - embedding)))
+    no_top_tol = no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference))))
+    checks = _file_checks(files, _softmax(reference_logits[:, variant.label_offset:]), batch)
+    passed = (figures.passed and all(r.passed for r in rewrites.values()) and no_top_diff <= no_top_tol
+              and not mismatches and all(c.passed for c in checks))
+    return ReferenceFigures(ref.name, ref.description, "frozen" if ref.feeds is None else "variables", ends.logits,
+                            ends.pooled, len(batch), figures.max_abs_dlogit, figures.tolerance, figures.top1_agree,
+                            figures.top5_agree, float(np.max(np.abs(pooled - embedding))), no_top_tol, mismatches,
+                            rewrites, checks, bool(passed))
+
+
+__all__ = ["Reference", "GraphError", "builder_reference", "given_reference", "verify_inputs", "prove",
+           "logit_tolerance"]
