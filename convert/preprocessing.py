@@ -144,9 +144,18 @@ class Preprocessing:
     def for_tflite(cls, path: str | Path, base: Preprocessing | None = None) -> Preprocessing:
         """A uint8 ``.tflite``'s input, read from the file (its input size and quantization, through
         :func:`convert.quant.tflite.input_quant`); crop and normalisation as ``base`` (default slim's)."""
-        from .quant.tflite import TfliteInputError, input_quant
+        import numpy as np
+
+        from .quant.tflite import TensorDetail, TfliteInputError, input_quant, interpreter
 
         try:
+            detail = TensorDetail.of(interpreter(path).get_input_details()[0])
+            if detail.dtype == np.float32 and not detail.scale:  # a float .tflite (a user checkpoint's)
+                if len(detail.shape) != 4 or detail.shape[3] != 3:
+                    raise PreprocessingError(f"{path}: input shape {list(detail.shape)} is not [1, rows, cols, 3]")
+                base = base or cls(detail.shape[1], detail.shape[2])
+                return dataclasses.replace(base, rows=detail.shape[1], cols=detail.shape[2], form="unit",
+                                           scale=None, zero_point=None)
             quant = input_quant(path)
         except TfliteInputError as exc:
             raise PreprocessingError(str(exc)) from None

@@ -87,7 +87,8 @@ def render(c: CheckpointConversion) -> str:
                   "# a backbone: input [-1, 1], output its average-pooled features", "```", ""]
     lines += ["## Parity", ""]
     for r in c.references:
-        lines.append(f"- against the {r.reference} graph ({r.graph}, {r.kind}): "
+        which = "the project's slim graph of this architecture" if r.reference == "builder" else "the given graph"
+        lines.append(f"- against {which} ({r.graph}; {'fed the checkpoint' if r.kind == 'variables' else 'frozen'}): "
                      + (f"max |Δlogit| {_fmt(r.max_abs_dlogit)} (tolerance {_fmt(r.tolerance)}), top-1 "
                         f"{r.top1_agree}/{r.inputs}, top-5 {r.top5_agree}/{r.inputs}; " if r.logits else "")
                      + f"no-top max |Δ| {_fmt(r.no_top_max_abs_diff)} (tolerance {_fmt(r.no_top_tolerance)}); "

@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         size = variant.input_size
-        h5 = variant.keras_weights if variant.has_head else variant.keras_weights_no_top
-        pre = {h5: Preprocessing.for_input(*size, family=variant.family).to_json(),  # keras.applications' default model
+        h5 = Preprocessing.for_input(*size, family=variant.family).to_json()  # keras.applications' default model
+        pre = {**{n: h5 for n in facts.files},
                keras_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json(),  # [-1, 1]
                tflite_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json()}
         conversion = CheckpointConversion(
