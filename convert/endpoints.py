@@ -48,12 +48,14 @@ class Endpoints:
     """The tensors of one MobileNet graph that parity and evaluation run."""
 
     input: str  # e.g. "input:0"
-    logits: str  # e.g. "MobilenetV2/Logits/output:0", "output:0", "MobilenetV1/Logits/SpatialSqueeze:0"
+    logits: str | None  # None: a backbone without a head. E.g. "MobilenetV2/Logits/output:0", "output:0", "MobilenetV1/Logits/SpatialSqueeze:0"
     pooled: str  # e.g. "MobilenetV2/Logits/AvgPool:0", "MobilenetV3/AvgPool2D/AvgPool:0"
-    head: str  # the head conv node
+    head: str | None  # the head conv node (None: a backbone)
     softmax: str | None  # the softmax node after the logits, when the graph has one
 
     def describe(self) -> str:
+        if self.logits is None:
+            return f"input {self.input}, no head, pooled {self.pooled}"
         return (f"input {self.input}, logits {self.logits} ({'then ' + self.softmax if self.softmax else 'no softmax'}),"
                 f" pooled {self.pooled}")
 

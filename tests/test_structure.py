@@ -16,6 +16,9 @@ PACKAGE = "convert"
 FACTORY = "convert.factory"
 # The modules outside the factory that may import it: the entry points that build archives.
 FACTORY_CLIENTS = {"convert.__main__", "convert.bench"}
+# The converter's reference graphs must stay an independent statement of slim: none of these, even indirectly.
+REFERENCE = "convert.reference"
+REFERENCE_FORBIDDEN = ("convert.families", "convert.keras_model", "convert.mapping", FACTORY)
 
 
 def module_name(path: Path) -> str:
@@ -151,6 +154,56 @@ def test_the_conversion_path_never_imports_the_factory(graph):
     leaks = factory_leaks(graph)
     assert not leaks, ("modules of the conversion path import convert.factory (allowed only in "
                        f"{sorted(FACTORY_CLIENTS)}):\n" + "\n".join(" -> ".join(c) for c in leaks.values()))
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def reference_leaks(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Each module of ``convert.reference`` that reaches a forbidden module (Keras-side family data, the
+    factory), with one import chain."""
+    leaks = {}
+    for start in sorted(n for n in graph if _within(n, REFERENCE)):
+        parent, queue = {start: None}, [start]
+        while queue:
+            v = queue.pop(0)
+            if any(_within(v, f) for f in REFERENCE_FORBIDDEN):
+                chain = [v]
+                while parent[chain[-1]] is not None:
+                    chain.append(parent[chain[-1]])
+                leaks[start] = chain[::-1]
+                break
+            for w in sorted(graph[v]):
+                if w not in parent:
+                    parent[w] = v
+                    queue.append(w)
+    return leaks
+
+
+def test_the_reference_graphs_read_no_keras_side_data(graph):
+    """``convert/reference/**`` imports neither the families' data, the Keras model, the name table nor the
+    factory, directly or through another module; the factory builds from it."""
+    assert {"convert.reference.build", "convert.reference.v3"} <= set(graph)
+    assert "convert.reference" in graph["convert.factory.spec"]
+    leaks = reference_leaks(graph)
+    assert not leaks, "the reference graphs import Keras-side data or the factory:\n" + "\n".join(
+        " -> ".join(c) for c in leaks.values())
+
+
+def test_the_reference_check_catches_a_planted_import(tmp_path):
+    """On a copy of the package whose reference ops take the gate constant from the V3 family data (what the
+    factory did before), the check fails and names the chain."""
+    import shutil
+
+    copy = tmp_path / PACKAGE
+    shutil.copytree(ROOT / PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    ops = copy / "reference" / "ops.py"
+    ops.write_text(ops.read_text().replace("from .slim import", "from ..families.v3 import SE_GATE  # noqa\nfrom .slim import", 1))
+    modules = {module_name(ROOT / p.relative_to(tmp_path)): p for p in sorted(copy.rglob("*.py"))}
+    leaks = reference_leaks(import_graph(modules))
+    assert leaks["convert.reference.ops"] == ["convert.reference.ops", "convert.families.v3"]
+    assert leaks["convert.reference.build"][-2:] == ["convert.reference.ops", "convert.families.v3"]
 
 
 def test_the_checks_catch_a_bad_import(tmp_path):

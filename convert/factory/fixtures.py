@@ -33,6 +33,7 @@ from ..env import env_setting, quiet_tf, state_root
 from ..families.base import BN_LEAVES, MOVING_STATS, ArchiveLayout, CheckpointFile, has_bn, kernel_leaf
 from ..fsutil import file_lock
 from ..manifest import default_manifest
+from ..reference import inference_batch_norm
 from . import qat
 from .graphs import factory_of
 from .spec import CheckpointRecipe, FactoryLayer
@@ -117,16 +118,7 @@ def _checkpoint_file(variant, role: str | None) -> tuple[CheckpointFile, Checkpo
 
 
 def _inference_bn(tf, weight):
-    def batch_norm(x, scope):
-        b = f"{scope}/BatchNorm/"
-        # relative: the node lands under the caller's op scope (V1's doubled MobilenetV1/MobilenetV1/...)
-        with tf.compat.v1.name_scope("BatchNorm"):
-            y, *_ = tf.raw_ops.FusedBatchNorm(
-                x=x, scale=weight(b + "gamma"), offset=weight(b + "beta"), mean=weight(b + "moving_mean"),
-                variance=weight(b + "moving_variance"), epsilon=BN_EPSILON, data_format="NHWC",
-                is_training=False, name="FusedBatchNorm")
-            return y
-    return batch_norm
+    return inference_batch_norm(tf, weight)
 
 
 # How a quantization-aware archive's graphs are written (``form``), as Google's releases vary:
@@ -424,14 +416,15 @@ def build_archive(name: str, out_dir: str | Path, seed: int = 0, keep_files: boo
 @functools.lru_cache(maxsize=None)
 def factory_version(family: str) -> str:
     """Hash of the code a family's factory archives come from: this module, the factory's spec and
-    shared ops, the family's graph builder, the family contract (``families/base.py``) and the family's
+    shared ops, the family's graph builder (the factory's adaptor and :mod:`convert.reference`'s modules), the family contract (``families/base.py``) and the family's
     data (its layout); for a quantization-aware family (``v2-quant``) also the QAT modules and its float
     sibling's builder and data. Editing one family rebuilds only that family's cached archives."""
     here = Path(__file__).parent
-    families = here.parent / "families"
+    families, reference = here.parent / "families", here.parent / "reference"
     digest = hashlib.sha256(Path(__file__).read_bytes())
     builder = family.removesuffix("-quant")  # a QAT family reuses its float sibling's graph builder
     paths = [here / "spec.py", here / "graphs" / "ops.py", here / "graphs" / f"{builder}.py",
+             *(reference / f"{m}.py" for m in ("slim", "arch", "ops", "build", builder)),
              families / "base.py", families / f"{family.replace('-', '_')}.py"]
     if builder != family:
         paths += [here / "qat.py", here / "graphs" / "quant.py", families / f"{builder}.py"]

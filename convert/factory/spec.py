@@ -1,55 +1,25 @@
 """What the archive factory knows of a family beyond its :class:`~convert.families.base.Family` data:
-the slim conv layers it builds, the TF1 inference graph, and which extra variables each checkpoint of
-the layout holds. None of this is read by the conversion path."""
+the slim conv layers it builds and the TF1 inference graph (both from :mod:`convert.reference`), and which
+extra variables each checkpoint of the layout holds. None of this module is read by the conversion path."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..families.base import ArchiveLayout
+from ..reference import Architecture, Block, Layer
+
+FactoryLayer = Layer  # one conv layer of the slim graph (graph order): the reference package's record
+__all__ = ["Architecture", "Block", "CheckpointRecipe", "FactoryLayer", "FactorySpec", "QuantRecipe",
+           "architecture_of"]
 
 
-@dataclass(frozen=True)
-class FactoryLayer:
-    """One conv layer of the slim graph, as the archive factory builds it (graph order)."""
-
-    scope: str  # full scope, e.g. "MobilenetV3/expanded_conv_3/squeeze_excite/Conv"
-    kind: str  # one of convert.families.base.KINDS
-    kernel: int  # spatial kernel size (1, 3 or 5)
-    cin: int
-    cout: int
-
-
-@dataclass(frozen=True)
-class Block:
-    """One ``expanded_conv`` block (V2, V3) as slim builds it for a variant."""
-
-    scope: str  # full scope, e.g. "MobilenetV3/expanded_conv_3"
-    cin: int
-    inner: int  # expansion width (== cin when there is no expand conv)
-    cout: int
-    kernel: int
-    stride: int
-    squeeze: int  # squeeze-excite bottleneck width, 0 without squeeze-excite
-    act: str  # inner activation: "relu6", "relu" or "hard_swish"
-
-    @property
-    def expands(self) -> bool:
-        return self.inner > self.cin
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.cin == self.cout
-
-    def layers(self) -> list[FactoryLayer]:
-        """The block's variable-owning scopes in graph order."""
-        out = [FactoryLayer(f"{self.scope}/expand", "conv", 1, self.cin, self.inner)] if self.expands else []
-        out.append(FactoryLayer(f"{self.scope}/depthwise", "depthwise", self.kernel, self.inner, self.inner))
-        if self.squeeze:
-            out.append(FactoryLayer(f"{self.scope}/squeeze_excite/Conv", "conv_bias", 1, self.inner, self.squeeze))
-            out.append(FactoryLayer(f"{self.scope}/squeeze_excite/Conv_1", "conv_bias", 1, self.squeeze, self.inner))
-        out.append(FactoryLayer(f"{self.scope}/project", "conv", 1, self.inner, self.cout))
-        return out
+def architecture_of(variant) -> Architecture:
+    """The reference :class:`~convert.reference.Architecture` of a catalogue variant (a quantization-aware
+    variant: its float sibling's graph)."""
+    return Architecture(family=variant.family.float_family or variant.family_key, alpha=variant.depth_multiplier,
+                        rows=variant.rows, cols=variant.rows, classes=variant.classes, kind=variant.kind,
+                        minimalistic=bool(variant.minimalistic))
 
 
 @dataclass(frozen=True)
