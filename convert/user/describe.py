@@ -48,6 +48,12 @@ def describe(inferred: Inferred, options: Options, default_name: str) -> Variant
         if value < MIN_SIZE:
             raise DescriptionError(f"--input-size: {what} {value} is below {MIN_SIZE}, the smallest input "
                                    f"keras.applications' MobileNets take")
+    if inferred.family == "v1" and (rows % 32 or cols % 32):
+        raise DescriptionError(
+            f"--input-size {rows} x {cols}: keras.applications' MobileNet (V1) pads its stride-2 convs by (0, 1) "
+            f"while slim's 'SAME' pads (1, 1) where a feature map is odd, so the two differ at this size; a V1 "
+            f"input must be a multiple of 32 in both dimensions (e.g. {max(32, rows // 32 * 32)} x "
+            f"{max(32, cols // 32 * 32)}, or 224)")
     name = options.name or safe_name(default_name)
     if not _NAME.match(name):
         raise DescriptionError(f"--name {name!r} is not a file name stem: use letters, digits and . _ + - "

@@ -65,7 +65,7 @@ def builder_reference(variant, prefix: Path, mode: str) -> Reference:
                         rows=rows, cols=cols, classes=variant.classes if variant.has_head else None,
                         kind=variant.kind, minimalistic=variant.minimalistic, scope_prefix=variant.scope_prefix)
     built = build_reference(arch)
-    return Reference("builder", f"convert.reference: {arch.describe()}", built.graph_def, built.endpoints,
+    return Reference("builder", f"convert.reference {arch.label}", built.graph_def, built.endpoints,
                      _feeds(built.graph_def, prefix, mode))
 
 
