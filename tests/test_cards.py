@@ -1,10 +1,14 @@
-"""Model cards, sidecars and SHA256SUMS of quantized variants (convert.cards), from hand-made records: no TF,
-no archive. Expected values come from the manifest's published figures, the hand-made parity figures and
-hashlib over the files the test writes."""
+"""Model cards, sidecars and SHA256SUMS (convert.cards), from hand-made records and stand-in files: no archive
+(a quantized variant's stand-in .tflite is a tiny real uint8 model, made with TF's converter, as the sidecar's
+preprocessing and labels are read from the file). Expected values come from the manifest's published figures,
+the hand-made parity figures, LiteRT's view of the .tflite, keras' own class index file and hashlib over the
+files the test writes."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,14 +28,40 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _files(out: Path, v) -> dict[str, str]:
-    """Write distinct stand-in bytes for every output of ``v`` (the .h5 pair; quantized: .keras, .tflite)."""
+@functools.lru_cache(maxsize=None)
+def tiny_tflite(rows: int, classes: int = 1000, scale: float = 1 / 128, zero_point: int = 128) -> bytes:
+    """A real uint8 ``.tflite`` (TF's legacy converter, as the project's own): input [1, rows, rows, 3] quantized
+    with ``scale`` and ``zero_point``, output ``classes`` uint8 probabilities (mean colour, a dense layer)."""
+    import numpy as np
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, rows, rows, 3], name="input")
+        fq = tf.quantization.fake_quant_with_min_max_args
+        w = tf.constant(np.random.default_rng(classes).normal(size=(3, classes)).astype(np.float32))
+        y = fq(tf.matmul(tf.reduce_mean(x, axis=[1, 2]), fq(w, min=-4.0, max=4.0, narrow_range=True)), min=-8, max=8)
+        tf.nn.softmax(y, name="probs")
+    with tempfile.TemporaryDirectory() as work:
+        pb = Path(work) / "g.pb"
+        pb.write_bytes(graph.as_graph_def().SerializeToString())
+        converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(str(pb), ["input"], ["probs"],
+                                                                        {"input": [1, rows, rows, 3]})
+        converter.inference_type = tf.uint8
+        converter.quantized_input_stats = {"input": (zero_point, 1 / scale)}
+        return converter.convert()
+
+
+def _files(out: Path, v, tflite_classes: int = 1000) -> dict[str, str]:
+    """Write distinct stand-in bytes for every output of ``v`` (the .h5 pair; quantized: .keras, and a tiny
+    real .tflite of the variant's input size)."""
     out.mkdir(parents=True, exist_ok=True)
     names = [v.keras_weights, v.keras_weights_no_top]
     if v.family.quantized:
         names += [v.family.twin_file(v), v.family.tflite_file(v)]
     for i, name in enumerate(names):
-        (out / name).write_bytes(f"{name} #{i}".encode() * (i + 1))
+        data = tiny_tflite(v.rows, tflite_classes) if name.endswith(".tflite") else f"{name} #{i}".encode() * (i + 1)
+        (out / name).write_bytes(data)
     return {name: _sha(out / name) for name in names}
 
 
@@ -141,18 +171,32 @@ def test_quantized_card_shows_the_three_proofs(tmp_path):
             "archive outputs probabilities, pass") in parity
 
 
+def card_blocks(card: str) -> list[str]:
+    """The Python snippets of a card's "How to load" section, as printed."""
+    load = card.split("## How to load")[1].split("## Licence")[0]
+    return [block.split("```")[0] for block in load.split("```python\n")[1:]]
+
+
 def test_quantized_card_has_a_load_example_per_output(tmp_path):
     v, _, written = _write(tmp_path, V2Q)
-    load = written.card.read_text().split("## How to load")[1].split("## Licence")[0]
-    blocks = load.split("```python\n")[1:]
-    assert len(blocks) == 3
-    assert 'keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights="quantized_v2_96_35.h5")' in blocks[0]
-    assert "import convert" in blocks[1] and 'keras.saving.load_model("quantized_v2_96_35.keras")' in blocks[1]
-    assert blocks[1].index("import convert") < blocks[1].index("load_model")
-    assert "from ai_edge_litert.interpreter import Interpreter" in blocks[2]
-    assert 'Interpreter(model_path="quantized_v2_96_35.tflite")' in blocks[2] and "np.uint8" in blocks[2]
-    for block in blocks:  # each is Python that compiles as printed
-        compile(block.split("```")[0], "<card>", "exec")
+    blocks = card_blocks(written.card.read_text())
+    assert len(blocks) == 4  # top .h5, no-top .h5, twin, .tflite
+    assert ('keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights="quantized_v2_96_35.h5")'
+            in blocks[0]) and 'preprocessing_for("quantized_v2_96_35.h5").load("panda.jpg")[None]' in blocks[0]
+    assert ('include_top=False, pooling="avg", weights="quantized_v2_96_35_no_top.h5")' in blocks[1]
+            and 'preprocessing_for("quantized_v2_96_35_no_top.h5").load(' in blocks[1])
+    assert "import convert" in blocks[2] and 'keras.saving.load_model("quantized_v2_96_35.keras")' in blocks[2]
+    assert blocks[2].index("import convert") < blocks[2].index("load_model")
+    assert 'preprocessing_for("quantized_v2_96_35.keras").load("panda.jpg")[None]' in blocks[2]
+    assert "from ai_edge_litert.interpreter import Interpreter" in blocks[3]
+    assert 'Interpreter(model_path="quantized_v2_96_35.tflite")' in blocks[3]
+    # the uint8 input comes from the API (crop and TF1 bilinear resize included), not from a PIL resize
+    assert 'q = preprocessing_for("quantized_v2_96_35.tflite").load("panda.jpg")' in blocks[3]
+    assert 'set_tensor(inp["index"], q[None])' in blocks[3] and "PIL" not in blocks[3] and "resize" not in blocks[3]
+    assert 'labels="quantized_v2_96_35_labels.txt"' in blocks[3]
+    for block in blocks:  # each is Python that compiles as printed, and applies its file's preprocessing
+        compile(block, "<card>", "exec")
+        assert "from convert.preprocessing import preprocessing_for" in block
 
 
 def test_float_card_is_unchanged_by_the_quantized_half(tmp_path):
@@ -160,10 +204,11 @@ def test_float_card_is_unchanged_by_the_quantized_half(tmp_path):
     card = written.card.read_text()
     assert "## Parity against the archive's own graph" in card and "three proofs" not in card
     assert ".keras" not in card and ".tflite" not in card and "float sibling" not in card
-    assert f"top-1 {v.top1} %" in card and card.count("```python") == 1
+    assert f"top-1 {v.top1} %" in card and card.count("```python") == 2  # the top and the no-top .h5
     side = json.loads(written.sidecar.read_text())
-    assert "quant" not in side and set(side["card"]) == {"url", "published", "load", "preprocessing", "licence"}
-    assert set(_sums(tmp_path)) == {*digests, written.card.name, written.sidecar.name}
+    assert "quant" not in side and set(side["card"]) == {"url", "published", "load", "load_no_top", "preprocessing",
+                                                         "accuracy", "licence"}
+    assert set(_sums(tmp_path)) == {*digests, written.card.name, written.sidecar.name, "imagenet_labels.txt"}
 
 
 def test_quantized_variant_without_its_twin_is_refused_and_nothing_written(tmp_path):
@@ -188,11 +233,13 @@ def test_accuracy_update_keeps_the_quantized_outputs_and_proofs(tmp_path):
     assert "| twin | slim | 10 | 50.00 | 80.00 |" in card and "## Parity: three proofs" in card
     assert _sums(tmp_path)[f"{v.stem}.tflite"] == digests[f"{v.stem}.tflite"]
     # a new conversion with a different .tflite drops the accuracy measured on the old one
-    (tmp_path / f"{v.stem}.tflite").write_bytes(b"other")
+    other = tiny_tflite(v.rows, zero_point=127)
+    (tmp_path / f"{v.stem}.tflite").write_bytes(other)
     h5 = {n: digests[n] for n in (v.keras_weights, v.keras_weights_no_top)}
     third = cards.write(tmp_path, v, _facts(v, h5), _record(v))
-    assert "accuracy" not in json.loads(third.sidecar.read_text())
-    assert _sums(tmp_path)[f"{v.stem}.tflite"] == hashlib.sha256(b"other").hexdigest()
+    side = json.loads(third.sidecar.read_text())
+    assert "accuracy" not in side and side["preprocessing"][f"{v.stem}.tflite"]["zero_point"] == 127
+    assert _sums(tmp_path)[f"{v.stem}.tflite"] == hashlib.sha256(other).hexdigest()
 
 
 def test_a_sidecar_this_converter_cannot_read_is_named(tmp_path):
