@@ -255,3 +255,236 @@ def test_a_sidecar_this_converter_cannot_read_is_named(tmp_path):
     first.sidecar.write_text("{not json")
     with pytest.raises(ConversionError, match=rf"{first.sidecar.name} is not a sidecar"):
         cards.read_facts(tmp_path, v)
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing: the sidecar's field, the card's lines and accuracy
+
+def _litert_input(path: Path) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(path)).get_input_details()[0]
+
+
+@pytest.mark.parametrize("name", [FLOAT, "v3-small_224_1.0_float", V1Q, V2Q, V3Q])
+def test_sidecar_preprocessing_field_round_trips_and_is_preprocessing_for_each_file(tmp_path, name):
+    import numpy as np
+
+    from convert.preprocessing import Preprocessing, preprocessing_for
+    from convert.records import Sidecar
+
+    v, digests, written = _write(tmp_path, name)
+    side = json.loads(written.sidecar.read_text())
+    field = side["preprocessing"]
+    assert set(field) == set(digests)  # one entry per output file: .h5 pair (quantized: .keras, .tflite)
+    back = Sidecar.from_json(side)
+    assert back.to_json(side["card"]) == side  # the typed sidecar writes the same JSON back
+    card = written.card.read_text().split("## Preprocessing: the accuracy you will get")[1].split("## Class names")[0]
+    for file, entry in field.items():
+        pre = Preprocessing.from_json(entry)
+        assert back.preprocessing[file] == pre == preprocessing_for(tmp_path / file)
+        assert f"- `{file}`: {pre.describe()}" in card  # the card states it, one line a file
+        assert (pre.rows, pre.cols, pre.crop_fraction, pre.interpolation) == (v.rows, v.rows, 0.875, "bilinear_tf1")
+    forms = {f: e["form"] for f, e in field.items()}
+    h5 = "pixels" if v.family.keras_input_range == (0.0, 255.0) else "unit"  # keras' V3 rescales [0, 255] itself
+    assert forms[v.keras_weights] == forms[v.keras_weights_no_top] == h5
+    if v.family.quantized:
+        tflite = tmp_path / v.family.tflite_file(v)
+        detail = _litert_input(tflite)  # the file's own input quantization, as LiteRT reads it
+        assert forms[v.family.twin_file(v)] == "unit" and forms[tflite.name] == "uint8"
+        assert np.float32(field[tflite.name]["scale"]) == np.float32(detail["quantization"][0])
+        assert field[tflite.name]["zero_point"] == detail["quantization"][1]
+        assert [1, v.rows, v.rows, 3] == list(detail["shape"])
+
+
+def test_a_sidecar_without_the_new_sections_still_loads_and_update_adds_preprocessing(tmp_path):
+    from convert.records import Sidecar
+
+    v, _, written = _write(tmp_path, V2Q)
+    doc = json.loads(written.sidecar.read_text())
+    old = {k: val for k, val in doc.items() if k not in ("preprocessing", "labels")}  # as written before them
+    written.sidecar.write_text(json.dumps(old))
+    back = Sidecar.from_json(old)
+    assert back.preprocessing == {} and back.labels is None and back.facts.variant == v.name
+    again = cards.update(tmp_path, v, [AccuracyRecord(v.name, "tflite", "slim", 10, 40.0, 70.0)])
+    side = json.loads(again.sidecar.read_text())
+    assert side["preprocessing"] == doc["preprocessing"]
+
+
+def test_card_states_the_top1_you_will_get(tmp_path):
+    v, _, written = _write(tmp_path, FLOAT)
+    section = written.card.read_text().split("## Preprocessing: the accuracy you will get")[1].split("## Class")[0]
+    assert f"With this preprocessing you get top-1 {v.top1} % (published" in section
+    assert "Not measured here yet" in section
+    for figure in ("costs 3 to 6 points of top-1", "86.5 %", "81.7 %", "45.5 vs 39.9", "74.8 vs 71.6",
+                   "keras-team/keras#16982", "keras-team/tf-keras#443", "tensorflow/tensorflow#48066", "#46105",
+                   "mlcommons/inference#61", "69.97 %", "67.70 %"):
+        assert figure in section
+    acc = [AccuracyRecord(v.name, "converted", "slim", 20, 70.0, 90.0), AccuracyRecord(v.name, "slim", "slim", 20, 70.0, 90.0),
+           AccuracyRecord(v.name, "converted", "keras", 20, 65.0, 85.0)]
+    section = cards.update(tmp_path, v, acc).card.read_text().split("## Preprocessing: the")[1].split("## Class")[0]
+    assert ("Measured here with this preprocessing (`convert evaluate`): the converted .h5 top-1 70.00 % on 20 "
+            "images; the archive's slim graph top-1 70.00 % on 20 images.") in section
+    assert "Keras' documented preprocessing instead: the converted .h5 top-1 65.00 % on 20 images." in section
+    # V2 quantized: the catalogue's only figure is the float sibling's, said so
+    v2q, _, written = _write(tmp_path / "q", V2Q)
+    section = written.card.read_text().split("## Preprocessing: the")[1]
+    assert (f"publishes no top-1 for this quantized model; with this preprocessing its float sibling gets top-1 "
+            f"{v2q.float_sibling_top1} %") in section
+
+
+# --------------------------------------------------------------------------------------------------
+# Labels: imagenet_labels.txt, a .tflite's labels file, a user's names, decode_predictions
+
+KERAS_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # keras.applications.imagenet_utils' file_hash of its class index
+CLASS_INDEX = Path(__file__).parents[1] / "convert" / "data" / "imagenet_class_index.json"
+
+
+def _keras_names() -> list[str]:
+    """The 1000 names of keras' own class index (the shipped copy, checked against keras' md5), read here."""
+    data = CLASS_INDEX.read_bytes()
+    assert hashlib.md5(data).hexdigest() == KERAS_MD5
+    doc = json.loads(data)
+    return [doc[str(i)][1] for i in range(1000)]
+
+
+def _lines(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    return text[:-1].split("\n")
+
+
+def test_imagenet_labels_beside_the_weights_and_tflite_labels_in_output_order(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    v, _, written = _write(tmp_path, V1Q)
+    labels = tmp_path / "imagenet_labels.txt"
+    assert _lines(labels) == _keras_names()  # 1000 lines, line k = keras class k's name
+    tflite = tmp_path / v.family.tflite_file(v)
+    own = tmp_path / f"{v.stem}_labels.txt"  # named after the .tflite: many variants share weights/
+    outputs = Interpreter(model_path=str(tflite)).get_output_details()[0]["shape"]
+    assert len(_lines(own)) == outputs[-1] == 1000 and _lines(own) == _keras_names()
+    sums = _sums(tmp_path)
+    assert sums["imagenet_labels.txt"] == _sha(labels) and sums[own.name] == _sha(own)
+    side = json.loads(written.sidecar.read_text())["labels"]
+    assert side["source"] == "imagenet" and side["files"][own.name] == {"sha256": _sha(own), "classes": 1000}
+    assert side["outputs"] == {v.keras_weights: "imagenet_labels.txt", f"{v.stem}.keras": "imagenet_labels.txt",
+                               tflite.name: own.name}
+    card = written.card.read_text().split("## Class names")[1].split("## How to load")[0]
+    assert f"- `{own.name}`  sha256 `{_sha(own)}`: 1000 names" in card and f"output k of `{tflite.name}`" in card
+    # written once per folder: a second variant in the same folder leaves the file as it is
+    before = labels.stat()
+    _write(tmp_path, FLOAT)
+    after = labels.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_tflite_that_keeps_the_background_class_gets_it_first(tmp_path):
+    """A 1001-class .tflite (as Google's own files output slim's classes): its labels file follows its output."""
+    v = resolve(V2Q)
+    digests = _files(tmp_path, v, tflite_classes=1001)
+    cards.write(tmp_path, v, _facts(v, {n: digests[n] for n in v.family.keras_files(v)}), _record(v))
+    assert _lines(tmp_path / f"{v.stem}_labels.txt") == ["background", *_keras_names()]
+    assert _lines(tmp_path / "imagenet_labels.txt") == _keras_names()
+
+
+def _user_variant(quantized: bool = False):
+    """A stand-in for a user checkpoint's conversion: a manifest variant under other file names."""
+    import dataclasses
+
+    v = resolve(V2Q if quantized else FLOAT)
+    return dataclasses.replace(v, keras_weights="flowers.h5", keras_weights_no_top="flowers_no_top.h5")
+
+
+def test_a_user_checkpoint_gets_its_own_names(tmp_path):
+    import dataclasses
+
+    from convert.labels import LabelsError
+
+    v = _user_variant()
+    names = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    digests = _files(tmp_path, v)
+    facts = dataclasses.replace(_facts(v, digests), classes=5, label_offset=1)
+    written = cards.write(tmp_path, v, facts, labels=["background", *names])  # slim's background is dropped
+    assert _lines(tmp_path / "flowers_labels.txt") == names and not (tmp_path / "imagenet_labels.txt").exists()
+    side = json.loads(written.sidecar.read_text())["labels"]
+    assert side == {"source": "user", "files": {"flowers_labels.txt": {"sha256": _sha(tmp_path / "flowers_labels.txt"),
+                                                                        "classes": 5}},
+                    "outputs": {"flowers.h5": "flowers_labels.txt"}}
+    assert _sums(tmp_path)["flowers_labels.txt"] == _sha(tmp_path / "flowers_labels.txt")
+    assert "the user's class names" in written.card.read_text()
+    # re-verification (labels=None) keeps the user's names; a wrong count is refused before anything is written
+    again = cards.write(tmp_path, v, facts)
+    assert json.loads(again.sidecar.read_text())["labels"] == side
+    _files(tmp_path / "other", v)
+    with pytest.raises(LabelsError, match="3 class names for an output of 5 classes"):
+        cards.write(tmp_path / "other", v, facts, labels=names[:3])
+    assert {p.name for p in (tmp_path / "other").iterdir() if not p.name.startswith(".")} == {"flowers.h5",
+                                                                                             "flowers_no_top.h5"}
+    # no names and a head that is not ImageNet's: no labels file, the card says how to add them
+    _files(tmp_path / "seven", v)
+    card = cards.write(tmp_path / "seven", v, dataclasses.replace(facts, classes=7)).card.read_text()
+    assert "7 classes have no names" in card and "--labels FILE" in card
+    assert not list((tmp_path / "seven").glob("*labels.txt"))
+
+
+def test_a_quantized_user_checkpoint_labels_its_tflite_too(tmp_path):
+    import dataclasses
+
+    v = _user_variant(quantized=True)
+    names = [f"class {i}" for i in range(1000)]
+    digests = _files(tmp_path, v)
+    facts = _facts(v, {n: digests[n] for n in (v.keras_weights, v.keras_weights_no_top)})
+    written = cards.write(tmp_path, v, facts, _record(v), labels=names)
+    side = json.loads(written.sidecar.read_text())["labels"]
+    tflite = v.family.tflite_file(v)
+    assert side["outputs"] == {"flowers.h5": "flowers_labels.txt", v.family.twin_file(v): "flowers_labels.txt",
+                               tflite: f"{Path(tflite).stem}_labels.txt"}
+    assert _lines(tmp_path / "flowers_labels.txt") == _lines(tmp_path / f"{Path(tflite).stem}_labels.txt") == names
+
+
+def test_decode_predictions_offline_as_keras_own(tmp_path, monkeypatch):
+    """Ours, with every socket refused, returns what keras' own decode_predictions returns when Keras finds
+    its class index in its cache (KERAS_HOME holding a copy of keras' file: get_file checks its md5 and does
+    not download), run in a separate process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from convert.labels import LabelsError, decode_predictions
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(1000), size=3).astype(np.float32)
+    np.save(tmp_path / "probs.npy", probs)
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    (tmp_path / "keras" / "models" / "imagenet_class_index.json").write_bytes(CLASS_INDEX.read_bytes())
+    code = ("import json, sys, numpy as np\n"
+            "from keras.applications.imagenet_utils import decode_predictions\n"
+            "out = decode_predictions(np.load(sys.argv[1]), top=5)\n"
+            "print(json.dumps([[[w, n, float(s)] for w, n, s in row] for row in out]))")
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "probs.npy")], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = [[tuple(t) for t in row] for row in json.loads(done.stdout.strip().splitlines()[-1])]
+
+    def refuse(*args, **kwargs):
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    ours = decode_predictions(probs, top=5)
+    assert ours == theirs and ours[0][0][0].startswith("n") and len(ours[0]) == 5
+    # a labels file (a .tflite's, 1001 classes with background) or a list: (class index, name, score)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("background\n" + "\n".join(_keras_names()) + "\n")
+    wide = np.concatenate([np.zeros((3, 1), np.float32), probs], axis=1)
+    by_file = decode_predictions(wide, top=5, labels=labels)
+    assert [[(n, s) for _, n, s in row] for row in by_file] == [[(n, s) for _, n, s in row] for row in theirs]
+    assert [[i for i, _, _ in row] for row in by_file] == [[int(np.argsort(p)[-1 - j]) + 1 for j in range(5)]
+                                                           for p in probs]
+    with pytest.raises(LabelsError, match=r"\[samples, 1000\].*got shape \[3, 1001\]"):
+        decode_predictions(wide)
