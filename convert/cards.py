@@ -113,7 +113,8 @@ class Written:
     sidecar: Path
     card: Path
     sha256sums: Path
-    sha256: dict[str, str]  # file name -> digest (the .h5 files, quantized: .keras and .tflite, the sidecar, the card)
+    # file name -> digest (the .h5 files, quantized: .keras and .tflite, the labels files, the sidecar, the card)
+    sha256: dict[str, str]
 
 
 def read_facts(out_dir: str | Path, variant) -> Sidecar | None:
@@ -127,8 +128,8 @@ def read_facts(out_dir: str | Path, variant) -> Sidecar | None:
 
 
 def _save(out_dir: Path, variant, sidecar: Sidecar) -> Written:
-    """Write the sidecar and card, then record them, the .h5 files and (quantized) the .keras and .tflite in
-    SHA256SUMS (each file once)."""
+    """Write the sidecar and card, then record them, the .h5 files, (quantized) the .keras and .tflite and the
+    labels files in SHA256SUMS (each file once)."""
     side_path, card = sidecar_path(out_dir, variant), card_path(out_dir, variant)
     doc = sidecar.to_json(_card_section(variant, sidecar))
     atomic_write_bytes(side_path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
@@ -441,8 +442,9 @@ _MODELS = {"converted": "the converted .h5", "twin": "the twin .keras", "tflite"
 
 
 def _measured(records: list[AccuracyRecord]) -> str:
+    """e.g. ``the converted .h5 top-1 70.12 % on 50000 images of `val` `` (the dataset's folder, as evaluated)."""
     return "; ".join(f"{_MODELS.get(a.model, a.model)} top-1 {_fmt(a.top1, '.2f')} % on {a.images} images"
-                     for a in records)
+                     + (f" of `{Path(a.dataset).name}`" if a.dataset else "") for a in records)
 
 
 def _accuracy_lines(variant, sidecar: Sidecar) -> list[str]:

@@ -320,11 +320,12 @@ def test_card_states_the_top1_you_will_get(tmp_path):
                    "keras-team/keras#16982", "keras-team/tf-keras#443", "tensorflow/tensorflow#48066", "#46105",
                    "mlcommons/inference#61", "69.97 %", "67.70 %"):
         assert figure in section
-    acc = [AccuracyRecord(v.name, "converted", "slim", 20, 70.0, 90.0), AccuracyRecord(v.name, "slim", "slim", 20, 70.0, 90.0),
+    acc = [AccuracyRecord(v.name, "converted", "slim", 20, 70.0, 90.0, dataset="/data/ilsvrc2012/val"),
+           AccuracyRecord(v.name, "slim", "slim", 20, 70.0, 90.0),
            AccuracyRecord(v.name, "converted", "keras", 20, 65.0, 85.0)]
     section = cards.update(tmp_path, v, acc).card.read_text().split("## Preprocessing: the")[1].split("## Class")[0]
     assert ("Measured here with this preprocessing (`convert evaluate`): the converted .h5 top-1 70.00 % on 20 "
-            "images; the archive's slim graph top-1 70.00 % on 20 images.") in section
+            "images of `val`; the archive's slim graph top-1 70.00 % on 20 images.") in section
     assert "Keras' documented preprocessing instead: the converted .h5 top-1 65.00 % on 20 images." in section
     # V2 quantized: the catalogue's only figure is the float sibling's, said so
     v2q, _, written = _write(tmp_path / "q", V2Q)
