@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if built is not None:
         built.write(variant, args.out)
     written = cards.write(args.out, variant, facts)  # the end of this variant's conversion
-    for name in names + [written.sidecar.name, written.card.name]:
+    for name in dict.fromkeys(names + list(written.sha256)):  # the outputs, then labels files, sidecar, card
         print(f"{written.sha256[name]}  {Path(args.out) / name}")
     print(f"updated {written.sha256sums}")
     return 0

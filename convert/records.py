@@ -15,6 +15,7 @@ from typing import Any
 
 from .evaluate.records import AccuracyRecord
 from .guide import Accounting, Provenance
+from .preprocessing import Preprocessing
 
 # the keys of the original converter's report, which every parity record carries
 LEGACY_KEYS = ("alpha", "rows", "pred_keras_score", "pred_tf_score", "preds_agree", "max_vector_difference",
@@ -443,15 +444,50 @@ class QuantOutputs:
 
 
 @dataclass(frozen=True)
+class LabelsFile:
+    """One labels file beside the weights (one class name a line, line k naming output k)."""
+
+    sha256: str
+    classes: int  # its lines
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The class names of a variant's outputs: the sidecar's ``labels`` section. ``source``: ``imagenet``
+    (keras' class index, shipped) or ``user`` (a user checkpoint's ``--labels``); ``files``: each labels file
+    written beside the weights; ``outputs``: each output file -> the labels file in the order of its output."""
+
+    source: str
+    files: dict[str, LabelsFile]
+    outputs: dict[str, str]
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "files": {n: dataclasses.asdict(f) for n, f in self.files.items()},
+                "outputs": dict(self.outputs)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Labels:
+        d = _require(cls, data, ("source", "files", "outputs"))
+        if not isinstance(d["files"], dict) or not isinstance(d["outputs"], dict):
+            raise ValueError(f"a sidecar's labels section needs objects 'files' and 'outputs', got {data!r}")
+        return cls(d["source"], {n: LabelsFile(**_known(LabelsFile, _require(LabelsFile, f, ("sha256", "classes"))))
+                                 for n, f in d["files"].items()}, dict(d["outputs"]))
+
+
+@dataclass(frozen=True)
 class Sidecar:
     """The JSON next to a variant's converted files: the conversion facts, the parity summary, the measured
-    accuracy (evaluate's records) and, for a quantized variant, its other outputs and three proofs; the
-    model card renders the same data."""
+    accuracy (evaluate's records), for a quantized variant its other outputs and three proofs, each output
+    file's input preprocessing (``preprocessing``: file name -> :class:`~convert.preprocessing.Preprocessing`,
+    machine-readable; what ``preprocessing_for`` reads) and the class names (``labels``); the model card
+    renders the same data. A sidecar written before a section existed reads with it empty (None)."""
 
     facts: ConversionFacts
     parity: ParitySummary | None = None
     accuracy: list[AccuracyRecord] = field(default_factory=list)
     quant: QuantOutputs | None = None
+    preprocessing: dict[str, Preprocessing] = field(default_factory=dict)
+    labels: Labels | None = None
 
     def to_json(self, card: dict) -> dict:
         out = self.facts.to_json()
@@ -461,15 +497,24 @@ class Sidecar:
             out["accuracy"] = [a.to_json() for a in self.accuracy]
         if self.quant is not None:
             out["quant"] = self.quant.to_json()
+        if self.preprocessing:
+            out["preprocessing"] = {name: p.to_json() for name, p in sorted(self.preprocessing.items())}
+        if self.labels is not None:
+            out["labels"] = self.labels.to_json()
         return {**out, "card": card}
 
     @classmethod
     def from_json(cls, data: Any) -> Sidecar:
         d = _require(cls, data, ("variant",))
-        parity, quant = d.get("parity"), d.get("quant")
+        parity, quant, labels = d.get("parity"), d.get("quant"), d.get("labels")
+        pre = d.get("preprocessing") or {}
+        if not isinstance(pre, dict):
+            raise ValueError(f"a sidecar's preprocessing section must map file names to entries, got {pre!r}")
         return cls(ConversionFacts.from_json(d), ParitySummary.from_json(parity) if parity else None,
                    [AccuracyRecord.from_json(_require(AccuracyRecord, a, ACCURACY_KEYS)) for a in d.get("accuracy") or []],
-                   QuantOutputs.from_json(quant) if quant else None)
+                   QuantOutputs.from_json(quant) if quant else None,
+                   {name: Preprocessing.from_json(e) for name, e in pre.items()},
+                   Labels.from_json(labels) if labels else None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -190,10 +190,12 @@ def test_outputs_sidecar_and_sums(converted):
     assert result.h5.name == v.keras_weights and result.h5_no_top.name == v.keras_weights_no_top
     stem = Path(v.keras_weights).stem
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
-        [v.keras_weights, v.keras_weights_no_top, stem + ".json", stem + "_card.md", "SHA256SUMS"])
+        [v.keras_weights, v.keras_weights_no_top, stem + ".json", stem + "_card.md", "SHA256SUMS",
+         "imagenet_labels.txt"])
     sums = dict(line.split("  ")[::-1] for line in (out / "SHA256SUMS").read_text().splitlines())
     written = result.written
-    assert sums == {p.name: sha256_file(p) for p in (result.h5, result.h5_no_top, written.sidecar, written.card)}
+    assert sums == {p.name: sha256_file(p) for p in (result.h5, result.h5_no_top, written.sidecar, written.card,
+                                                     out / "imagenet_labels.txt")}
     assert written.sha256 == sums and result.facts.files == {p.name: sums[p.name] for p in (result.h5, result.h5_no_top)}
     card = written.card.read_text()  # the model card: the sidecar's data, for people
     assert v.url in card and f"MACs {v.macs_m} M" in card and f"top-1 {v.top1} %" in card

@@ -77,11 +77,12 @@ def test_one_variant_writes_each_output_once(tmp_path, writes):
         writes.clear()  # the mirror's archive is not the pipeline's
         (row,) = pipeline.run([v], opts)
         assert row.passed and row.stage_status == {"extract": "ran", "write_h5": "ran", "verify": "ran"}
-        # the .h5 files by keras_weights; the sidecar, card and SHA256SUMS by cards: each exactly once
+        # the .h5 files by keras_weights; the sidecar, card, SHA256SUMS and the folder's class names by cards:
+        # each exactly once
         assert _under(writes, opts.weights_dir) == Counter({
             (v.keras_weights, "convert.keras_weights"): 1, (v.keras_weights_no_top, "convert.keras_weights"): 1,
             (f"{stem}.json", "convert.cards"): 1, (f"{stem}_card.md", "convert.cards"): 1,
-            ("SHA256SUMS", "convert.cards"): 1})
+            ("SHA256SUMS", "convert.cards"): 1, ("imagenet_labels.txt", "convert.cards"): 1})
         results = _under(writes, opts.results)
         assert {who for _, who in results} == {"convert.report"}
         assert sorted(results.values()) == [1, 1, 1]  # test_results.json, test_results.p, PARITY.md
@@ -89,7 +90,8 @@ def test_one_variant_writes_each_output_once(tmp_path, writes):
         assert sidecar["parity"]["passed"] is True and sidecar["files"].keys() == {v.keras_weights,
                                                                                     v.keras_weights_no_top}
 
-        writes.clear()  # only verify re-runs (new seed): the metadata is written once again, the .h5 not
+        writes.clear()  # only verify re-runs (new seed): the metadata is written once again, the .h5 not (nor
+        # imagenet_labels.txt, which already holds the names)
         opts.seed = 1
         (row,) = pipeline.run([v], opts)
         assert row.stage_status == {"extract": "skipped", "write_h5": "skipped", "verify": "ran"}
@@ -178,7 +180,8 @@ def test_one_quantized_variant_writes_each_output_once(tmp_path, writes):
     assert set(again.stage_status.values()) == {"skipped"}, again.stage_status
     assert {(f, who): n for (f, who), n in seen.items() if who == "convert.cards"} == {
         (f"{v.stem}.json", "convert.cards"): 1, (f"{v.stem}_card.md", "convert.cards"): 1,
-        ("SHA256SUMS", "convert.cards"): 1}
+        ("SHA256SUMS", "convert.cards"): 1, ("imagenet_labels.txt", "convert.cards"): 1,
+        (f"{v.stem}_labels.txt", "convert.cards"): 1}  # the .tflite's labels, in the order of its output
     assert {f for f, _ in seen} >= {twin, tflite} and all(n == 1 for n in seen.values())
     sums = {n: d for d, n in (li.split("  ") for li in (opts.weights_dir / "SHA256SUMS").read_text().splitlines())}
     for name in (twin, tflite, v.keras_weights, v.keras_weights_no_top):
