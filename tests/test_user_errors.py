@@ -91,7 +91,7 @@ def test_labels_of_the_wrong_count_are_refused(tmp_path, capsys):
     out = _empty_out(tmp_path)
     code, _, err = run_main(main, [fixtures.cached_checkpoint(V2), "--rows", "96", "--labels", str(labels),
                                    "--out", str(out)], capsys)
-    assert code == 2 and "2 names" in err and "1000 classes" in err, err
+    assert code == 2 and "2 class names" in err and "1000 classes" in err, err
     assert list(out.iterdir()) == []
 
 

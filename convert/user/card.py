@@ -11,6 +11,7 @@ from typing import Any
 
 from ..cards import update_sha256sums
 from ..fsutil import atomic_write_bytes, sha256_file
+from ..labels import labels_text
 from ..preprocessing import Preprocessing
 from .records import ReferenceFigures
 
@@ -80,7 +81,13 @@ def render(c: CheckpointConversion) -> str:
         lines += ["```python", "import keras", "from convert.preprocessing import preprocessing_for", "",
                   f'model = keras.saving.load_model("{c.name}.keras")  # input [-1, 1], output {classes} probabilities',
                   f'x = preprocessing_for("{c.name}.keras").load("image.jpg")[None]',
-                  "probs = model.predict(x)", "", "# or the .h5 weights into keras.applications' constructor:",
+                  "probs = model.predict(x)",
+                  *(["from convert.labels import decode_predictions",
+                     f'print(decode_predictions(probs, labels="{c.name}_labels.txt"))  # (class, name, probability)']
+                    if c.labels else ["from convert.labels import decode_predictions",
+                                      "print(decode_predictions(probs))  # the ImageNet names, offline"]
+                    if classes == 1000 else ["print(probs.argmax())  # --labels FILE gives the classes names"]),
+                  "", "# or the .h5 weights into keras.applications' constructor:",
                   c.keras_call, "```", ""]
     else:
         lines += ["```python", "import keras", "", f'features = keras.saving.load_model("{c.name}.keras")  '
@@ -108,8 +115,7 @@ def write(out_dir: Path, conversion: CheckpointConversion) -> list[Path]:
     out_dir = Path(out_dir)
     written = []
     if conversion.labels:
-        written.append(atomic_write_bytes(out_dir / f"{conversion.name}_labels.txt",
-                                          "".join(f"{n}\n" for n in conversion.labels).encode()))
+        written.append(atomic_write_bytes(out_dir / f"{conversion.name}_labels.txt", labels_text(conversion.labels)))
     written.append(atomic_write_bytes(out_dir / f"{conversion.name}.json",
                                       json.dumps(conversion.to_json(), indent=2, allow_nan=False).encode() + b"\n"))
     written.append(atomic_write_bytes(out_dir / f"{conversion.name}_card.md", render(conversion).encode()))

@@ -60,17 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _labels(path: Path | None, count: int) -> list[str] | None:
+def _labels(path: Path | None, variant) -> list[str] | None:
+    """``--labels``: one name a line, as many as the model's outputs (or one more per background class of the
+    checkpoint's logits, which is dropped)."""
     if path is None:
         return None
+    from ..labels import LabelsError, names_for_outputs, read_labels
+
     try:
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--labels {path}: cannot read it: {exc}") from None
-    if len(names) != count:
-        raise UserError(f"--labels {path} has {len(names)} names; the model outputs {count} classes (one name a "
-                        f"line, in output order; with --label-offset the background class has none)")
-    return names
+        return names_for_outputs(read_labels(path), variant.classes - variant.label_offset, variant.label_offset,
+                                 f"--labels {path}")
+    except LabelsError as exc:
+        raise UserError(f"{exc} (one name a line, in the order of the model's output)") from None
 
 
 def _install(staging: Path, out: Path, names: list[str]) -> None:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"ranges need the graph's FakeQuant nodes, which this command does not read yet; "
                             f"convert its float weights by removing them, or use the catalogue's quantized route")
         variant = describe(inferred, Options(rows, cols, args.name, args.label_offset), found.default_name)
-        labels = _labels(args.labels, variant.classes - variant.label_offset) if variant.has_head else None
+        labels = _labels(args.labels, variant) if variant.has_head else None
         provenance = Provenance(checkpoint=str(found.prefix), checkpoint_role="given",
                                 archive=str(Path(args.path).resolve()) if found.kind == "archive" else None,
                                 archive_sha256=found.archive_sha256)
