@@ -33,10 +33,12 @@ from ..env import env_setting, quiet_tf, state_root
 from ..families.base import BN_LEAVES, MOVING_STATS, ArchiveLayout, CheckpointFile, has_bn, kernel_leaf
 from ..fsutil import file_lock
 from ..manifest import default_manifest
+from ..reference import forward as reference_forward
 from ..reference import inference_batch_norm
+from ..reference import model_variables as reference_model_variables
 from . import qat
 from .graphs import factory_of
-from .spec import CheckpointRecipe, FactoryLayer
+from .spec import CheckpointRecipe, FactoryLayer, architecture_of
 
 quiet_tf()
 
@@ -184,16 +186,17 @@ def build_eval_graph(variant, form: str = "slim", training: bool = False):
 # Values
 
 
-def _calibrated_bn_statistics(variant, values: dict[str, np.ndarray], rng) -> dict[str, np.ndarray]:
-    """BN moving statistics that normalise the network: each BN's batch mean/variance on a seeded
-    batch in [-1, 1], computed layer by layer with every earlier BN already normalising (what a
-    data-dependent initialisation does)."""
+def _calibrated_bn_statistics(arch, values: dict[str, np.ndarray], rng) -> dict[str, np.ndarray]:
+    """BN moving statistics that normalise the network of ``arch`` (a reference
+    :class:`~convert.reference.Architecture`): each BN's batch mean/variance on a seeded batch in [-1, 1],
+    computed layer by layer with every earlier BN already normalising (what a data-dependent
+    initialisation does)."""
     import tensorflow as tf
 
     stats: dict[str, np.ndarray] = {}
     graph = tf.Graph()
     with graph.as_default():
-        batch = rng.uniform(-1.0, 1.0, (8, variant.rows, variant.rows, 3)).astype(np.float32)
+        batch = rng.uniform(-1.0, 1.0, (8, arch.rows, arch.cols, 3)).astype(np.float32)
 
         def batch_norm(x, scope):
             mean, var = tf.nn.moments(x, [0, 1, 2])
@@ -201,19 +204,16 @@ def _calibrated_bn_statistics(variant, values: dict[str, np.ndarray], rng) -> di
             b = f"{scope}/BatchNorm/"
             return (x - mean) * tf.math.rsqrt(var + BN_EPSILON) * values[b + "gamma"] + values[b + "beta"]
 
-        factory_of(variant.family_key).forward(tf, tf.constant(batch), variant, lambda name: tf.constant(values[name]),
-                                           batch_norm)
+        reference_forward(tf, tf.constant(batch), arch, lambda name: tf.constant(values[name]), batch_norm)
         with tf.compat.v1.Session(graph=graph) as sess:
             return sess.run(stats)
 
 
-def ema_values(variant, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded EMA values of every model variable: He-scaled kernels, gamma ~ 1, beta ~ 0.5, small biases,
-    calibrated BN moving statistics. (With beta ~ 0, a random network amplifies small perturbations far
-    more than a trained one: V3's SE-gate constant then moved the logits by ~1e-3 of their scale instead
-    of the 1e-4–2e-4 measured on the genuine checkpoints; with beta ~ 0.5 it is ~2e-4.)"""
-    rng = np.random.default_rng([seed, zlib.crc32(variant.name.encode())])
-    specs = model_variables(variant)
+def architecture_ema_values(arch, key: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """:func:`ema_values` of a reference :class:`~convert.reference.Architecture`; ``key`` names it in the
+    value seed (a catalogue variant: its name)."""
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    specs = reference_model_variables(arch)
     ema: dict[str, np.ndarray] = {}
     for name, (shape, trainable) in sorted(specs.items()):
         if not trainable:
@@ -229,8 +229,29 @@ def ema_values(variant, seed: int = 0) -> dict[str, np.ndarray]:
             fan_in = shape[0] * shape[1] * (1 if leaf == "depthwise_weights" else shape[2])
             value = np.sqrt(2.0 / fan_in) * rng.standard_normal(shape)
         ema[name] = value.astype(np.float32)
-    ema.update({k: v.astype(np.float32) for k, v in _calibrated_bn_statistics(variant, ema, rng).items()})
+    ema.update({k: v.astype(np.float32) for k, v in _calibrated_bn_statistics(arch, ema, rng).items()})
     return ema
+
+
+def ema_values(variant, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded EMA values of every model variable: He-scaled kernels, gamma ~ 1, beta ~ 0.5, small biases,
+    calibrated BN moving statistics. (With beta ~ 0, a random network amplifies small perturbations far
+    more than a trained one: V3's SE-gate constant then moved the logits by ~1e-3 of their scale instead
+    of the 1e-4–2e-4 measured on the genuine checkpoints; with beta ~ 0.5 it is ~2e-4.)"""
+    return architecture_ema_values(architecture_of(variant), variant.name, seed)
+
+
+def raw_from_ema(name: str, shadow: np.ndarray, ema: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
+    """A raw (training) value that differs from its EMA ``shadow`` by 10 % of its spread (``noise``: a
+    standard normal draw of its shape); moving statistics stay valid (variances positive)."""
+    scale = max(float(shadow.std()), 1e-3) * 0.1
+    if name.endswith("moving_variance"):
+        raw = shadow * np.exp(0.1 * noise)
+    elif name.endswith("moving_mean"):
+        raw = shadow + (np.sqrt(ema[name.replace("moving_mean", "moving_variance")]) * 0.1 * noise)
+    else:
+        raw = shadow + scale * noise
+    return raw.astype(np.float32)
 
 
 def checkpoint_values(variant, seed: int = 0, role: str | None = None,
@@ -253,14 +274,7 @@ def checkpoint_values(variant, seed: int = 0, role: str | None = None,
             values[name] = shadow
             continue
         scale = max(float(shadow.std()), 1e-3) * 0.1
-        noise = rng.standard_normal(shadow.shape)
-        if name.endswith("moving_variance"):
-            raw = shadow * np.exp(0.1 * noise)
-        elif name.endswith("moving_mean"):
-            raw = shadow + (np.sqrt(ema[name.replace("moving_mean", "moving_variance")]) * 0.1 * noise)
-        else:
-            raw = shadow + scale * noise
-        values[name] = raw.astype(np.float32)
+        values[name] = raw_from_ema(name, shadow, ema, rng.standard_normal(shadow.shape))
         if _has_shadow(trainable, recipe.shadows):
             values[f"{name}/{EMA}"] = shadow
         if recipe.slots and trainable:

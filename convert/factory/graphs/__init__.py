@@ -1,4 +1,4 @@
-"""The factory's graph builders, keyed by family key: ``FACTORIES[key]`` is that family's
+"""The factory's graph builders (catalogue variants over :mod:`convert.reference`), keyed by family key: ``FACTORIES[key]`` is that family's
 :class:`~convert.factory.spec.FactorySpec` (layers, TF1 inference graph, checkpoint recipes); the
 quantization-aware families (``v1-quant``, ...) reuse their float sibling's graph over :mod:`.quant`'s ops."""
 from __future__ import annotations
