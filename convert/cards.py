@@ -239,7 +239,7 @@ def _write_labels(out_dir: Path, variant, facts: ConversionFacts, names: Sequenc
 
 
 # Keras' documented preprocessing against slim's, measured on Google's genuine weights and 1000 real ImageNet
-# validation images (issue 22), and the public reports of the same gap
+# validation images, and the public reports of the same gap
 KERAS_GAP = ("Keras' documented preprocessing (the whole image, nearest-neighbour resize to the input size, "
              "`preprocess_input`) costs 3 to 6 points of top-1: on Google's weights and 1000 ImageNet validation "
              "images, V2 1.0_224 86.5 % (slim's preprocessing) vs 81.7 % (Keras'), V1 0.25_128 45.5 vs 39.9, "

@@ -90,7 +90,7 @@ def test_shared_model_writes_the_fixed_shape_constructors_files(name, tmp_path):
 
 
 def test_the_architecture_is_every_field_a_constructor_reads_but_rows():
-    """The families' constructors read no variant field but the rows and ARCHITECTURE_FIELDS, so that
+    """The families' constructors read no variant field but the input size and ARCHITECTURE_FIELDS, so that
     variants equal in those have the same layers and weights (one per family, and V3 small minimalistic)."""
 
     class Recording:
@@ -106,7 +106,8 @@ def test_the_architecture_is_every_field_a_constructor_reads_but_rows():
         proxy = Recording(v)
         keras.backend.clear_session()
         v.family.keras_model(proxy, True, classifier_activation=None)
-        assert "rows" in proxy.read and proxy.read - {"rows"} <= set(ARCHITECTURE_FIELDS), (name, proxy.read)
+        size = {"rows", "input_size"}  # the input size (rows, or (rows, cols)): what the shared model leaves open
+        assert proxy.read & size and proxy.read - size <= set(ARCHITECTURE_FIELDS), (name, proxy.read)
 
 
 def test_one_model_serves_every_resolution_of_an_architecture():

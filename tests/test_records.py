@@ -115,7 +115,8 @@ def _facts_json() -> dict:
             "weights": {"requested": "auto", "mode": "ema", "by_source": {"ema": 158, "raw": 104}},
             "label_offset": 1, "classes": 1000,
             "counts": {"checkpoint_variables": 900, "consumed": 262, "ignored_slots": 0, "ignored_global_step": 1,
-                       "unselected": 158, "by_source": {"ema": 158, "raw": 104}, "mode": "ema", "twin_ranges": 0},
+                       "unselected": 158, "by_source": {"ema": 158, "raw": 104}, "mode": "ema", "twin_ranges": 0,
+                       "outside_scope": 0},
             "versions": {"keras": "3"}}
 
 

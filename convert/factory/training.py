@@ -1,5 +1,5 @@
 """User-like training directories: what ``train_image_classifier.py --train_dir D`` leaves in ``D`` for a
-MobileNet of any :class:`~convert.reference.Architecture` (issue 21's "your own checkpoint").
+MobileNet of any :class:`~convert.reference.Architecture`.
 
 ``D`` holds ``checkpoint`` (naming ``model.ckpt-STEP``), ``model.ckpt-STEP.{data-00000-of-00001,index,meta}``
 and ``graph.pbtxt``; the ``.meta`` and ``graph.pbtxt`` hold a *training* graph as the script builds it:
