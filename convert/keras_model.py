@@ -50,11 +50,11 @@ def build(variant, include_top: bool, any_rows: bool = False, **kwargs):
     their default size)."""
     import keras  # here, not at import time: the pipeline's parent process settles fresh variants without TF
 
-    rows = None if any_rows else variant.rows
+    rows, cols = (None, None) if any_rows else variant.input_size
     # Keras numbers auto-named layers per session (``global_average_pooling2d``, ``..._1``, ...); the names
     # are written into the .h5 files, so each build starts a fresh session, as in a fresh process
     keras.backend.clear_session(free_memory=False)  # collecting garbage is the caller's (the pipeline's) job
-    inputs = keras.Input(shape=(rows, rows, 3), name=INPUT_LAYER)
+    inputs = keras.Input(shape=(rows, cols, 3), name=INPUT_LAYER)
     if any_rows:
         kwargs["input_shape"] = None
     return variant.family.keras_model(variant, include_top, input_tensor=inputs, **kwargs)
@@ -75,14 +75,24 @@ def model_for(variant, include_top: bool):
     another architecture is asked for, or :func:`release`. Its weights are whatever the last stage put
     there: a stage that needs particular values sets all of them (the .h5 writer from the guide, parity
     from the written file)."""
-    key = architecture(variant)
+    any_size = serves_any_size(variant)
+    key = architecture(variant) + (() if any_size else (("input_size", variant.input_size),))
     if key != _shared.architecture:
         release()  # another architecture's models: never two alive at once
         _shared.architecture = key
     if include_top not in _shared.models:
-        _shared.models[include_top] = (build(variant, True, any_rows=True, classifier_activation=None)
+        _shared.models[include_top] = (build(variant, True, any_rows=any_size, classifier_activation=None)
                                        if include_top else features_model(model_for(variant, True)))
     return _shared.models[include_top]
+
+
+def serves_any_size(variant) -> bool:
+    """Whether the any-size model computes what the variant's own-size model does: keras.applications pads
+    a stride-2 conv for the size it is built for (V2/V3's ``correct_pad``: (0, 1) on an even map, (1, 1) on an
+    odd one, even assumed when the size is unknown), so an input whose 5 stride-2 halvings meet an odd map (not a
+    multiple of 32: a user checkpoint's 200 x 160) gets a model of its own size."""
+    rows, cols = variant.input_size
+    return rows % 32 == 0 and cols % 32 == 0
 
 
 def features_model(top):

@@ -1,0 +1,193 @@
+"""``convert checkpoint`` on user-like training directories (issue 21): V1, V2 and V3 (large and small) with 3, 5
+and 10 classes, a depth multiplier and input sizes outside the catalogue, RMSProp and Momentum, with and without
+EMA; a training directory, a prefix and an archive; a backbone under another model's scope.
+
+Expected values come from the factory's own artifacts, run here with TF directly: the training directory's
+frozen graph (``frozen_graph.pb``: the values slim's evaluation restores) and the Architecture it was built for;
+never from the converter's figures."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_main
+from convert.factory.training import cached_training_dir
+from convert.reference import Architecture
+from convert.user.cli import main
+
+# (id, Architecture, optimizer, ema, how the checkpoint is given, --graph)
+CASES = {
+    "v1-0.6-128x96-c3": (Architecture("v1", 0.6, 128, 96, 3), "momentum", False, "directory", "inference_graph.pbtxt"),
+    "v2-0.6-200x160-c5": (Architecture("v2", 0.6, 200, 160, 5), "rmsprop", True, "prefix", "frozen_graph.pb"),
+    "v3-large-1.0-128-c3": (Architecture("v3", 1.0, 128, 128, 3, kind="large"), "rmsprop", True, "archive",
+                            "frozen_graph.pb"),
+    "v3-small-1.0-96-c10": (Architecture("v3", 1.0, 96, 96, 10, kind="small"), "momentum", True, "directory",
+                            "inference_graph.pbtxt"),
+}
+_DONE: dict[str, tuple] = {}
+
+
+def frozen_probabilities(train_dir: Path, x: np.ndarray, offset: int = 0) -> np.ndarray:
+    """The training directory's frozen graph on ``x`` (TF1 session, its own input and softmax), classes from
+    ``offset`` renormalised: an independent computation of what the converted model must output."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef.FromString((train_dir / "frozen_graph.pb").read_bytes())
+    softmax = [n.name for n in graph_def.node if n.op == "Softmax"]
+    with tf.Graph().as_default() as g:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            p = sess.run(f"{softmax[0]}:0", {"input:0": x}).reshape(len(x), -1)[:, offset:]
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def converted(case: str, tmp_root: Path, capsys):
+    """The case's training directory converted once per test process: (arch, dir, out, sidecar, stdout)."""
+    if case not in _DONE:
+        arch, optimizer, ema, given, graph = CASES[case]
+        train_dir = cached_training_dir(arch, optimizer, ema)
+        path = {"directory": train_dir, "prefix": train_dir / "model.ckpt-5000"}.get(given)
+        if given == "archive":
+            path = tmp_root / f"{case}.tgz"
+            with tarfile.open(path, "w:gz") as tar:
+                for f in sorted(train_dir.iterdir()):
+                    tar.add(f, arcname=f"{case}/{f.name}")
+        out = tmp_root / case
+        labels = tmp_root / f"{case}-labels.txt"
+        labels.write_text("".join(f"class_{i}\n" for i in range(arch.classes)))
+        code, stdout, err = run_main(main, [str(path), "--input-size", str(arch.rows), str(arch.cols), "--name", case,
+                                            "--graph", str(train_dir / graph), "--labels", str(labels),
+                                            "--out", str(out)], capsys)
+        assert code == 0, err[-3000:]
+        _DONE[case] = (arch, train_dir, out, json.loads((out / f"{case}.json").read_text()), stdout)
+    return _DONE[case]
+
+
+@pytest.fixture(scope="module")
+def tmp_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("user")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_output_is_written_and_proven_against_both_references(case, tmp_root, capsys):
+    arch, train_dir, out, sidecar, stdout = converted(case, tmp_root, capsys)
+    files = {f"{case}{s}" for s in (".h5", "_no_top.h5", ".keras", ".tflite", ".json", "_card.md", "_labels.txt")}
+    assert files <= {p.name for p in out.iterdir()} and not list(out.glob(".*staging*"))
+    # what was read from the checkpoint is the architecture the directory was built for
+    v = sidecar["variant"]
+    assert (v["family"], float(v["alpha"]), v["kind"], v["classes"], v["label_offset"]) == \
+           (arch.family, arch.alpha, arch.kind, arch.classes, 0)
+    assert (v["rows"], v["cols"] or v["rows"]) == (arch.rows, arch.cols)
+    refs = {r["reference"]: r for r in sidecar["references"]}
+    assert set(refs) == {"builder", "graph"} and sidecar["passed"] is True
+    for r in refs.values():
+        assert r["passed"] and r["max_abs_dlogit"] <= r["tolerance"] and r["top1_agree"] == r["inputs"], r
+        assert {f["file"] for f in r["files"]} == {f"{case}.keras", f"{case}.tflite"}
+    assert refs["graph"]["kind"] == ("frozen" if CASES[case][4].endswith(".pb") else "variables")
+    if arch.family == "v3":  # slim's gate 0.16667 against Keras' 1/6: the rewritten graph is the tight proof
+        assert refs["builder"]["rewrites"]["gate_1/6"]["passed"]
+    # the values used: the EMA shadows when the checkpoint has them
+    assert sidecar["values"]["mode"] == ("ema" if CASES[case][2] else "raw")
+    # every checkpoint file read is hashed
+    assert {n.split(".")[-1].split("-")[0] for n in sidecar["checkpoint_files"]} == {"index", "data", "meta"}
+    assert (out / f"{case}_labels.txt").read_text().splitlines()[0] == "class_0"
+    assert f"{arch.classes} classes" in stdout or f"{arch.classes} classes" in sidecar["inferred"][0]
+
+
+@pytest.mark.parametrize("case", ["v2-0.6-200x160-c5", "v3-small-1.0-96-c10"])
+def test_the_keras_file_loads_in_a_fresh_process_and_gives_the_reference_probabilities(case, tmp_root, capsys, tmp_path):
+    arch, train_dir, out, _, _ = converted(case, tmp_root, capsys)
+    x = np.random.default_rng(7).uniform(-1, 1, (3, arch.rows, arch.cols, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import numpy as np, keras, sys; m = keras.saving.load_model(sys.argv[1]); "
+            "np.save(sys.argv[3], np.asarray(m.predict(np.load(sys.argv[2]), verbose=0)))")
+    done = subprocess.run([sys.executable, "-c", code, str(out / f"{case}.keras"), str(tmp_path / "x.npy"),
+                           str(tmp_path / "p.npy")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got, want = np.load(tmp_path / "p.npy"), frozen_probabilities(train_dir, x)
+    assert got.shape == (3, arch.classes)
+    tol = 1e-3 if arch.family == "v3" else 1e-4  # V3: slim's gate constant 0.16667 in the frozen graph, 1/6 in Keras
+    assert np.max(np.abs(got - want)) <= tol and (got.argmax(1) == want.argmax(1)).all()
+
+
+@pytest.mark.parametrize("case", ["v1-0.6-128x96-c3", "v3-large-1.0-128-c3"])
+def test_the_h5_loads_into_the_constructor_the_card_shows(case, tmp_root, capsys):
+    import keras
+
+    arch, train_dir, out, sidecar, _ = converted(case, tmp_root, capsys)
+    call = sidecar["keras_call"]
+    assert call in (out / f"{case}_card.md").read_text()
+    scope = {"keras": keras}
+    keras.backend.clear_session()
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(out)
+    try:
+        exec(call.split("  #")[0], scope)  # the card's line, as a user pastes it beside the files
+    finally:
+        os.chdir(cwd)
+    model = scope["model"]
+    x = np.random.default_rng(3).uniform(-1, 1, (2, arch.rows, arch.cols, 3)).astype(np.float32)
+    from convert.families.base import to_keras_input
+    from convert.families import FAMILIES
+
+    got = np.asarray(model(to_keras_input(x, FAMILIES[arch.family].keras_input_range), training=False))
+    want = frozen_probabilities(train_dir, x)
+    assert np.max(np.abs(got - want)) <= (1e-3 if arch.family == "v3" else 1e-4)
+
+
+def test_a_v1_input_keras_cannot_match_is_refused(capsys, tmp_path):
+    """V1 at 200 x 200 (not a multiple of 32): keras.applications' padding differs from slim's; refused."""
+    train_dir = cached_training_dir(Architecture("v1", 0.6, 200, 200, 10), "momentum", False)
+    out = tmp_path / "out"
+    code, _, err = run_main(main, [str(train_dir), "--rows", "200", "--out", str(out)], capsys)
+    assert code == 2 and "multiple of 32" in err and "200 x 200" in err, err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_ema_asked_of_a_checkpoint_without_shadows_is_refused(tmp_root, capsys, tmp_path):
+    arch, train_dir, _, _, _ = converted("v1-0.6-128x96-c3", tmp_root, capsys)
+    out = tmp_path / "out"
+    code, _, err = run_main(main, [str(train_dir), "--input-size", "128", "96", "--value-source", "ema",
+                                   "--out", str(out)], capsys)
+    assert code == 2 and "ExponentialMovingAverage" in err, err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_backbone_under_another_scope_is_proven_on_its_pooled_features(tmp_root, capsys, tmp_path):
+    """An Object-Detection-style checkpoint: the V2 under ``FeatureExtractor/``, box predictor variables beside it."""
+    import tensorflow as tf
+
+    arch, train_dir, _, _, _ = converted("v2-0.6-200x160-c5", tmp_root, capsys)
+    reader = tf.train.load_checkpoint(str(train_dir / "model.ckpt-5000"))
+    values = {f"FeatureExtractor/{k}": reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+              if k.startswith("MobilenetV2/") and "/Logits/" not in k}
+    rng = np.random.default_rng(1)
+    values.update({"BoxPredictor_0/BoxEncodingPredictor/weights": rng.standard_normal((1, 1, 8, 12)).astype(np.float32),
+                   "BoxPredictor_0/BoxEncodingPredictor/biases": np.zeros(12, np.float32),
+                   "global_step": np.array(5000, np.int64)})
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        made = {n: v1.get_variable(n, initializer=tf.constant(a), use_resource=False) for n, a in values.items()}
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            v1.train.Saver(made).save(sess, str(tmp_path / "detector" / "model.ckpt"), write_meta_graph=False)
+    out = tmp_path / "out"
+    code, stdout, err = run_main(main, [str(tmp_path / "detector" / "model.ckpt"), "--scope", "FeatureExtractor",
+                                        "--input-size", "200", "160", "--name", "backbone", "--out", str(out)], capsys)
+    assert code == 0, err[-3000:]
+    assert "BoxPredictor_0 (2)" in stdout  # the variables outside the scope, counted and named
+    sidecar = json.loads((out / "backbone.json").read_text())
+    (ref,) = sidecar["references"]
+    assert ref["reference"] == "builder" and ref["logits"] is None and ref["passed"]
+    assert ref["no_top_max_abs_diff"] <= ref["no_top_tolerance"]
+    assert {p.name for p in out.iterdir()} >= {"backbone_no_top.h5", "backbone.keras", "backbone.tflite"}
+    assert not (out / "backbone.h5").exists()
+    assert sidecar["counts"]["outside_scope"] == 2  # the two box predictor variables (global_step: counted as such)
