@@ -79,7 +79,8 @@ OTHER = "other"  # the forced run's wall time outside every stage (never a holdi
 
 # what names the cause of a missed target (a target's ``explained_by``)
 FORCED_STAGES, RERUN_STAGES, PROBE_GROWTH, MEMORY = "forced stages", "re-run stages", "probe growth", "memory"
-EXPLANATIONS = (FORCED_STAGES, RERUN_STAGES, PROBE_GROWTH, MEMORY)
+CHECKPOINT_STAGES = "checkpoint stages"
+EXPLANATIONS = (FORCED_STAGES, RERUN_STAGES, PROBE_GROWTH, MEMORY, CHECKPOINT_STAGES)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,21 @@ class TargetResult:
 
 
 @dataclass
+class CheckpointBench:
+    """``convert checkpoint`` on one user-like training directory (V2 1.0 at 224, 1001 classes, RMSProp, EMA:
+    the catalogue's 1.0_224 as its owner's training leaves it), in a fresh process, against the budget of the
+    pipeline's conversion of the same architecture plus one start-up."""
+
+    directory: str  # the training directory's architecture
+    wall_s: float  # the whole command, in a fresh process (start-up and imports included)
+    stages: dict[str, float]  # its exclusive stage times
+    pipeline_s: float | None  # the forced pipeline run's 1.0_224 conversion (None: not in the run)
+    startup_s: float  # a fresh process's start-up and imports (the floor's)
+    budget_s: float | None
+    over_budget: float | None  # wall_s / budget_s
+
+
+@dataclass
 class BenchResult:
     variants: int
     jobs: int
@@ -212,12 +228,14 @@ class BenchResult:
     memory: Memory
     ratios: Ratios
     targets: list[TargetResult] = field(default_factory=list)
+    checkpoint: CheckpointBench | None = None  # ``convert checkpoint`` on a training directory (float runs with V2)
 
     def figures(self) -> dict[str, float | None]:
         """The figures a target can name (its ``key``)."""
         return {"pipeline_over_floor": self.ratios.pipeline_over_floor, "v2_wall_s": self.v2_wall_s,
                 "last_over_first": self.ratios.last_over_first, "rss_growth_mb": self.memory.growth_mb,
-                "rerun_s": self.rerun_s}
+                "rerun_s": self.rerun_s,
+                "checkpoint_over_budget": self.checkpoint.over_budget if self.checkpoint else None}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -231,7 +249,8 @@ class BenchResult:
                       "memory": Memory(**{**memory, "processes": {pid: ProcessMemory(**p) for pid, p
                                                                   in memory["processes"].items()}}),
                       "flatness_probe": FlatnessProbe(**probe) if probe else None,
-                      "targets": [TargetResult(**t) for t in doc["targets"]]})
+                      "targets": [TargetResult(**t) for t in doc["targets"]],
+                      "checkpoint": CheckpointBench(**doc["checkpoint"]) if doc.get("checkpoint") else None})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -466,6 +485,8 @@ def held_back_by(target: Target, result: BenchResult) -> str:
         return f"{stage}: +{seconds:.2f} s between the probe's early and late conversions"
     if target.explained_by == MEMORY:
         return "memory kept across variants (see memory.start_mb / memory.end_mb)"
+    if target.explained_by == CHECKPOINT_STAGES and result.checkpoint:
+        return _holding_stage(result.checkpoint.stages)
     return _holding_stage(result.rerun_stages if target.explained_by == RERUN_STAGES else result.stages)
 
 
@@ -483,6 +504,47 @@ def evaluate_targets(result: BenchResult, targets: tuple[Target, ...]) -> list[T
     return out
 
 
+CHECKPOINT_NAME = "1.0_224"  # the pipeline's conversion the training directory's is held against
+_CHILD = """import json, sys, time
+start = time.perf_counter()
+from convert.cli import run_cli
+from convert import timing
+from convert.user.cli import main
+try:
+    run_cli(main, sys.argv[2:])
+finally:
+    open(sys.argv[1], "w").write(json.dumps(timing.snapshot()))
+"""
+
+
+def checkpoint_bench(root: Path, seed: int, per_variant: dict[str, float]) -> CheckpointBench:
+    """Time ``python -m convert checkpoint`` on the V2 1.0 224 training directory in a fresh process."""
+    from .factory.training import cached_training_dir
+    from .reference import Architecture
+
+    arch = Architecture("v2", 1.0, 224, 224, 1001)
+    train_dir = cached_training_dir(arch, "rmsprop", True, seed)
+    with tempfile.TemporaryDirectory(prefix="bench-checkpoint-", dir=root) as tmp:
+        stages_file = Path(tmp) / "stages.json"
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(stages_file), str(train_dir), "--name", "bench",
+                               "--out", str(Path(tmp) / "out")], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"convert checkpoint {train_dir} failed: {done.stderr.strip()[-800:]}")
+        stages = json.loads(stages_file.read_text())
+    start = time.perf_counter()  # one start-up: a fresh process importing what the command imports
+    subprocess.run([sys.executable, "-c", "import tensorflow, keras, convert.user.cli"], check=True,
+                   capture_output=True)
+    startup = time.perf_counter() - start
+    pipeline_s = per_variant.get(CHECKPOINT_NAME)
+    budget = round(pipeline_s + startup, 2) if pipeline_s is not None else None
+    return CheckpointBench(directory=arch.label, wall_s=round(wall, 2),
+                           stages={k: round(v, 3) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
+                           pipeline_s=pipeline_s, startup_s=round(startup, 2), budget_s=budget,
+                           over_budget=_ratio(wall, budget))
+
+
 def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool,
               probe_between: int = 20) -> BenchResult:
     """The whole benchmark over ``names`` (factory archives of ``seed``, everything under ``root``)."""
@@ -498,6 +560,8 @@ def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quie
     floor = measure_floor(variants, archives, in_workers=jobs > 1 and len(variants) > 1)
     baseline = baseline_seconds(_baseline_picks(variants, baseline_count), archives)
     result = assemble(variants, jobs, forced, rerun, probe, floor, baseline)
+    if any(v.name == CHECKPOINT_NAME for v in variants):
+        result = dataclasses.replace(result, checkpoint=checkpoint_bench(root, seed, result.per_variant_s))
     return dataclasses.replace(result, targets=evaluate_targets(result, load_targets()))
 
 
@@ -532,6 +596,11 @@ def render(result: BenchResult) -> str:
         ("the V2 variants alone", "– (no V2 float variant in this run)" if result.v2_wall_s is None
          else f"{result.v2_wall_s} s"),
     ]
+    if result.checkpoint:
+        c = result.checkpoint
+        figures.append((f"`convert checkpoint` on a training directory ({c.directory}), fresh process",
+                        f"{c.wall_s:.1f} s; budget {c.budget_s} s = the pipeline's {CHECKPOINT_NAME} "
+                        f"({c.pipeline_s} s) + one start-up ({c.startup_s} s); ratio {c.over_budget}"))
     targets = [(f"{t.description} (`{t.key}`)", f"≤ {t.limit}", t.value,
                 "n/a" if t.met is None else "yes" if t.met else "no", t.held_back_by or "–") for t in result.targets]
     lines = ["# Benchmark: where the conversion time goes", "",
@@ -540,6 +609,9 @@ def render(result: BenchResult) -> str:
              "## Targets", "", *_markdown_table(targets, ("target", "limit", "measured", "met", "held back by")), "",
              "## Stages (exclusive time, forced run; summed over the worker processes)", "",
              *_markdown_table([(k, f"{v:.2f}") for k, v in result.stages.items()], ("stage", "seconds")), "",
+             *(["## Stages of `convert checkpoint` (exclusive time, one process)", "",
+                *_markdown_table([(k, f"{v:.2f}") for k, v in result.checkpoint.stages.items()], ("stage", "seconds")),
+                ""] if result.checkpoint else []),
              "## Stages of the warm re-run", "",
              *_markdown_table([(k, f"{v:.2f}") for k, v in sorted(result.rerun_stages.items(), key=lambda kv: -kv[1])],
                               ("stage", "seconds"))]
