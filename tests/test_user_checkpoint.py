@@ -191,3 +191,26 @@ def test_a_backbone_under_another_scope_is_proven_on_its_pooled_features(tmp_roo
     assert {p.name for p in out.iterdir()} >= {"backbone_no_top.h5", "backbone.keras", "backbone.tflite"}
     assert not (out / "backbone.h5").exists()
     assert sidecar["counts"]["outside_scope"] == 2  # the two box predictor variables (global_step: counted as such)
+
+
+@pytest.mark.parametrize("form, source", [("slim", "variables"), ("training_meta", "constants")])
+def test_a_quantization_aware_checkpoint_also_gets_its_twin_and_8bit_tflite(form, source, capsys, tmp_path):
+    """A quantization-aware checkpoint (the factory's V2 0.35_96 QAT archive, given as a plain prefix): its
+    FakeQuant graph is found beside it (the eval .meta; in the training form the .meta is passed over for the
+    frozen graph, whose range constants are matched to the checkpoint's variables), the twin and the 8-bit file
+    are written and proven."""
+    from convert.factory import fixtures
+
+    root = fixtures.cached_extracted("quantized_v2_96_35", form=form)
+    prefix = next(root.rglob("*.index")).with_suffix("")
+    out = tmp_path / "out"
+    code, stdout, err = run_main(main, [str(prefix), "--rows", "96", "--name", "qat", "--out", str(out)], capsys)
+    assert code == 0, err[-3000:]
+    assert f"ranges from its {source}" in stdout
+    sidecar = json.loads((out / "qat.json").read_text())
+    q = sidecar["quant"]
+    assert q["passed"] and q["twin"]["max_steps"] <= 1.0 and q["tflite_top1_agree"] == q["inputs"]
+    assert {"qat_quant.keras", "qat_quant.tflite"} <= {p.name for p in out.iterdir()}
+    assert sidecar["counts"]["twin_ranges"] == 232  # every range variable consumed by the twin
+    assert sidecar["preprocessing"]["qat_quant.tflite"]["form"] == "uint8"
+    assert sidecar["passed"] is True and len(sidecar["references"]) == 2

@@ -188,7 +188,7 @@ def build_twin(variant, guide, quantizers: list[Quantizer]):
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             rb.bn_by_scope[rb.scope_of(layer.name, "gamma")[0]] = layer
-    inputs = keras.Input(shape=(variant.rows, variant.rows, 3), name=INPUT_NAME)
+    inputs = keras.Input(shape=(*variant.input_size, 3), name=INPUT_NAME)
     clone = keras.models.clone_model(base, input_tensors=[inputs] if isinstance(base.input, list) else inputs, call_function=lambda op, *a, **k: _call(rb, op, *a, **k))
     unplaced = [q.node for q in quantizers if q.node not in rb.used]
     if unplaced:

@@ -37,10 +37,12 @@ class CheckpointConversion:
     references: list[ReferenceFigures]
     labels: list[str] | None = None
     versions: dict = field(default_factory=dict)
+    quant: dict | None = None  # a quantization-aware checkpoint's twin and 8-bit proofs (convert.user.quant.QuantFigures)
 
     @property
     def passed(self) -> bool:
-        return bool(self.references) and all(r.passed for r in self.references)
+        return (bool(self.references) and all(r.passed for r in self.references)
+                and (self.quant is None or bool(self.quant["passed"])))
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -105,6 +107,14 @@ def render(c: CheckpointConversion) -> str:
                      + ", ".join(f"`{f.file}` max |Δ| {_fmt(f.max_abs_dprob)}, top-1 {f.top1_agree}/{f.inputs}"
                                  for f in r.files)
                      + f": **{'pass' if r.passed else 'FAIL'}**")
+    if c.quant:
+        q, t = c.quant, c.quant["twin"]
+        lines += ["", f"Quantization-aware: `{c.name}_quant.keras` is the fake-quant twin (import convert first: it "
+                  f"registers its layers), `{c.name}_quant.tflite` the 8-bit file (uint8 input, scale 1/128, zero "
+                  f"point 128). The twin against `{q['graph']}` as it is: {t['max_steps']:.2f} logit steps (step "
+                  f"{t['logit_step']:.3g}), top-1 {t['top1_agree']}/{q['inputs']}; the 8-bit file against the twin: "
+                  f"top-1 {q['tflite_top1_agree']}/{q['inputs']} ({q['tflite_ties']} tied), max |Δprob| "
+                  f"{q['tflite_max_abs_dprob']:.3f}: **{'pass' if q['passed'] else 'FAIL'}**"]
     lines += ["", "## Licence", "", "The weights are the checkpoint's owner's; this is a format conversion of them.", ""]
     return "\n".join(lines)
 

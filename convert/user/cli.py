@@ -9,6 +9,7 @@ passes: a bad input or a failed proof leaves it as it was (exit 2 / 1).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -105,22 +106,29 @@ def main(argv: list[str] | None = None) -> int:
                                                                     args.minimalistic, args.classes))
         print(f"checkpoint {found.prefix} ({found.kind})")
         print(inferred.describe())
-        if inferred.quantized:
-            raise UserError(f"{found.prefix} is quantization-aware ({inferred.quant_ranges} range variables): its "
-                            f"ranges need the graph's FakeQuant nodes, which this command does not read yet; "
-                            f"convert its float weights by removing them, or use the catalogue's quantized route")
         variant = describe(inferred, Options(rows, cols, args.name, args.label_offset), found.default_name)
+        quant_source, twin_ranges = None, ()
+        if inferred.quantized:  # the twin's quantizers, from the graph holding the FakeQuant nodes
+            from ..quant.walk import range_variables
+            from .quant import find_quant_graph
+
+            quant_source = find_quant_graph(args.graph, found.directory, found.prefix, inferred.scope)
+            twin_ranges = range_variables(quant_source.quantizers)
+            print(f"quantization-aware: {len(quant_source.quantizers)} FakeQuant nodes in {quant_source.path.name}, "
+                  f"ranges from its {'constants' if quant_source.quantizers[0].from_constants else 'variables'}")
         labels = _labels(args.labels, variant) if variant.has_head else None
         provenance = Provenance(checkpoint=str(found.prefix), checkpoint_role="given",
                                 archive=str(Path(args.path).resolve()) if found.kind == "archive" else None,
                                 archive_sha256=found.archive_sha256)
-        guide = build_layer_guide(found.prefix, variant, args.value_source, provenance, not_in_model=inferred.unused)
+        guide = build_layer_guide(found.prefix, variant, args.value_source, provenance, twin_ranges=twin_ranges,
+                                  not_in_model=inferred.unused)
         print(guide.summary() + (f"; {guide.counts.outside_scope} outside {variant.scope_prefix}/"
                                  if variant.scope_prefix else ""))
         batch = verify_inputs(variant, args.image, args.random, args.seed)
         references = [builder_reference(variant, found.prefix, guide.counts.mode)]
-        if args.graph:
-            references.append(given_reference(args.graph, variant, found.prefix, guide.counts.mode))
+        if args.graph or quant_source:  # a quantization-aware one's FakeQuant graph: bypassed for the float proof
+            references.append(given_reference(args.graph or quant_source.path, variant, found.prefix,
+                                              guide.counts.mode))
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{variant.name}.staging-"))
@@ -134,10 +142,18 @@ def main(argv: list[str] | None = None) -> int:
             figures = [prove(variant, ref, staging, batch, files) for ref in references]
             for f in figures:
                 print(_summary(f))
-            if not all(f.passed for f in figures):
+            quant_names, quant_figures = [], None
+            if quant_source:
+                quant_names, quant_figures = _quant_outputs(variant, guide, quant_source, found.prefix, staging,
+                                                            guide.counts.mode, args.random, args.seed)
+                print(f"twin vs {quant_source.path.name}: {quant_figures.twin.max_steps:.2f} logit steps, top-1 "
+                      f"{quant_figures.twin.top1_agree}/{quant_figures.inputs}; 8-bit .tflite vs the twin: top-1 "
+                      f"{quant_figures.tflite_top1_agree}/{quant_figures.inputs}: "
+                      f"{'pass' if quant_figures.passed else 'FAIL'}")
+            if not all(f.passed for f in figures) or (quant_figures and not quant_figures.passed):
                 print(f"error: {variant.name}: parity failed (above); nothing was written to {out}", file=sys.stderr)
                 return 1
-            names = [*facts.files, keras_file, tflite_file]
+            names = [*facts.files, keras_file, tflite_file, *quant_names]
             from ..fsutil import sha256_file
 
             digests = {n: sha256_file(staging / n) for n in names}
@@ -149,17 +165,40 @@ def main(argv: list[str] | None = None) -> int:
         pre = {**{n: h5 for n in facts.files},
                keras_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json(),  # [-1, 1]
                tflite_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json()}
+        if quant_source:
+            from .quant import INPUT_SCALE, INPUT_ZERO_POINT
+
+            pre[quant_names[0]] = pre[keras_file]
+            pre[quant_names[1]] = Preprocessing.for_input(*size, family=variant.family, output="tflite", scale=INPUT_SCALE,
+                                                          zero_point=INPUT_ZERO_POINT).to_json()
         conversion = CheckpointConversion(
             name=variant.name, variant=variant.to_dict(), inferred=inferred.describe().splitlines()[:-1],
             checkpoint=str(found.prefix), source=found.kind, checkpoint_files=found.files,
             archive_sha256=found.archive_sha256,
             values={"requested": guide.value_source, "mode": guide.counts.mode, "by_source": dict(guide.counts.by_source)},
             counts=dict(vars(guide.counts)), files=digests, keras_call=variant.family.keras_call(variant),
-            preprocessing=pre, references=figures, labels=labels, versions=package_versions())
+            preprocessing=pre, references=figures, labels=labels, versions=package_versions(),
+            quant=None if quant_figures is None else dataclasses.asdict(quant_figures))
         for path in write(out, conversion):
             print(f"wrote {path}")
         print(f"{variant.name}: {len(digests)} files in {out}: " + ", ".join(digests))
     return 0
+
+
+def _quant_outputs(variant, guide, source, prefix: Path, staging: Path, mode: str, count: int, seed: int):
+    """``NAME_quant.keras`` (the twin) and ``NAME_quant.tflite`` (8-bit) in ``staging``, and their proof."""
+    from ..quant.twin import build_twin, save_twin
+    from ..quant.tflite import tflite_bytes
+    from .prove import _feeds
+    from .quant import input_quant, prove_quant
+
+    twin = build_twin(variant, guide, source.quantizers)
+    twin_file, tflite_file = f"{variant.name}_quant.keras", f"{variant.name}_quant.tflite"
+    save_twin(twin, staging / twin_file)
+    (staging / tflite_file).write_bytes(tflite_bytes(twin, input_quant(variant)))
+    figures = prove_quant(variant, source, _feeds(source.graph_def, prefix, mode), twin, staging / tflite_file,
+                          count, seed)
+    return [twin_file, tflite_file], figures
 
 
 def _predictors(keras_path: Path, tflite_path: Path) -> dict:

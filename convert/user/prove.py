@@ -56,6 +56,17 @@ def _feeds(graph_def, prefix: Path, mode: str) -> dict | None:
     return feeds.raw if mode == "raw" else feeds.slim
 
 
+def read_graph(path: Path):
+    """A GraphDef from a ``.pb`` (binary), ``.pbtxt`` (text) or a checkpoint's ``.meta`` (its graph)."""
+    import tensorflow as tf
+
+    if Path(path).suffix == ".meta":
+        meta = tf.compat.v1.MetaGraphDef()
+        meta.ParseFromString(Path(path).read_bytes())
+        return meta.graph_def
+    return load_graph_def(path)
+
+
 def builder_reference(variant, prefix: Path, mode: str) -> Reference:
     """The project's slim graph of ``variant``'s architecture, fed the checkpoint's values (``mode``: ema | raw)."""
     from ..reference import Architecture, build_reference
@@ -75,9 +86,9 @@ def given_reference(path: str | Path, variant, prefix: Path, mode: str) -> Refer
     if not path.is_file():
         raise GraphError(f"--graph {path}: no such file")
     try:
-        graph_def = load_graph_def(path)
+        graph_def = read_graph(path)
     except Exception as exc:  # a file that is no GraphDef
-        raise GraphError(f"--graph {path}: not a GraphDef (.pb binary or .pbtxt text): {exc}") from None
+        raise GraphError(f"--graph {path}: not a GraphDef (.pb binary, .pbtxt text, or a .meta): {exc}") from None
     scope = f"{variant.scope_prefix}/{variant.family.scope}" if variant.scope_prefix else variant.family.scope
     signals = training_signals(graph_def, scope)
     if signals:
@@ -91,11 +102,17 @@ def given_reference(path: str | Path, variant, prefix: Path, mode: str) -> Refer
         endpoints = find_endpoints(graph_def, scope, str(path))
     except Exception as exc:
         raise GraphError(str(exc)) from None
+    description = str(path)
+    if any(n.op.startswith("FakeQuant") for n in graph_def.node):  # a quantization-aware graph: its float network
+        from ..quant.walk import bypass
+
+        graph_def, count = bypass(graph_def)
+        description = f"{path}, its {count} FakeQuant nodes bypassed"
     try:
         feeds = _feeds(graph_def, prefix, mode)
     except ValueError as exc:  # variables of the graph the checkpoint lacks
         raise GraphError(f"--graph {path}: {exc}") from None
-    return Reference("graph", str(path), graph_def, endpoints, feeds)
+    return Reference("graph", description, graph_def, endpoints, feeds)
 
 
 def verify_inputs(variant, images=(), count: int = 4, seed: int = 0) -> np.ndarray:
