@@ -134,14 +134,19 @@ def test_both_routes_on_one_archive_give_the_same_quantizers_and_figures(name, r
     assert record.passed and record.quant.reference_kind == "frozen_pb" and record.quant.ranges == "constants"
 
 
-def test_a_range_constant_that_differs_from_its_variable_is_named(tmp_path):
+def _frozen_walk(tmp_path: Path):
+    """V1's archive with its frozen graph alone: opened, and the frozen graph's quantizers as walked (no ranges read)."""
     from convert.quant import parity
-    from convert.quant.walk import QuantGraphError, read_ranges, walk
+    from convert.quant.walk import walk
 
-    variant = resolve(V1)
-    root = _frozen_only(V1, tmp_path)
-    opened = parity.open_quant_archive(root, variant)
-    quantizers = walk(opened.reference.graph_def)
+    opened = parity.open_quant_archive(_frozen_only(V1, tmp_path), resolve(V1))
+    return opened, walk(opened.reference.graph_def)
+
+
+def test_a_range_constant_that_differs_from_its_variable_is_named(tmp_path):
+    from convert.quant.walk import QuantGraphError, read_ranges
+
+    opened, quantizers = _frozen_walk(tmp_path)
     bad = quantizers[3]
     changed = [dataclasses.replace(q, min=q.min - 0.5) if q is bad else q for q in quantizers]
     with pytest.raises(QuantGraphError) as exc:
@@ -150,13 +155,9 @@ def test_a_range_constant_that_differs_from_its_variable_is_named(tmp_path):
 
 
 def test_a_range_variable_of_no_quantizer_and_a_quantizer_without_variables_are_named(tmp_path):
-    from convert.quant import parity
-    from convert.quant.walk import QuantGraphError, read_ranges, walk
+    from convert.quant.walk import QuantGraphError, read_ranges
 
-    variant = resolve(V1)
-    root = _frozen_only(V1, tmp_path)
-    opened = parity.open_quant_archive(root, variant)
-    quantizers = walk(opened.reference.graph_def)
+    opened, quantizers = _frozen_walk(tmp_path)
     dropped = quantizers[5]
     with pytest.raises(QuantGraphError) as exc:
         read_ranges([q for q in quantizers if q is not dropped], str(opened.checkpoint))

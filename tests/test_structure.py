@@ -106,27 +106,29 @@ def in_factory(name: str) -> bool:
     return name == FACTORY or name.startswith(FACTORY + ".")
 
 
+def import_chain(graph: dict[str, set[str]], start: str, hit) -> list[str] | None:
+    """The shortest import chain from ``start`` to a module ``hit`` accepts (breadth first), or None."""
+    parent, queue = {start: None}, [start]
+    while queue:
+        v = queue.pop(0)
+        if hit(v):
+            chain = [v]
+            while parent[chain[-1]] is not None:
+                chain.append(parent[chain[-1]])
+            return chain[::-1]
+        for w in sorted(graph[v]):
+            if w not in parent:
+                parent[w] = v
+                queue.append(w)
+    return None
+
+
 def factory_leaks(graph: dict[str, set[str]], clients=FACTORY_CLIENTS) -> dict[str, list[str]]:
     """Each conversion-path module (outside the factory, not a client) that reaches the factory, with
     one import chain from it into the factory."""
-    leaks = {}
-    for start in sorted(graph):
-        if in_factory(start) or start in clients:
-            continue
-        parent, queue = {start: None}, [start]
-        while queue:
-            v = queue.pop(0)
-            if in_factory(v):
-                chain = [v]
-                while parent[chain[-1]] is not None:
-                    chain.append(parent[chain[-1]])
-                leaks[start] = chain[::-1]
-                break
-            for w in sorted(graph[v]):
-                if w not in parent:
-                    parent[w] = v
-                    queue.append(w)
-    return leaks
+    chains = {start: import_chain(graph, start, in_factory) for start in sorted(graph)
+              if not in_factory(start) and start not in clients}
+    return {start: chain for start, chain in chains.items() if chain}
 
 
 @pytest.fixture(scope="module")
@@ -163,22 +165,9 @@ def _within(name: str, package: str) -> bool:
 def reference_leaks(graph: dict[str, set[str]]) -> dict[str, list[str]]:
     """Each module of ``convert.reference`` that reaches a forbidden module (Keras-side family data, the
     factory), with one import chain."""
-    leaks = {}
-    for start in sorted(n for n in graph if _within(n, REFERENCE)):
-        parent, queue = {start: None}, [start]
-        while queue:
-            v = queue.pop(0)
-            if any(_within(v, f) for f in REFERENCE_FORBIDDEN):
-                chain = [v]
-                while parent[chain[-1]] is not None:
-                    chain.append(parent[chain[-1]])
-                leaks[start] = chain[::-1]
-                break
-            for w in sorted(graph[v]):
-                if w not in parent:
-                    parent[w] = v
-                    queue.append(w)
-    return leaks
+    forbidden = lambda v: any(_within(v, f) for f in REFERENCE_FORBIDDEN)  # noqa: E731
+    chains = {start: import_chain(graph, start, forbidden) for start in sorted(graph) if _within(start, REFERENCE)}
+    return {start: chain for start, chain in chains.items() if chain}
 
 
 def test_the_reference_graphs_read_no_keras_side_data(graph):

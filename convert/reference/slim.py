@@ -11,6 +11,14 @@ import numpy as np
 # slim's variable scopes of the three nets (``mobilenet_v1.py``'s and ``mobilenet.py``'s default ``scope``)
 SCOPES = {"v1": "MobilenetV1", "v2": "MobilenetV2", "v3": "MobilenetV3"}
 HEAD_SCOPE = "Logits/Conv2d_1c_1x1"
+
+
+def classifier_endpoints(arch, pooled: str, logits: str = "Logits/output") -> dict[str, str | None]:
+    """Node names of a slim graph's endpoints: the logits (below the model's scope), the ``pooled`` node, the
+    head conv and the softmax (a backbone has only ``pooled``)."""
+    s, head = arch.scope, arch.head
+    return {"logits": f"{s}/{logits}" if head else None, "pooled": pooled,
+            "head": f"{s}/{HEAD_SCOPE}/Conv2D" if head else None, "softmax": f"{s}/Predictions/Softmax" if head else None}
 BN_LEAVES = ("gamma", "beta", "moving_mean", "moving_variance")
 MOVING_STATS = ("moving_mean", "moving_variance")
 BN_EPSILON = 1e-3  # slim's batch_norm_params epsilon in every MobileNet training/arg scope
@@ -95,3 +103,11 @@ class Block:
             out.append(Layer(f"{self.scope}/squeeze_excite/Conv_1", "conv_bias", 1, self.squeeze, self.inner))
         out.append(Layer(f"{self.scope}/project", "conv", 1, self.inner, self.cout))
         return out
+
+
+def base_layers(scope: str, first_channels: int, blocks) -> list:
+    """The stem conv ``Conv`` (3x3, stride 2, from RGB) and the layers of the ``expanded_conv`` blocks (V2, V3)."""
+    out = [Layer(f"{scope}/Conv", "conv", 3, 3, first_channels)]
+    for b in blocks:
+        out += b.layers()
+    return out

@@ -16,7 +16,7 @@ doubled name scope) followed by the same ``Logits/AvgPool_1a`` pool, what ``mobi
 from __future__ import annotations
 
 from .ops import Ops
-from .slim import HEAD_SCOPE, Layer
+from .slim import HEAD_SCOPE, Layer, classifier_endpoints
 
 NAME = "MobilenetV1"
 MIN_DEPTH = 8
@@ -62,10 +62,7 @@ def layers(arch) -> list[Layer]:
 
 def endpoint_names(arch) -> dict[str, str | None]:
     """Node names of the graph's endpoints: logits, pooled, head conv, softmax."""
-    s = arch.scope
-    head = arch.head
-    return {"logits": f"{s}/Logits/SpatialSqueeze" if head else None, "pooled": f"{s}/Logits/AvgPool_1a/AvgPool",
-            "head": f"{s}/{HEAD_SCOPE}/Conv2D" if head else None, "softmax": f"{s}/Predictions/Softmax" if head else None}
+    return classifier_endpoints(arch, f"{arch.scope}/Logits/AvgPool_1a/AvgPool", "Logits/SpatialSqueeze")
 
 
 def graph(ops: Ops, x, arch):

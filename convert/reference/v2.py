@@ -11,7 +11,7 @@ stops after ``Logits/AvgPool``, what ``mobilenet`` returns for ``num_classes=Non
 from __future__ import annotations
 
 from .ops import Ops
-from .slim import HEAD_SCOPE, Block, Layer, make_divisible
+from .slim import HEAD_SCOPE, Block, Layer, base_layers, classifier_endpoints, make_divisible
 
 # (expansion factor, output channels before alpha, stride) of slim's V2_DEF, block ids 0..16.
 BLOCKS = ((1, 16, 1), (6, 24, 2), (6, 24, 1), (6, 32, 2), (6, 32, 1), (6, 32, 1), (6, 64, 2), (6, 64, 1),
@@ -47,10 +47,8 @@ def last_channels(arch) -> int:
 def layers(arch) -> list[Layer]:
     """slim's MobileNetV2 conv layers of the architecture, in graph order."""
     scope = arch.scope
-    out = [Layer(f"{scope}/Conv", "conv", 3, 3, make_divisible(FIRST_CHANNELS * arch.alpha))]
     bs = blocks(arch)
-    for b in bs:
-        out += b.layers()
+    out = base_layers(scope, make_divisible(FIRST_CHANNELS * arch.alpha), bs)
     last = last_channels(arch)
     out.append(Layer(f"{scope}/Conv_1", "conv", 1, bs[-1].cout, last))
     if arch.head:
@@ -60,9 +58,7 @@ def layers(arch) -> list[Layer]:
 
 def endpoint_names(arch) -> dict[str, str | None]:
     """Node names of the graph's endpoints (slim naming): logits, pooled, head conv, softmax."""
-    s, head = arch.scope, arch.head
-    return {"logits": f"{s}/Logits/output" if head else None, "pooled": f"{s}/Logits/AvgPool",
-            "head": f"{s}/{HEAD_SCOPE}/Conv2D" if head else None, "softmax": f"{s}/Predictions/Softmax" if head else None}
+    return classifier_endpoints(arch, f"{arch.scope}/Logits/AvgPool")
 
 
 def graph(ops: Ops, x, arch):

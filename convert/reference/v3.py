@@ -13,7 +13,7 @@ no-top model with ``pooling="avg"`` gives (``Conv_2`` belongs to the classifier 
 from __future__ import annotations
 
 from .ops import Ops
-from .slim import HEAD_SCOPE, Block, Layer, make_divisible
+from .slim import HEAD_SCOPE, Block, Layer, base_layers, classifier_endpoints, make_divisible
 
 FIRST_CHANNELS = 16
 SE_SQUEEZE_FACTOR = 4
@@ -70,10 +70,8 @@ def head_channels(arch) -> tuple[int, int]:
 def layers(arch) -> list[Layer]:
     """Every variable-owning slim scope of the architecture, in graph order."""
     scope = arch.scope
-    out = [Layer(f"{scope}/Conv", "conv", 3, 3, make_divisible(FIRST_CHANNELS * arch.alpha))]
     bs = blocks(arch)
-    for b in bs:
-        out += b.layers()
+    out = base_layers(scope, make_divisible(FIRST_CHANNELS * arch.alpha), bs)
     conv_1, conv_2 = head_channels(arch)
     out.append(Layer(f"{scope}/Conv_1", "conv", 1, bs[-1].cout, conv_1))
     if arch.head:
@@ -84,9 +82,7 @@ def layers(arch) -> list[Layer]:
 
 def endpoint_names(arch) -> dict[str, str | None]:
     """Node names of the graph's endpoints (slim naming): logits, pooled, head conv, softmax."""
-    s, head = arch.scope, arch.head
-    return {"logits": f"{s}/Logits/output" if head else None, "pooled": f"{s}/AvgPool2D/AvgPool",
-            "head": f"{s}/{HEAD_SCOPE}/Conv2D" if head else None, "softmax": f"{s}/Predictions/Softmax" if head else None}
+    return classifier_endpoints(arch, f"{arch.scope}/AvgPool2D/AvgPool")
 
 
 def _reduce_to_1x1(ops: Ops, net, scope: str):

@@ -66,6 +66,11 @@ class QuantOps(Ops):
                                tf.math.rsqrt(self.weight(bn + "moving_variance") + BN_EPSILON, name="Rsqrt"),
                                name="mul")
             bias = tf.subtract(self.weight(bn + "beta"), self.weight(bn + "moving_mean") * mult, name="bias")
+        return self.fold(net, kernel, mult, bias, kind, strides)
+
+    def fold(self, net, kernel, mult, bias, kind: str, strides):
+        """The folded conv: ``kernel · mult`` fake-quantized (``mul_fold``), the conv, then ``add_fold``."""
+        tf = self.tf
         if kind == "depthwise":  # depthwise_weights are [k, k, C, 1]: scale along C
             mult = tf.reshape(mult, [-1, 1], name="scale_reshape")
         kernel = self._quant(tf.multiply(kernel, mult, name="mul_fold"), WEIGHTS_QUANT, True)
@@ -110,15 +115,7 @@ class TrainingQuantOps(QuantOps):
         with tf.compat.v1.name_scope("BatchNorm_Fold"):
             mult = tf.multiply(self.weight(bn + "gamma"), tf.math.rsqrt(variance + BN_EPSILON, name="Rsqrt"), name="mul")
             bias = tf.subtract(self.weight(bn + "beta"), mean * mult, name="bias")
-        if kind == "depthwise":
-            mult = tf.reshape(mult, [-1, 1], name="scale_reshape")
-        kernel = self._quant(tf.multiply(kernel, mult, name="mul_fold"), WEIGHTS_QUANT, True)
-        if kind == "depthwise":
-            net = tf.raw_ops.DepthwiseConv2dNative(input=net, filter=kernel, strides=strides, padding="SAME",
-                                                   name="depthwise_Fold")
-        else:
-            net = tf.raw_ops.Conv2D(input=net, filter=kernel, strides=strides, padding="SAME", name="Conv2D_Fold")
-        return tf.raw_ops.Add(x=net, y=bias, name="add_fold")
+        return self.fold(net, kernel, mult, bias, kind, strides)
 
 
 def _quant_spec(float_spec: FactorySpec, checkpoints: dict[str, CheckpointRecipe], quant: QuantRecipe) -> FactorySpec:
