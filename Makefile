@@ -3,6 +3,7 @@
 #   make test                      the test suite (what CI runs)
 #   make convert-all [FAMILY=v1|v2|v3|v1-quant|v2-quant|v3-quant] [MIRROR=URL]  all 85 variants (or one family) from the manifest URLs
 #   make convert VARIANT=1.0_224   one variant (V2 short name, or any archive stem)
+#   make checkpoint CHECKPOINT=train_dir/ [ARGS="--name flowers --labels labels.txt"]   your own TF-slim checkpoint
 #   make verify-all                re-verify every variant converted into weights/
 #   make bench                     where the time goes: results/{bench.json,BENCH.md} (float, targets), results/quant/ (quantized)
 #   make evaluate VARIANT=… IMAGENET=DIR [LABELS=FILE] [LIMIT=N]   ImageNet accuracy (results/ACCURACY.md)
@@ -20,7 +21,7 @@ RUNFLAGS = --jobs $(JOBS) $(if $(MIRROR),--mirror $(MIRROR))
 # the official example notebook's image (vendored with the genuine artifacts)
 PANDA   := tests/data/genuine/panda.jpg
 
-.PHONY: setup test demo convert convert-all verify-all evaluate bench install-check clean
+.PHONY: setup test demo convert convert-all checkpoint verify-all evaluate bench install-check clean
 
 setup: $(STAMP)
 
@@ -46,6 +47,10 @@ convert-all: setup
 convert: setup
 	@test -n "$(VARIANT)" || { echo "error: set VARIANT, e.g. make convert VARIANT=1.0_224 (list: python models_to_load.py)"; exit 2; }
 	$(PY) -m convert run $(VARIANT) $(RUNFLAGS)
+
+checkpoint: setup
+	@test -n "$(CHECKPOINT)" || { echo "error: set CHECKPOINT, e.g. make checkpoint CHECKPOINT=train_dir/ ARGS='--name flowers'"; exit 2; }
+	$(PY) -m convert checkpoint $(CHECKPOINT) $(ARGS)
 
 verify-all: setup
 	@rc=0; n=0; for v in $$($(PY) models_to_load.py --names --converted weights); do \

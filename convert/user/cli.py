@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             from ..quant.walk import range_variables
             from .quant import find_quant_graph
 
-            quant_source = find_quant_graph(args.graph, found.directory, found.prefix, inferred.scope)
+            quant_source = find_quant_graph(args.graph, found.prefix.parent, found.prefix, inferred.scope)
             twin_ranges = range_variables(quant_source.quantizers)
             print(f"quantization-aware: {len(quant_source.quantizers)} FakeQuant nodes in {quant_source.path.name}, "
                   f"ranges from its {'constants' if quant_source.quantizers[0].from_constants else 'variables'}")
