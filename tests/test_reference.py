@@ -252,3 +252,30 @@ def test_invalid_architectures_are_refused():
             Architecture(**{**dict(family="v2", alpha=1.0, rows=224, cols=224, classes=5), **bad})
     with pytest.raises(ValueError, match="kind"):
         Architecture("v3", 1.0, 224, 224, 5)
+
+
+@pytest.mark.genuine
+def test_the_builders_v2_graph_computes_what_googles_genuine_2018_eval_graph_computes(reference_dir):
+    """An independent check of the builder: Google's own eval graph of mobilenet_v2_1.0_224 (vendored), fed the
+    same checkpoint by name, reads the same variables and gives the builder's logits and pooled features."""
+    import numpy as np
+
+    from convert.endpoints import find_endpoints
+    from convert.factory import fixtures
+    from convert.parity import checkpoint_feeds, load_graph_def, random_inputs, read_variables, run_graph
+    from convert.reference import Architecture, build_reference
+
+    genuine = load_graph_def(reference_dir / "mobilenet_v2_1.0_224_eval.pbtxt")
+    built = build_reference(Architecture("v2", 1.0, 224, 224, 1001))
+    assert set(read_variables(genuine)) == set(read_variables(built.graph_def)) == set(built.variables)
+    prefix = fixtures.cached_checkpoint("1.0_224")
+    x = random_inputs(224, 2, seed=11)
+    outs = []
+    for graph_def in (genuine, built.graph_def):
+        ends = find_endpoints(graph_def, "MobilenetV2")
+        feeds = checkpoint_feeds(graph_def, prefix).slim
+        outs.append([np.asarray(a).reshape(2, -1) for a in run_graph(graph_def, x, feeds, [ends.logits, ends.pooled], ends.input)])
+    (g_logits, g_pooled), (b_logits, b_pooled) = outs
+    assert np.max(np.abs(g_logits - b_logits)) <= 1e-5 * max(1.0, float(np.max(np.abs(g_logits))))
+    assert np.max(np.abs(g_pooled - b_pooled)) <= 1e-5 * max(1.0, float(np.max(np.abs(g_pooled))))
+    assert (g_logits.argmax(1) == b_logits.argmax(1)).all()

@@ -211,3 +211,21 @@ def test_a_quantization_aware_checkpoint_also_gets_its_twin_and_8bit_tflite(form
     assert sidecar["counts"]["twin_ranges"] == 232  # every range variable consumed by the twin
     assert sidecar["preprocessing"]["qat_quant.tflite"]["form"] == "uint8"
     assert sidecar["passed"] is True and len(sidecar["references"]) == 2
+
+
+@pytest.mark.genuine
+def test_googles_own_eval_graph_as_graph(capsys, tmp_path):
+    """``--graph`` with Google's genuine 2018 eval graph of mobilenet_v2_1.0_224 (vendored), not the project's
+    builder: a V2 1.0 224 checkpoint (the factory's, its layout as Google's) is proven against both."""
+    from conftest import REFERENCE_DIR
+    from convert.factory import fixtures
+
+    out = tmp_path / "out"
+    code, stdout, err = run_main(main, [fixtures.cached_checkpoint("1.0_224"), "--name", "v2",
+                                        "--graph", str(REFERENCE_DIR / "mobilenet_v2_1.0_224_eval.pbtxt"),
+                                        "--out", str(out)], capsys)
+    assert code == 0, err[-3000:]
+    refs = {r["reference"]: r for r in json.loads((out / "v2.json").read_text())["references"]}
+    assert refs["graph"]["graph"].endswith("mobilenet_v2_1.0_224_eval.pbtxt") and refs["graph"]["kind"] == "variables"
+    assert all(r["passed"] and r["top1_agree"] == r["inputs"] for r in refs.values())
+    assert abs(refs["graph"]["max_abs_dlogit"] - refs["builder"]["max_abs_dlogit"]) <= refs["builder"]["tolerance"]
