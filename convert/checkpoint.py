@@ -275,7 +275,9 @@ def build_layer_guide(checkpoint_prefix: str | Path, variant: Variant, value_sou
         return any(name == n or name.startswith(n + "/") for n in not_in_model)
 
     not_in_model = set(not_in_model)
-    inside = [k[len(scope):] for k in table if k.startswith(scope)] + ([_GLOBAL_STEP] if scope and _GLOBAL_STEP in table else [])
+    model_scope = scope + variant.family.scope + "/"  # a backbone's: FeatureExtractor/MobilenetV2/; siblings are outside
+    inside = ([k[len(scope):] for k in table if k.startswith(model_scope)] if scope else list(table)) \
+        + ([_GLOBAL_STEP] if scope and _GLOBAL_STEP in table else [])
     shapes = {k: table[key(k)] for k in inside if not of_not_in_model(k)}
     outside = len(table) - len(shapes)
     all_dtypes = reader.get_variable_to_dtype_map()

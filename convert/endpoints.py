@@ -10,8 +10,8 @@ MobileNet has, the head conv whose kernel is the model variable ``{scope}/Logits
 * **logits**: from the head conv forward through ``BiasAdd``, FakeQuant, ``Squeeze``, ``Reshape`` and
   ``Identity``, up to the last tensor before any softmax (one with the same values as slim's
   ``Logits/output``, quantized where the graph quantizes the logits);
-* **pooled**: backward from the head conv, the nearest average pool that reduces a spatial map (a kernel
-  larger than 1x1), else the nearest one: what keras.applications' no-top model with ``pooling="avg"``
+* **pooled**: backward from the head conv along its data path, the nearest average pool that reduces a
+  spatial map (a kernel larger than 1x1), else the farthest one: what keras.applications' no-top model with ``pooling="avg"``
   outputs (V3: ``AvgPool2D`` inside the base, before ``Conv_2``, as slim's ``Logits/AvgPool`` of V3 pools
   a 1x1 map);
 * **input**: the one float ``Placeholder`` the head conv depends on.
@@ -105,13 +105,37 @@ def _logits(g: _Graph, head) -> tuple[str, str | None]:
         if softmaxes:
             softmax = softmaxes[0].name
             break
-        nxt = [c for c, _ in following if c.op in _LOGIT_OPS]
+        flatten = [c for c, _ in following if c.op in _LOGIT_OPS and _flattens_for_softmax(g, c)]
+        nxt = [c for c, _ in following if c.op in _LOGIT_OPS and c not in flatten]
+        if flatten and not nxt:  # the logits are the tensor contrib's softmax flattens
+            softmax = next(c.name for c, slot in g.consumers[flatten[0].name] if slot == 0)
+            break
         if not nxt:
             break
         # branches of equal values (an Identity beside a Reshape): any; a quantized branch before a float one
         nxt.sort(key=lambda c: (c.op not in _FAKE_QUANT, g.order[c.name]))
         node = nxt[0]
     return f"{node.name}:0", softmax
+
+
+def _flattens_for_softmax(g: _Graph, node) -> bool:
+    """A Reshape that only feeds a softmax (contrib's ``softmax`` flattening its input inside ``Predictions``):
+    the logits are the tensor before it."""
+    users = [c for c, slot in g.consumers.get(node.name, ()) if slot == 0]
+    return node.op == "Reshape" and bool(users) and all(c.op in _SOFTMAX for c in users)
+
+
+def _chain(g: _Graph, start):
+    """The nodes ``start``'s data comes through: each node's first data input, back to the source (the data
+    path of a MobileNet is every op's input 0: a conv's input, a FakeQuant's, BiasAdd's, a hard-swish product's)."""
+    node = start
+    while True:
+        inputs = _data_inputs(node)
+        src = g.nodes.get(_name(inputs[0])) if inputs else None
+        if src is None or src.op in _SOURCES:
+            return
+        yield src
+        node = src
 
 
 def _upstream(g: _Graph, start):
@@ -154,11 +178,17 @@ def find_endpoints(graph_def, scope: str, where: str = "the graph") -> Endpoints
             f"{', '.join(heads_like) or 'none'}")
     head = g.nodes[heads[0]]
     logits, softmax = _logits(g, head)
+    if logits == f"{head.name}:0":
+        users = sorted({c.op for c, _ in g.consumers.get(head.name, ())})
+        raise EndpointError(f"{where}: the head conv {head.name} is not followed by its BiasAdd (its consumers: "
+                            f"{', '.join(users) or 'none'}); looked for BiasAdd, FakeQuant, Squeeze, Reshape, Identity")
     upstream = list(_upstream(g, head))
-    pools = [n for n in upstream if n.op in _POOLS]
+    # on the data path only (a squeeze-excite's pools are beside it): the nearest pool that reduces a map, else
+    # the farthest (at the smallest inputs every map at the end is 1 x 1: V3's AvgPool2D, before Conv_2)
+    pools = [n for n in _chain(g, head) if n.op in _POOLS]
     if not pools:
-        raise EndpointError(f"{where}: no average pool (AvgPool or Mean) feeds the head conv {head.name}")
-    pooled = next((p for p in pools if _reduces(p)), pools[0])
+        raise EndpointError(f"{where}: no average pool (AvgPool or Mean) on the data path into the head conv {head.name}")
+    pooled = next((p for p in pools if _reduces(p)), pools[-1])
     placeholders = [n.name for n in upstream
                     if n.op in _PLACEHOLDERS and n.attr["dtype"].type == _DT_FLOAT]
     if len(placeholders) != 1:
@@ -174,11 +204,13 @@ def training_signals(graph_def, scope: str) -> list[str]:
     """Why ``graph_def`` is a training graph rather than an inference graph (empty: it is an inference one),
     judged on the ops the head conv of ``scope`` depends on (a ``.meta`` also holds the variables'
     initializers, random ones among them): quantization ranges updated in the graph (contrib.quantize's
-    training rewrite: ``AssignMovingAvg`` of the activations' ranges, an ``Assign`` of the weights' last
-    value), batch norm in training mode, random ops (dropout)."""
+    training rewrite: ``AssignMovingAvg`` of the activations' ranges; the weights', beside the data path, are
+    not looked at), batch norm in training mode, random ops (dropout)."""
     g = _Graph(graph_def)
     heads = head_convs(graph_def, scope)
-    path = list(_upstream(g, g.nodes[heads[0]])) if len(heads) == 1 else list(graph_def.node)
+    if len(heads) != 1:  # no head to judge the graph by: find_endpoints says what is missing
+        return []
+    path = list(_upstream(g, g.nodes[heads[0]]))
     signals, assigned = [], []
     for n in path:
         if n.op in _FAKE_QUANT and n.op != "FakeQuantWithMinMaxArgs":

@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convert.endpoints import EndpointError, find_endpoints, training_signals
 from convert.factory import fixtures
 from convert.manifest import resolve
+from convert.reference import Architecture, build_reference
 from convert.parity import checkpoint_feeds, choose_reference, frozen_graph, load_graph_def, random_inputs, run_graph
 
 
@@ -24,6 +26,34 @@ def test_the_finders_tensors_equal_slims_named_ones_bit_for_bit(name):
     found = run_graph(choice.graph_def, x, feeds, [ends.logits, ends.pooled])
     named = run_graph(choice.graph_def, x, feeds, [nodes.logits, nodes.pooled])
     assert all(np.array_equal(np.asarray(a).reshape(2, -1), np.asarray(b).reshape(2, -1)) for a, b in zip(found, named))
-    frozen = load_graph_def(frozen_graph(root, variant))  # the frozen graph too, without its eval graph's names
-    assert np.array_equal(np.asarray(run_graph(frozen, x, None, nodes.logits)).reshape(2, -1),
+    assert ends.logits == nodes.logits  # slim's own name: the finder stops before the softmax's flatten
+    frozen = load_graph_def(frozen_graph(root, variant))  # the frozen graph too, found there by structure
+    frozen_ends = find_endpoints(frozen, variant.family.scope)
+    assert (frozen_ends.logits, frozen_ends.pooled) == (nodes.logits, nodes.pooled)
+    assert np.array_equal(np.asarray(run_graph(frozen, x, None, frozen_ends.logits)).reshape(2, -1),
                           np.asarray(found[0]).reshape(2, -1))
+
+
+@pytest.mark.parametrize("arch", [Architecture("v3", 1.0, 32, 32, 10, kind="small"),
+                                  Architecture("v3", 1.0, 32, 32, 10, kind="small", minimalistic=True),
+                                  Architecture("v2", 0.35, 32, 32, 5), Architecture("v1", 0.25, 32, 32, 5)],
+                         ids=lambda a: a.label)
+def test_at_the_smallest_input_the_pooled_features_are_still_the_bases(arch):
+    """At 32 x 32 every map at the end is 1 x 1 (no pool reduces): the pool on the data path farthest from the
+    head (V3: AvgPool2D before Conv_2, never a squeeze-excite's pool beside the path)."""
+    built = build_reference(arch)
+    assert find_endpoints(built.graph_def, arch.scope) == built.endpoints
+
+
+def test_a_graph_without_the_scopes_head_is_no_training_graph():
+    """A graph judged for another scope has no head: no training signals (the initializers' random ops of a
+    .meta are not dropout), and the finder's error says what is missing."""
+    import tensorflow as tf
+
+    variant = resolve("mobilenet_v1_0.25_128")
+    meta = tf.compat.v1.MetaGraphDef()
+    meta.ParseFromString(next(fixtures.cached_extracted(variant.name).glob("*.meta")).read_bytes())
+    assert training_signals(meta.graph_def, "MobilenetV2") == []
+    assert training_signals(meta.graph_def, "MobilenetV1") == []
+    with pytest.raises(EndpointError, match="MobilenetV2/Logits/Conv2d_1c_1x1/weights"):
+        find_endpoints(meta.graph_def, "MobilenetV2")

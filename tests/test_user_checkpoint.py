@@ -167,7 +167,9 @@ def test_a_backbone_under_another_scope_is_proven_on_its_pooled_features(tmp_roo
     values = {f"FeatureExtractor/{k}": reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
               if k.startswith("MobilenetV2/") and "/Logits/" not in k}
     rng = np.random.default_rng(1)
-    values.update({"BoxPredictor_0/BoxEncodingPredictor/weights": rng.standard_normal((1, 1, 8, 12)).astype(np.float32),
+    values.update({"FeatureExtractor/MobilenetV2/layer_19_1_Conv2d_2_1x1_256/weights":  # an SSD's extra layer
+                   rng.standard_normal((1, 1, 1280, 256)).astype(np.float32),
+                   "BoxPredictor_0/BoxEncodingPredictor/weights": rng.standard_normal((1, 1, 8, 12)).astype(np.float32),
                    "BoxPredictor_0/BoxEncodingPredictor/biases": np.zeros(12, np.float32),
                    "global_step": np.array(5000, np.int64)})
     v1 = tf.compat.v1
@@ -181,13 +183,17 @@ def test_a_backbone_under_another_scope_is_proven_on_its_pooled_features(tmp_roo
                                         "--input-size", "200", "160", "--name", "backbone", "--out", str(out)], capsys)
     assert code == 0, err[-3000:]
     assert "BoxPredictor_0 (2)" in stdout  # the variables outside the scope, counted and named
+    assert "layer_19_1_Conv2d_2_1x1_256" in stdout  # the detector's own layer inside the scope, named
     sidecar = json.loads((out / "backbone.json").read_text())
     (ref,) = sidecar["references"]
     assert ref["reference"] == "builder" and ref["logits"] is None and ref["passed"]
     assert ref["no_top_max_abs_diff"] <= ref["no_top_tolerance"]
     assert {p.name for p in out.iterdir()} >= {"backbone_no_top.h5", "backbone.keras", "backbone.tflite"}
     assert not (out / "backbone.h5").exists()
-    assert sidecar["counts"]["outside_scope"] == 2  # the two box predictor variables (global_step: counted as such)
+    # the two box predictor variables and the SSD layer (global_step: counted as such)
+    assert sidecar["counts"]["outside_scope"] == 3
+    assert "include_top=False" in sidecar["keras_call"] and "backbone_no_top.h5" in sidecar["keras_call"]
+    assert "no logits: a backbone" in (out / "backbone_card.md").read_text()
 
 
 @pytest.mark.parametrize("form, source", [("training_meta", "constants")])

@@ -111,3 +111,22 @@ def test_a_training_graph_given_as_graph_is_refused(tmp_path, capsys):
     with pytest.raises(GraphError) as exc:
         given_reference(path, resolve("0.35_96"), Path(fixtures.cached_checkpoint(V2)), "ema")
     assert "training graph" in str(exc.value) and "FakeQuant range(s) updated" in str(exc.value)
+
+
+def test_a_graph_of_another_input_size_is_named(tmp_path, capsys):
+    """A --graph whose placeholder has a fixed size other than the conversion's: named, with the option to pass."""
+    from convert.manifest import resolve
+    from convert.user.prove import GraphError, given_reference
+
+    graph = next(fixtures.cached_extracted(V2).glob("*_frozen.pb"))  # input [1, 96, 96, 3]? or [None, 96, 96, 3]
+    variant = resolve("0.35_224")  # 224 x 224
+    with pytest.raises(GraphError) as exc:
+        given_reference(graph, variant, Path(fixtures.cached_checkpoint(V2)), "ema")
+    assert "96 x 96" in str(exc.value) and "224 x 224" in str(exc.value) and "--input-size 96 96" in str(exc.value)
+
+
+def test_too_few_verify_inputs_and_labels_for_a_backbone_are_refused(tmp_path, capsys):
+    out = _empty_out(tmp_path)
+    code, _, err = run_main(main, [fixtures.cached_checkpoint(V2), "--random", "0", "--out", str(out)], capsys)
+    assert code == 2 and "--random 0" in err, err
+    assert list(out.iterdir()) == []

@@ -240,9 +240,10 @@ class Family:
         """The constructor call a user writes to load the converted top file (model cards)."""
         rows, cols = variant.input_size
         classes = variant.classes - variant.label_offset
+        top = ([f"classes={classes}"] if classes != 1000 else []) + [f'weights="{variant.keras_weights}"'] \
+            if variant.has_head else ['include_top=False', 'pooling="avg"', f'weights="{variant.keras_weights_no_top}"']
         args = [f"alpha={variant.alpha}", *(f"{k}={getattr(variant, k)}" for k in self.keras_app.variant_args),
-                f"input_shape=({rows}, {cols}, 3)", *([f"classes={classes}"] if classes != 1000 else []),
-                f'weights="{variant.keras_weights}"']
+                f"input_shape=({rows}, {cols}, 3)", *top]
         return f"model = keras.applications.{self.keras_constructor(variant)}({', '.join(args)}){self.keras_app.call_note}"
 
     def validate(self, variant) -> str | None:

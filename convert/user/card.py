@@ -68,9 +68,10 @@ def render(c: CheckpointConversion) -> str:
     lines = [title, "", f"Converted from the TF-slim checkpoint `{c.checkpoint}` ({c.source}) by "
              "mobilenet-tf1-to-keras; every output proven against a TF1 graph (below).", "",
              "## What was read from the checkpoint", "", *[f"- {line}" for line in c.inferred],
-             f"- input size {rows} x {cols} (given: a checkpoint does not hold it)",
-             f"- classes: {classes}" + (f" (the checkpoint's {v['classes']} minus label offset {v['label_offset']})"
-                                        if v["label_offset"] else ""), "",
+             f"- input size {rows} x {cols} (a checkpoint does not hold it: --rows / --input-size, default 224)",
+             *([f"- classes: {classes}" + (f" (the checkpoint's {v['classes']} minus label offset {v['label_offset']})"
+                                           if v["label_offset"] else "")] if v["has_head"] else
+               ["- no logits: a backbone, converted without top"]), "",
              "## Files", "", "| file | sha256 |", "|---|---|", *[f"| `{n}` | `{s}` |" for n, s in c.files.items()], "",
              "Checkpoint files read:", "", *[f"- `{n}`: `{s}`" for n, s in c.checkpoint_files.items()], ""]
     if c.labels:

@@ -83,6 +83,8 @@ def _install(staging: Path, out: Path, names: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.random < 0 or (args.random == 0 and not args.image):
+        raise UserError(f"--random {args.random}: the proofs need at least one input (--random N >= 1, or --image)")
     if args.rows is not None and args.rows <= 0 or args.input_size and min(args.input_size) <= 0:
         raise UserError("--rows / --input-size must be positive")
     from ..architecture import Overrides, infer_architecture
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         print(inferred.describe())
         variant = describe(inferred, Options(rows, cols, args.name, args.label_offset), found.default_name)
         quant_source, twin_ranges = None, ()
+        if inferred.quantized and variant.scope_prefix:
+            raise UserError(f"{found.prefix}: a quantization-aware backbone inside another model's scope "
+                            f"({inferred.scope}) is not supported; convert its float weights from a checkpoint "
+                            f"without the quantization ranges")
         if inferred.quantized:  # the twin's quantizers, from the graph holding the FakeQuant nodes
             from ..quant.walk import range_variables
             from .quant import find_quant_graph
@@ -116,12 +122,19 @@ def main(argv: list[str] | None = None) -> int:
             twin_ranges = range_variables(quant_source.quantizers)
             print(f"quantization-aware: {len(quant_source.quantizers)} FakeQuant nodes in {quant_source.path.name}, "
                   f"ranges from its {'constants' if quant_source.quantizers[0].from_constants else 'variables'}")
+        if args.labels and not variant.has_head:
+            raise UserError(f"--labels {args.labels}: this checkpoint is a backbone without logits "
+                            f"({inferred.scope}/Logits); it has no classes to name")
         labels = _labels(args.labels, variant) if variant.has_head else None
         provenance = Provenance(checkpoint=str(found.prefix), checkpoint_role="given",
                                 archive=str(Path(args.path).resolve()) if found.kind == "archive" else None,
                                 archive_sha256=found.archive_sha256)
+        # not the Keras model's: a backbone's V3 Conv_2, and inside another model's scope its extra layers (an
+        # SSD's layer_19_*); names below the scope prefix, as the guide reads them
+        strip = len(inferred.prefix)
+        extra = [n[strip:] for n in (*inferred.unused, *(inferred.unrecognised if variant.scope_prefix else ()))]
         guide = build_layer_guide(found.prefix, variant, args.value_source, provenance, twin_ranges=twin_ranges,
-                                  not_in_model=inferred.unused)
+                                  not_in_model=extra)
         print(guide.summary() + (f"; {guide.counts.outside_scope} outside {variant.scope_prefix}/"
                                  if variant.scope_prefix else ""))
         batch = verify_inputs(variant, args.image, args.random, args.seed)
@@ -130,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             references.append(given_reference(args.graph or quant_source.path, variant, found.prefix,
                                               guide.counts.mode))
         out = args.out
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{variant.name}.staging-"))
+        beside = out.resolve().parent  # staged beside --out (same file system for the renames); --out untouched
+        beside.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=beside, prefix=f".{variant.name}.staging-"))
         try:
             facts = convert_guide(guide, variant, staging)
             model = whole_model(variant, staging)
