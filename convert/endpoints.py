@@ -107,9 +107,8 @@ def _logits(g: _Graph, head) -> tuple[str, str | None]:
             break
         flatten = [c for c, _ in following if c.op in _LOGIT_OPS and _flattens_for_softmax(g, c)]
         nxt = [c for c, _ in following if c.op in _LOGIT_OPS and c not in flatten]
-        if flatten and not nxt:  # the logits are the tensor contrib's softmax flattens
+        if flatten:  # contrib's softmax flattens this tensor: the logits (or, beside an alias, their value)
             softmax = next(c.name for c, slot in g.consumers[flatten[0].name] if slot == 0)
-            break
         if not nxt:
             break
         # branches of equal values (an Identity beside a Reshape): any; a quantized branch before a float one
@@ -127,10 +126,13 @@ def _flattens_for_softmax(g: _Graph, node) -> bool:
 
 def _chain(g: _Graph, start):
     """The nodes ``start``'s data comes through: each node's first data input, back to the source (the data
-    path of a MobileNet is every op's input 0: a conv's input, a FakeQuant's, BiasAdd's, a hard-swish product's)."""
+    path of a MobileNet is every op's input 0: a conv's input, a FakeQuant's, BiasAdd's, a hard-swish product's;
+    a select's is its input 1)."""
     node = start
     while True:
         inputs = _data_inputs(node)
+        if node.op in ("Select", "SelectV2") and len(inputs) == 3:  # dropout's where(keep, x / keep_prob, 0)
+            inputs = inputs[1:]
         src = g.nodes.get(_name(inputs[0])) if inputs else None
         if src is None or src.op in _SOURCES:
             return
