@@ -55,8 +55,9 @@ def read_sidecar(out_dir: str | Path, variant) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def update_sha256sums(out_dir: Path, digests: dict[str, str]) -> Path:
-    """Merge ``{file name: sha256}`` into ``out_dir/SHA256SUMS`` (``sha256sum -c`` format), atomically."""
+def update_sha256sums(out_dir: Path, digests: dict[str, str], removed=()) -> Path:
+    """Merge ``{file name: sha256}`` into ``out_dir/SHA256SUMS`` (``sha256sum -c`` format), atomically; the
+    entries of ``removed`` (files deleted) dropped."""
     sums = Path(out_dir) / SUMS_FILENAME
     with file_lock(Path(out_dir) / f".{SUMS_FILENAME}.lock"):
         entries: dict[str, str] = {}
@@ -66,6 +67,8 @@ def update_sha256sums(out_dir: Path, digests: dict[str, str]) -> Path:
                 if digest and name:
                     entries[name] = digest
         entries.update(digests)
+        for name in removed:
+            entries.pop(name, None)
         atomic_write_bytes(sums, "".join(f"{entries[n]}  {n}\n" for n in sorted(entries)).encode())
     return sums
 

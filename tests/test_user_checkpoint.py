@@ -6,7 +6,9 @@ frozen graph (``frozen_graph.pb``: the values slim's evaluation restores) and th
 never from the converter's figures."""
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -95,6 +97,39 @@ def test_every_output_is_written_and_proven_against_both_references(case, tmp_ro
     assert {n.split(".")[-1].split("-")[0] for n in sidecar["checkpoint_files"]} == {"index", "data", "meta"}
     assert (out / f"{case}_labels.txt").read_text().splitlines()[0] == "class_0"
     assert f"{arch.classes} classes" in stdout or f"{arch.classes} classes" in sidecar["inferred"][0]
+    # where the checkpoint came from, as the user can find it again (an archive's extraction is temporary)
+    given = CASES[case][3]
+    expected = {"directory": str(train_dir / "model.ckpt-5000"), "prefix": str(train_dir / "model.ckpt-5000"),
+                "archive": f"{(tmp_root / f'{case}.tgz').resolve()}:{case}/model.ckpt-5000"}[given]
+    assert sidecar["checkpoint"] == expected and f"`{expected}`" in (out / f"{case}_card.md").read_text()
+    assert sums_of(out) == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                            for p in out.iterdir() if p.name != "SHA256SUMS" and not p.name.startswith(".")}
+
+
+def sums_of(out: Path) -> dict[str, str]:
+    return {name: digest for digest, _, name in (line.partition("  ") for line in
+                                                  (out / "SHA256SUMS").read_text().splitlines())}
+
+
+def test_a_rerun_replaces_the_earlier_files_and_removes_what_it_no_longer_makes(tmp_root, capsys, tmp_path):
+    """The same name converted again into the same folder, now without --labels: the labels file the earlier
+    run wrote goes (with its SHA256SUMS entry); every file left is this run's, and a stranger's file stays."""
+    case = "v1-0.6-128x96-c3"
+    arch, train_dir, first, sidecar, _ = converted(case, tmp_root, capsys)
+    out = tmp_path / "out"
+    shutil.copytree(first, out)
+    (out / "notes.txt").write_text("mine")
+    code, stdout, err = run_main(main, [str(train_dir), "--input-size", str(arch.rows), str(arch.cols), "--name", case,
+                                        "--out", str(out)], capsys)
+    assert code == 0, err[-2000:]
+    assert not (out / f"{case}_labels.txt").exists() and f"removed {case}_labels.txt" in stdout
+    assert (out / "notes.txt").read_text() == "mine"
+    again = json.loads((out / f"{case}.json").read_text())
+    assert again["labels"] is None and [r["reference"] for r in again["references"]] == ["builder"]
+    sums = sums_of(out)
+    assert f"{case}_labels.txt" not in sums
+    assert sums == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                    for p in out.iterdir() if p.name not in ("SHA256SUMS", "notes.txt") and not p.name.startswith(".")}
 
 
 @pytest.mark.parametrize("case", ["v2-0.6-200x160-c5", "v3-small-1.0-96-c10"])

@@ -1,6 +1,6 @@
 """The sidecar (``NAME.json``), the model card (``NAME_card.md``) and the labels file (``NAME_labels.txt``) of a
-user checkpoint's conversion; this module is their one writer (``SHA256SUMS`` through
-:func:`convert.cards.update_sha256sums`, its one writer). The card is rendered from the sidecar's data."""
+user checkpoint's conversion; this module is their one writer (``SHA256SUMS`` is
+:func:`convert.cards.update_sha256sums`'s). The card is rendered from the sidecar's data."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cards import update_sha256sums
-from ..fsutil import atomic_write_bytes, sha256_file
+from ..fsutil import atomic_write_bytes
 from ..labels import labels_text
 from ..preprocessing import Preprocessing
 from .records import ReferenceFigures
@@ -120,15 +119,33 @@ def render(c: CheckpointConversion) -> str:
     return "\n".join(lines)
 
 
-def write(out_dir: Path, conversion: CheckpointConversion) -> list[Path]:
-    """``NAME.json``, ``NAME_card.md`` and (with labels) ``NAME_labels.txt`` in ``out_dir``, each atomically;
-    ``SHA256SUMS`` updated with them and the outputs."""
+def write(out_dir: Path, conversion: CheckpointConversion) -> list[str]:
+    """``NAME_labels.txt`` (with labels), ``NAME.json`` and ``NAME_card.md`` in ``out_dir``, each atomically, in
+    that order (the sidecar and card describe the rest); their names. ``SHA256SUMS`` is the caller's, once the
+    files are where they belong (:func:`convert.cards.update_sha256sums`)."""
     out_dir = Path(out_dir)
     written = []
     if conversion.labels:
         written.append(atomic_write_bytes(out_dir / f"{conversion.name}_labels.txt", labels_text(conversion.labels)))
-    written.append(atomic_write_bytes(out_dir / f"{conversion.name}.json",
+    written.append(atomic_write_bytes(out_dir / sidecar_name(conversion.name),
                                       json.dumps(conversion.to_json(), indent=2, allow_nan=False).encode() + b"\n"))
     written.append(atomic_write_bytes(out_dir / f"{conversion.name}_card.md", render(conversion).encode()))
-    update_sha256sums(out_dir, {**conversion.files, **{p.name: sha256_file(p) for p in written}})
-    return written
+    return [p.name for p in written]
+
+
+def sidecar_name(name: str) -> str:
+    return f"{name}.json"
+
+
+def earlier_files(out_dir: Path, name: str) -> list[str]:
+    """The files an earlier conversion named ``name`` left in ``out_dir``, as its sidecar lists them (its outputs,
+    labels, sidecar and card); none without a readable sidecar of this format."""
+    path = Path(out_dir) / sidecar_name(name)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
+        return []
+    files = [n for n in data["files"] if isinstance(n, str) and Path(n).name == n]
+    return [*files, *([f"{name}_labels.txt"] if data.get("labels") else []), sidecar_name(name), f"{name}_card.md"]

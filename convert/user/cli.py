@@ -75,10 +75,15 @@ def _labels(path: Path | None, variant) -> list[str] | None:
         raise UserError(f"{exc} (one name a line, in the order of the model's output)") from None
 
 
-def _install(staging: Path, out: Path, names: list[str]) -> None:
+def _install(staging: Path, out: Path, names: list[str], stale: list[str]) -> None:
+    """Move ``names`` from ``staging`` into ``out`` (renames on one file system; the sidecar and card, last in
+    ``names``, land after the files they describe), then remove ``stale``: files an earlier conversion of the
+    same name wrote and this one does not (its sidecar listed them)."""
     out.mkdir(parents=True, exist_ok=True)
     for n in names:
         os.replace(staging / n, out / n)
+    for n in stale:
+        (out / n).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..guide import Provenance
     from ..keras_weights import convert_guide
     from ..preprocessing import Preprocessing
-    from .card import CheckpointConversion, write
+    from ..cards import update_sha256sums
+    from .card import CheckpointConversion, earlier_files, write
     from .describe import Options, describe
     from .locate import locate
     from .outputs import float_tflite, save_model, whole_model
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         shapes = tf.train.load_checkpoint(str(found.prefix)).get_variable_to_shape_map()
         inferred = infer_architecture(shapes, args.scope, Overrides(args.family, args.alpha, args.kind,
                                                                     args.minimalistic, args.classes))
-        print(f"checkpoint {found.prefix} ({found.kind})")
+        print(f"checkpoint {found.label} ({found.kind})")
         print(inferred.describe())
         variant = describe(inferred, Options(rows, cols, args.name, args.label_offset), found.default_name)
         quant_source, twin_ranges = None, ()
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--labels {args.labels}: this checkpoint is a backbone without logits "
                             f"({inferred.scope}/Logits); it has no classes to name")
         labels = _labels(args.labels, variant) if variant.has_head else None
-        provenance = Provenance(checkpoint=str(found.prefix), checkpoint_role="given",
+        provenance = Provenance(checkpoint=found.label, checkpoint_role="given",
                                 archive=str(Path(args.path).resolve()) if found.kind == "archive" else None,
                                 archive_sha256=found.archive_sha256)
         # not the Keras model's: a backbone's V3 Conv_2, and inside another model's scope its extra layers (an
@@ -171,30 +177,36 @@ def main(argv: list[str] | None = None) -> int:
             from ..fsutil import sha256_file
 
             digests = {n: sha256_file(staging / n) for n in names}
-            _install(staging, out, names)
+            size = variant.input_size
+            h5 = Preprocessing.for_input(*size, family=variant.family).to_json()  # keras.applications' default model
+            twin_pre = Preprocessing.for_input(*size, family=variant.family, output="twin").to_json()  # [-1, 1]
+            pre = {**{n: h5 for n in facts.files}, keras_file: twin_pre, tflite_file: twin_pre}
+            if quant_source:
+                from .quant import INPUT_SCALE, INPUT_ZERO_POINT
+
+                pre[quant_names[0]] = twin_pre
+                pre[quant_names[1]] = Preprocessing.for_input(*size, family=variant.family, output="tflite",
+                                                              scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT).to_json()
+            conversion = CheckpointConversion(
+                name=variant.name, variant=variant.to_dict(), inferred=inferred.describe().splitlines()[:-1],
+                checkpoint=found.label, source=found.kind, checkpoint_files=found.files,
+                archive_sha256=found.archive_sha256,
+                values={"requested": guide.value_source, "mode": guide.counts.mode,
+                        "by_source": dict(guide.counts.by_source)},
+                counts=dict(vars(guide.counts)), files=digests, keras_call=variant.family.keras_call(variant),
+                preprocessing=pre, references=figures, labels=labels, versions=package_versions(),
+                quant=None if quant_figures is None else dataclasses.asdict(quant_figures))
+            described = write(staging, conversion)  # the labels, the sidecar and the card, staged too
+            everything = [*names, *described]
+            stale = [n for n in earlier_files(out, variant.name) if n not in everything]
+            _install(staging, out, everything, stale)
+            update_sha256sums(out, {**digests, **{n: sha256_file(out / n) for n in described}}, removed=stale)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        size = variant.input_size
-        h5 = Preprocessing.for_input(*size, family=variant.family).to_json()  # keras.applications' default model
-        pre = {**{n: h5 for n in facts.files},
-               keras_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json(),  # [-1, 1]
-               tflite_file: Preprocessing.for_input(*size, family=variant.family, output="twin").to_json()}
-        if quant_source:
-            from .quant import INPUT_SCALE, INPUT_ZERO_POINT
-
-            pre[quant_names[0]] = pre[keras_file]
-            pre[quant_names[1]] = Preprocessing.for_input(*size, family=variant.family, output="tflite", scale=INPUT_SCALE,
-                                                          zero_point=INPUT_ZERO_POINT).to_json()
-        conversion = CheckpointConversion(
-            name=variant.name, variant=variant.to_dict(), inferred=inferred.describe().splitlines()[:-1],
-            checkpoint=str(found.prefix), source=found.kind, checkpoint_files=found.files,
-            archive_sha256=found.archive_sha256,
-            values={"requested": guide.value_source, "mode": guide.counts.mode, "by_source": dict(guide.counts.by_source)},
-            counts=dict(vars(guide.counts)), files=digests, keras_call=variant.family.keras_call(variant),
-            preprocessing=pre, references=figures, labels=labels, versions=package_versions(),
-            quant=None if quant_figures is None else dataclasses.asdict(quant_figures))
-        for path in write(out, conversion):
-            print(f"wrote {path}")
+        for n in described:
+            print(f"wrote {out / n}")
+        if stale:
+            print(f"removed {', '.join(stale)}: an earlier conversion's {variant.name} files this one does not make")
         print(f"{variant.name}: {len(digests)} files in {out}: " + ", ".join(digests))
     return 0
 

@@ -49,6 +49,14 @@ class Located:
     graphs: tuple[str, ...] = ()  # other graph files beside the checkpoint (graph.pbtxt, ...): names
 
     @property
+    def label(self) -> str:
+        """The checkpoint as the user can find it again: the prefix, or inside an archive ``ARCHIVE:MEMBER``
+        (the extraction is temporary)."""
+        if self.kind == "archive":
+            return f"{Path(self.given).resolve()}:{self.prefix.relative_to(self.directory).as_posix()}"
+        return str(self.prefix)
+
+    @property
     def default_name(self) -> str:
         """``--name``'s default: the training directory's (or archive's) name, else the prefix's."""
         if self.kind == "prefix":
