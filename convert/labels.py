@@ -2,7 +2,7 @@
 the labels files beside the weights, and a ``decode_predictions`` that works offline.
 
 A labels file is the format TFLite's examples ship (``labels.txt``): one class name a line, line k naming
-output k. ``imagenet_labels.txt`` holds the 1000 ImageNet names in Keras class order (keras'
+output k; TF-slim's own ``labels.txt`` (``ID:NAME`` lines) is read too. ``imagenet_labels.txt`` holds the 1000 ImageNet names in Keras class order (keras'
 ``imagenet_class_index.json`` entry k's name on line k, verbatim); a ``.tflite`` gets ``<stem>_labels.txt``
 in the order of its output. keras' own ``keras.applications.imagenet_utils.decode_predictions`` downloads
 that class index on first use and offers no public argument to point it at a local copy (it finds one only
@@ -11,6 +11,7 @@ lists. Importing this module imports neither TensorFlow nor Keras.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,8 +61,13 @@ def labels_text(names: Sequence[str]) -> bytes:
     return "".join(f"{n}\n" for n in check_names(names)).encode("utf-8")
 
 
+_SLIM_LINE = re.compile(r"^(\d+):(.*)$")
+
+
 def read_labels(path: str | Path) -> list[str]:
-    """The names of a labels file (one a line; blank lines at the end are ignored)."""
+    """The names of a labels file, in class order: one name a line (blank lines at the end are ignored), or
+    TF-slim's own ``labels.txt`` (``datasets/dataset_utils.write_label_file``: ``ID:NAME`` a line, the dataset's
+    label IDs 0 .. N-1, as ``download_and_convert_data.py`` writes it beside the TFRecords), put in ID order."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -69,6 +75,20 @@ def read_labels(path: str | Path) -> list[str]:
         raise LabelsError(f"cannot read labels file {path}: {exc}") from None
     while lines and not lines[-1].strip():
         lines.pop()
+    matches = [_SLIM_LINE.match(line.strip()) for line in lines]
+    if lines and all(matches):  # slim's ID:NAME map
+        by_id: dict[int, str] = {}
+        for line_no, m in enumerate(matches, 1):
+            label = int(m.group(1))
+            if label in by_id:
+                raise LabelsError(f"{path}: label ID {label} twice (line {line_no}); slim's labels.txt has one "
+                                  f"ID:NAME line per label")
+            by_id[label] = m.group(2)
+        missing = sorted(set(range(len(by_id))) - set(by_id))
+        if missing:
+            raise LabelsError(f"{path}: slim's ID:NAME labels must number the labels 0 .. {len(by_id) - 1}; "
+                              f"missing ID(s) {', '.join(map(str, missing[:10]))}")
+        return check_names([by_id[i] for i in range(len(by_id))], str(path))
     return check_names(lines, str(path))
 
 

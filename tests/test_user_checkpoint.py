@@ -59,7 +59,10 @@ def converted(case: str, tmp_root: Path, capsys):
                     tar.add(f, arcname=f"{case}/{f.name}")
         out = tmp_root / case
         labels = tmp_root / f"{case}-labels.txt"
-        labels.write_text("".join(f"class_{i}\n" for i in range(arch.classes)))
+        if given == "prefix":  # TF-slim's own labels.txt (dataset_utils.write_label_file: "%d:%s\n"), reversed
+            labels.write_text("".join(f"{i}:class_{i}\n" for i in reversed(range(arch.classes))))
+        else:
+            labels.write_text("".join(f"class_{i}\n" for i in range(arch.classes)))
         code, stdout, err = run_main(main, [str(path), "--input-size", str(arch.rows), str(arch.cols), "--name", case,
                                             "--graph", str(train_dir / graph), "--labels", str(labels),
                                             "--out", str(out)], capsys)
@@ -95,7 +98,7 @@ def test_every_output_is_written_and_proven_against_both_references(case, tmp_ro
     assert sidecar["values"]["mode"] == ("ema" if CASES[case][2] else "raw")
     # every checkpoint file read is hashed
     assert {n.split(".")[-1].split("-")[0] for n in sidecar["checkpoint_files"]} == {"index", "data", "meta"}
-    assert (out / f"{case}_labels.txt").read_text().splitlines()[0] == "class_0"
+    assert (out / f"{case}_labels.txt").read_text().splitlines() == [f"class_{i}" for i in range(arch.classes)]
     assert f"{arch.classes} classes" in stdout or f"{arch.classes} classes" in sidecar["inferred"][0]
     # where the checkpoint came from, as the user can find it again (an archive's extraction is temporary)
     given = CASES[case][3]

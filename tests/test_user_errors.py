@@ -130,3 +130,22 @@ def test_too_few_verify_inputs_and_labels_for_a_backbone_are_refused(tmp_path, c
     code, _, err = run_main(main, [fixtures.cached_checkpoint(V2), "--random", "0", "--out", str(out)], capsys)
     assert code == 2 and "--random 0" in err, err
     assert list(out.iterdir()) == []
+
+
+def test_slims_own_labels_file_is_read_in_id_order_and_a_gap_is_named(tmp_path):
+    """TF-slim's labels.txt as datasets/dataset_utils.write_label_file writes it ("%d:%s" a line)."""
+    from convert.labels import LabelsError, read_labels
+
+    names = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    slim = tmp_path / "labels.txt"
+    slim.write_text("".join("%d:%s\n" % (i, names[i]) for i in (3, 0, 4, 1, 2)))
+    assert read_labels(slim) == names
+    plain = tmp_path / "plain.txt"
+    plain.write_text("daisy\n7:00 news\n")  # not every line ID:NAME: a plain file, names verbatim
+    assert read_labels(plain) == ["daisy", "7:00 news"]
+    slim.write_text("0:daisy\n2:roses\n")
+    with pytest.raises(LabelsError, match=r"missing ID\(s\) 1"):
+        read_labels(slim)
+    slim.write_text("0:daisy\n0:roses\n")
+    with pytest.raises(LabelsError, match="label ID 0 twice"):
+        read_labels(slim)
