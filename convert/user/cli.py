@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--rows", type=int, help="square input size (default 224)")
     size.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width")
     p.add_argument("--name", help="stem of the output files (default: the directory's or prefix's name)")
-    p.add_argument("--labels", type=Path, help="class names, one per line, in the order of the model's output, or TF-slim's labels.txt (ID:NAME lines)")
+    p.add_argument("--labels", type=Path, help="class names, one per line, in the order of the model's output, or "
+                                               "TF-slim's labels.txt (ID:NAME lines)")
     p.add_argument("--label-offset", type=int, help="slim classes before Keras class 0 (default: 1 for 1001 "
                                                     "classes, whose class 0 is background; 0 otherwise)")
     p.add_argument("--value-source", choices=VALUE_SOURCES, default="auto",
