@@ -234,8 +234,10 @@ def _predictors(keras_path: Path, tflite_path: Path) -> dict:
     import numpy as np
 
     from ..quant.tflite import TfliteRunner
+    from ..timing import stage
 
-    model = keras.saving.load_model(keras_path)
+    with stage("keras reload"):
+        model = keras.saving.load_model(keras_path)
     runner = TfliteRunner(tflite_path)
     return {keras_path.name: lambda x: np.asarray(model(x, training=False)), tflite_path.name: runner}
 

@@ -22,7 +22,7 @@ def _extra(variant) -> dict:
     return {"include_preprocessing": False} if "include_preprocessing" in variant.family.keras_app.defaults else {}
 
 
-@timed("keras build")
+@timed("whole model build")
 def whole_model(variant, weights_dir: Path):
     """The user's model as keras.applications builds it, weights from the written ``.h5`` (the constructor's
     ``weights=path``, which sets every weight or fails)."""

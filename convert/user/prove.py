@@ -75,9 +75,10 @@ def builder_reference(variant, prefix: Path, mode: str) -> Reference:
     arch = Architecture(family=variant.family.float_family or variant.family_key, alpha=float(variant.alpha),
                         rows=rows, cols=cols, classes=variant.classes if variant.has_head else None,
                         kind=variant.kind, minimalistic=variant.minimalistic, scope_prefix=variant.scope_prefix)
-    built = build_reference(arch)
-    return Reference("builder", f"convert.reference {arch.label}", built.graph_def, built.endpoints,
-                     _feeds(built.graph_def, prefix, mode))
+    with stage("reference graph build"):
+        built = build_reference(arch)
+        feeds = _feeds(built.graph_def, prefix, mode)
+    return Reference("builder", f"convert.reference {arch.label}", built.graph_def, built.endpoints, feeds)
 
 
 def given_reference(path: str | Path, variant, prefix: Path, mode: str) -> Reference:
@@ -158,7 +159,8 @@ def _file_checks(files: dict[str, object], expected: np.ndarray, batch: np.ndarr
     (the reference's probabilities; a backbone's: its pooled features)."""
     out = []
     for name, predict in files.items():
-        got = np.asarray(predict(batch)).reshape(len(batch), -1)
+        with stage("output checks"):
+            got = np.asarray(predict(batch)).reshape(len(batch), -1)
         if got.shape != expected.shape:
             out.append(FileCheck(name, float("inf"), 0, len(batch), tolerance, False))
             continue
