@@ -70,7 +70,7 @@ def read_labels(path: str | Path) -> list[str]:
     label IDs 0 .. N-1, as ``download_and_convert_data.py`` writes it beside the TFRecords), put in ID order."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) dropped
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelsError(f"cannot read labels file {path}: {exc}") from None
     while lines and not lines[-1].strip():

@@ -75,6 +75,14 @@ def test_contradicting_or_impossible_options_are_named(args, words, tmp_path, ca
     assert list(out.iterdir()) == []
 
 
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "weights"
+    out.write_text("not a folder")
+    code, _, err = run_main(main, [fixtures.cached_checkpoint(V2), "--rows", "96", "--out", str(out)], capsys)
+    assert code == 2 and f"--out {out} is a file" in err, err
+    assert out.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+
+
 def test_a_path_without_a_checkpoint_says_what_it_holds(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("no checkpoint here")
     out = _empty_out(tmp_path)
@@ -143,6 +151,8 @@ def test_slims_own_labels_file_is_read_in_id_order_and_a_gap_is_named(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("daisy\n7:00 news\n")  # not every line ID:NAME: a plain file, names verbatim
     assert read_labels(plain) == ["daisy", "7:00 news"]
+    slim.write_bytes(b"\xef\xbb\xbf0:daisy\r\n1:roses\r\n")  # a BOM and CRLF, as Windows editors save it
+    assert read_labels(slim) == ["daisy", "roses"]
     slim.write_text("0:daisy\n2:roses\n")
     with pytest.raises(LabelsError, match=r"missing ID\(s\) 1"):
         read_labels(slim)

@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--random {args.random}: the proofs need at least one input (--random N >= 1, or --image)")
     if args.rows is not None and args.rows <= 0 or args.input_size and min(args.input_size) <= 0:
         raise UserError("--rows / --input-size must be positive")
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file: pass a folder (it is created when missing)")
     from ..architecture import Overrides, infer_architecture
     from ..checkpoint import build_layer_guide
     from ..fsutil import package_versions
