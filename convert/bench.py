@@ -72,7 +72,7 @@ STAGE_NOTES = {
                          "softmax, the top .h5 loaded (a second build: the parity model is the shared any-size one)",
     "keras reload": "the written NAME.keras loaded back with keras.saving.load_model (a third build), as a user loads it",
     "reference graph build": "the project's slim graph of a user checkpoint's architecture built in TF1 (Python, "
-                             "op by op) and the checkpoint's values read for its variables",
+                             "op by op)",
     "output checks": "NAME.keras and NAME.tflite run on the verify inputs against the reference's probabilities",
 }
 # convert checkpoint's stages for what the pipeline's conversion of a variant does not do: NAME.keras (built,

@@ -184,3 +184,19 @@ def test_rss_growth_is_the_peak_over_the_first_of_the_process_that_grew_most():
     assert (memory.start_mb, memory.end_mb, memory.growth_mb) == (400.0, 600.0, 300.0)
     assert memory.processes == {"1": ProcessMemory(start_mb=450.0, end_mb=500.0, peak_mb=500.0, variants=3),
                                 "2": ProcessMemory(start_mb=400.0, end_mb=600.0, peak_mb=700.0, variants=3)}
+
+
+def test_every_stage_the_bench_names_is_one_the_code_times():
+    """STAGE_NOTES and CHECKPOINT_EXTRA_STAGES against the names passed to convert.timing's stage()/timed() in the
+    package's source (read with ast): a misspelt name would explain nothing, or count as 0 s in the split."""
+    import ast
+
+    timed_names = set()
+    for path in (PROJECT_ROOT / "convert").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in
+                    ("stage", "timed") and node.args and isinstance(node.args[0], ast.Constant)):
+                timed_names.add(node.args[0].value)
+    assert set(bench.CHECKPOINT_EXTRA_STAGES) <= timed_names, set(bench.CHECKPOINT_EXTRA_STAGES) - timed_names
+    assert set(bench.STAGE_NOTES) <= timed_names, set(bench.STAGE_NOTES) - timed_names
+    assert set(bench.CHECKPOINT_EXTRA_STAGES) <= set(bench.STAGE_NOTES)

@@ -115,24 +115,38 @@ def sums_of(out: Path) -> dict[str, str]:
 
 
 def test_a_rerun_replaces_the_earlier_files_and_removes_what_it_no_longer_makes(tmp_root, capsys, tmp_path):
-    """The same name converted again into the same folder, now without --labels: the labels file the earlier
-    run wrote goes (with its SHA256SUMS entry); every file left is this run's, and a stranger's file stays."""
+    """The same name converted again into the same folder, now without --labels and as a float checkpoint: the
+    earlier run's labels file and (simulated: its sidecar edited to list them) quantized files go, with their
+    SHA256SUMS entries; files the earlier sidecar names that are not that conversion's own, or that changed
+    since, stay."""
     case = "v1-0.6-128x96-c3"
     arch, train_dir, first, sidecar, _ = converted(case, tmp_root, capsys)
     out = tmp_path / "out"
     shutil.copytree(first, out)
+    earlier = json.loads((out / f"{case}.json").read_text())
+    for n, body in ((f"{case}_quant.keras", b"twin"), (f"{case}_quant.tflite", b"8-bit"),
+                    (f"{case}_quant_notes.txt", b"edited since")):
+        (out / n).write_bytes(body)
+        earlier["files"][n] = hashlib.sha256(b"as written" if "notes" in n else body).hexdigest()
     (out / "notes.txt").write_text("mine")
+    for n in ("notes.txt", "SHA256SUMS", "../outside"):  # a sidecar naming files not its own
+        earlier["files"][n] = hashlib.sha256((out / n).read_bytes()).hexdigest() if (out / n).is_file() else "0"
+    (out / f"{case}.json").write_text(json.dumps(earlier))
+    kept_sums = sums_of(out)
     code, stdout, err = run_main(main, [str(train_dir), "--input-size", str(arch.rows), str(arch.cols), "--name", case,
                                         "--out", str(out)], capsys)
     assert code == 0, err[-2000:]
-    assert not (out / f"{case}_labels.txt").exists() and f"removed {case}_labels.txt" in stdout
-    assert (out / "notes.txt").read_text() == "mine"
+    gone = [f"{case}_labels.txt", f"{case}_quant.keras", f"{case}_quant.tflite"]
+    assert not any((out / n).exists() for n in gone) and f"removed {', '.join(sorted(gone))}" in stdout, stdout
+    assert (out / "notes.txt").read_text() == "mine" and (out / f"{case}_quant_notes.txt").read_bytes() == b"edited since"
     again = json.loads((out / f"{case}.json").read_text())
     assert again["labels"] is None and [r["reference"] for r in again["references"]] == ["builder"]
     sums = sums_of(out)
-    assert f"{case}_labels.txt" not in sums
-    assert sums == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                    for p in out.iterdir() if p.name not in ("SHA256SUMS", "notes.txt") and not p.name.startswith(".")}
+    assert not set(gone) & set(sums) and set(kept_sums) - set(gone) <= set(sums)
+    assert sums == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()
+                    if p.name in sums}
+    assert {p.name for p in out.iterdir()} - set(sums) == {"SHA256SUMS", "notes.txt", f"{case}_quant_notes.txt",
+                                                          ".SHA256SUMS.lock"}
 
 
 @pytest.mark.parametrize("case", ["v2-0.6-200x160-c5", "v3-small-1.0-96-c10"])
@@ -273,3 +287,46 @@ def test_googles_own_eval_graph_as_graph(capsys, tmp_path):
     assert refs["graph"]["graph"].endswith("mobilenet_v2_1.0_224_eval.pbtxt") and refs["graph"]["kind"] == "variables"
     assert all(r["passed"] and r["top1_agree"] == r["inputs"] for r in refs.values())
     assert abs(refs["graph"]["max_abs_dlogit"] - refs["builder"]["max_abs_dlogit"]) <= refs["builder"]["tolerance"]
+
+
+def test_a_copied_or_archived_directory_gives_its_own_checkpoint_not_the_recorded_original(tmp_path):
+    """train_image_classifier.py records an absolute model_checkpoint_path. With the original directory still
+    on this machine, a copy of it, and an archive of it, each give the checkpoint they hold themselves."""
+    from convert.user.locate import locate
+
+    original = cached_training_dir(*CASES["v1-0.6-128x96-c3"][:3])
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    (copy / "checkpoint").write_text(f'model_checkpoint_path: "{original}/model.ckpt-5000"\n'
+                                     f'all_model_checkpoint_paths: "{original}/model.ckpt-5000"\n')
+    with locate(copy) as found:
+        assert found.prefix == copy / "model.ckpt-5000" and found.label == str(copy / "model.ckpt-5000")
+    archive = tmp_path / "run.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(copy, arcname="run")
+    with locate(archive) as found:
+        assert found.prefix.is_relative_to(found.directory) and found.prefix.name == "model.ckpt-5000"
+        assert found.label == f"{archive.resolve()}:run/model.ckpt-5000"
+        assert found.files[found.prefix.name + ".index"] == hashlib.sha256(
+            (copy / "model.ckpt-5000.index").read_bytes()).hexdigest()
+
+
+def test_earlier_files_are_only_a_sidecars_own_unchanged_outputs(tmp_path):
+    """What a re-run may remove: the files an earlier sidecar of this format and name lists, still as written."""
+    from convert.user.card import FORMAT, earlier_files
+
+    def digest(b: bytes) -> str:
+        return hashlib.sha256(b).hexdigest()
+
+    (tmp_path / "f.h5").write_bytes(b"h5")
+    (tmp_path / "f_labels.txt").write_bytes(b"a\nb\n")
+    doc = {"format": FORMAT, "name": "f", "files": {"f.h5": digest(b"h5")}, "labels": ["a", "b"]}
+    (tmp_path / "f.json").write_text(json.dumps(doc))
+    assert sorted(earlier_files(tmp_path, "f")) == ["f.h5", "f_labels.txt"]
+    (tmp_path / "f_labels.txt").write_bytes(b"a\nb renamed\n")  # edited by its owner: kept
+    assert earlier_files(tmp_path, "f") == ["f.h5"]
+    for other in ({**doc, "name": "g"}, {**doc, "format": "something else"}, ["f.h5"]):
+        (tmp_path / "f.json").write_text(json.dumps(other))
+        assert earlier_files(tmp_path, "f") == []
+    (tmp_path / "f.json").write_text("{not json")
+    assert earlier_files(tmp_path, "f") == [] and earlier_files(tmp_path / "missing", "f") == []

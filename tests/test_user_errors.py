@@ -75,12 +75,15 @@ def test_contradicting_or_impossible_options_are_named(args, words, tmp_path, ca
     assert list(out.iterdir()) == []
 
 
-def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
-    out = tmp_path / "weights"
-    out.write_text("not a folder")
-    code, _, err = run_main(main, [fixtures.cached_checkpoint(V2), "--rows", "96", "--out", str(out)], capsys)
-    assert code == 2 and f"--out {out} is a file" in err, err
-    assert out.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+def test_an_out_that_is_or_is_under_a_file_or_dangles_is_refused_before_any_work(tmp_path, capsys):
+    weights = tmp_path / "weights"
+    weights.write_text("not a folder")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for out, words in ((weights, f"{weights} is a file"), (weights / "sub", f"{weights} is a file"),
+                       (tmp_path / "dangling", "is a link to nothing")):
+        code, stdout, err = run_main(main, [fixtures.cached_checkpoint(V2), "--rows", "96", "--out", str(out)], capsys)
+        assert code == 2 and f"--out {out}" in err and words in err and "checkpoint" not in stdout, err
+    assert weights.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "weights"]
 
 
 def test_a_path_without_a_checkpoint_says_what_it_holds(tmp_path, capsys):

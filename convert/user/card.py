@@ -4,13 +4,15 @@ user checkpoint's conversion; this module is their one writer (``SHA256SUMS`` is
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import atomic_write_bytes
-from ..labels import labels_text
+from ..cards import SUMS_FILENAME
+from ..fsutil import atomic_write_bytes, sha256_file
+from ..labels import LabelsError, labels_text
 from ..preprocessing import Preprocessing
 from .records import ReferenceFigures
 
@@ -138,14 +140,30 @@ def sidecar_name(name: str) -> str:
 
 
 def earlier_files(out_dir: Path, name: str) -> list[str]:
-    """The files an earlier conversion named ``name`` left in ``out_dir``, as its sidecar lists them (its outputs,
-    labels, sidecar and card); none without a readable sidecar of this format."""
-    path = Path(out_dir) / sidecar_name(name)
+    """The output files an earlier conversion named ``name`` left in ``out_dir`` that still hold what it wrote:
+    those its sidecar (this format, this name) lists, named ``NAME.*``/``NAME_*`` and never ``SHA256SUMS``, whose
+    sha256 is the one the sidecar recorded (its labels file: the digest of its labels). A file changed since
+    (edited, or another conversion's since) is not among them; none without a readable sidecar."""
+    out_dir = Path(out_dir)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads((out_dir / sidecar_name(name)).read_text())
     except (OSError, ValueError):
         return []
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("name") != name:
         return []
-    files = [n for n in data["files"] if isinstance(n, str) and Path(n).name == n]
-    return [*files, *([f"{name}_labels.txt"] if data.get("labels") else []), sidecar_name(name), f"{name}_card.md"]
+    recorded = dict(data["files"]) if isinstance(data.get("files"), dict) else {}
+    labels = data.get("labels")
+    if isinstance(labels, list) and labels:
+        try:
+            recorded[f"{name}_labels.txt"] = hashlib.sha256(labels_text(labels)).hexdigest()
+        except LabelsError:  # not names: nothing to match the file against
+            pass
+    out = []
+    for n, digest in recorded.items():
+        path = out_dir / n if isinstance(n, str) else None
+        if (path is None or Path(n).name != n or n in (SUMS_FILENAME, sidecar_name(name), f"{name}_card.md")
+                or not n.startswith((f"{name}.", f"{name}_")) or not path.is_file() or path.is_symlink()):
+            continue
+        if isinstance(digest, str) and sha256_file(path) == digest:
+            out.append(n)
+    return out

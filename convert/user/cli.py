@@ -73,18 +73,38 @@ def _labels(path: Path | None, variant) -> list[str] | None:
         return names_for_outputs(read_labels(path), variant.classes - variant.label_offset, variant.label_offset,
                                  f"--labels {path}")
     except LabelsError as exc:
-        raise UserError(f"{exc} (one name a line, in the order of the model's output)") from None
+        raise UserError(f"{exc} (one name a line in the order of the model's output, or TF-slim's labels.txt: "
+                        f"ID:NAME lines numbered from 0)") from None
 
 
-def _install(staging: Path, out: Path, names: list[str], stale: list[str]) -> None:
-    """Move ``names`` from ``staging`` into ``out`` (renames on one file system; the sidecar and card, last in
-    ``names``, land after the files they describe), then remove ``stale``: files an earlier conversion of the
-    same name wrote and this one does not (its sidecar listed them)."""
+def _check_out(out: Path) -> None:
+    """``--out`` must be a folder, or a path a folder can be made at (no file on the way, no dangling link)."""
+    if out.is_symlink() and not out.exists():
+        raise UserError(f"--out {out} is a link to nothing ({os.readlink(out)}): pass a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, not a folder: pass a folder (it is created when missing)")
+
+
+def _install(staging: Path, out: Path, outputs: list[str], described: list[str], name: str) -> list[str]:
+    """Move ``outputs`` from ``staging`` into ``out`` (renames on one file system), remove the files an earlier
+    conversion of ``name`` made that this one does not (:func:`convert.user.card.earlier_files`: unchanged since,
+    and no name this one installs, whatever the file system's case rules), then move in ``described`` (the
+    labels, sidecar and card). Interrupted before the end, the earlier sidecar still names what is left to
+    remove. Returns the names removed."""
+    from .card import earlier_files
+
     out.mkdir(parents=True, exist_ok=True)
-    for n in names:
+    earlier = earlier_files(out, name)
+    for n in outputs:
         os.replace(staging / n, out / n)
+    ours = {n.casefold() for n in (*outputs, *described)}
+    stale = sorted(n for n in earlier if n.casefold() not in ours)
     for n in stale:
         (out / n).unlink(missing_ok=True)
+    for n in described:
+        os.replace(staging / n, out / n)
+    return stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--random {args.random}: the proofs need at least one input (--random N >= 1, or --image)")
     if args.rows is not None and args.rows <= 0 or args.input_size and min(args.input_size) <= 0:
         raise UserError("--rows / --input-size must be positive")
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"--out {args.out} is a file: pass a folder (it is created when missing)")
+    _check_out(args.out)
     from ..architecture import Overrides, infer_architecture
     from ..checkpoint import build_layer_guide
     from ..fsutil import package_versions
@@ -102,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..keras_weights import convert_guide
     from ..preprocessing import Preprocessing
     from ..cards import update_sha256sums
-    from .card import CheckpointConversion, earlier_files, write
+    from .card import CheckpointConversion, write
     from .describe import Options, describe
     from .locate import locate
     from .outputs import float_tflite, save_model, whole_model
@@ -200,10 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                 preprocessing=pre, references=figures, labels=labels, versions=package_versions(),
                 quant=None if quant_figures is None else dataclasses.asdict(quant_figures))
             described = write(staging, conversion)  # the labels, the sidecar and the card, staged too
-            everything = [*names, *described]
-            stale = [n for n in earlier_files(out, variant.name) if n not in everything]
-            _install(staging, out, everything, stale)
-            update_sha256sums(out, {**digests, **{n: sha256_file(out / n) for n in described}}, removed=stale)
+            described_digests = {n: sha256_file(staging / n) for n in described}
+            stale = _install(staging, out, names, described, variant.name)
+            update_sha256sums(out, {**digests, **described_digests}, removed=stale)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         for n in described:

@@ -50,9 +50,9 @@ class Located:
 
     @property
     def label(self) -> str:
-        """The checkpoint as the user can find it again: the prefix, or inside an archive ``ARCHIVE:MEMBER``
-        (the extraction is temporary)."""
-        if self.kind == "archive":
+        """The checkpoint as the user can find it again: the prefix, or inside an archive ``ARCHIVE:PREFIX``
+        (the prefix's path inside the archive: the extraction is temporary)."""
+        if self.kind == "archive" and self.prefix.is_relative_to(self.directory):
             return f"{Path(self.given).resolve()}:{self.prefix.relative_to(self.directory).as_posix()}"
         return str(self.prefix)
 
@@ -81,9 +81,11 @@ def _listing(folder: Path, limit: int = 20) -> str:
     return ", ".join(names[:limit]) + (f", … ({len(names) - limit} more)" if len(names) > limit else "") or "nothing"
 
 
-def _from_state(folder: Path) -> Path | None:
-    """The latest prefix the ``checkpoint`` file of ``folder`` names (looked up in ``folder`` by its file name
-    when the path recorded does not exist here), or None without such a file."""
+def _from_state(folder: Path, inside_only: bool = False) -> Path | None:
+    """The latest prefix the ``checkpoint`` file of ``folder`` names, or None without such a file. It is looked
+    up in ``folder`` first (a training machine's absolute path: by its file name), so a copied or extracted
+    training directory gives its own checkpoint even where the original still exists; then, unless
+    ``inside_only`` (an archive's extraction), at the path recorded."""
     import tensorflow as tf
 
     state_file = folder / CHECKPOINT_STATE
@@ -96,7 +98,11 @@ def _from_state(folder: Path) -> Path | None:
     if state is None or not state.model_checkpoint_path:
         raise CheckpointNotFound(f"{state_file} names no checkpoint (no model_checkpoint_path)")
     recorded = Path(state.model_checkpoint_path)
-    for candidate in (recorded if recorded.is_absolute() else folder / recorded, folder / recorded.name):
+    candidates = [*([] if recorded.is_absolute() else [folder / recorded]), folder / recorded.name,
+                  *([recorded] if recorded.is_absolute() and not inside_only else [])]
+    for candidate in candidates:
+        if inside_only and not candidate.resolve().is_relative_to(folder.resolve()):
+            continue  # an archive's checkpoint is one of its own members
         if Path(str(candidate) + ".index").is_file():
             return candidate
     raise CheckpointNotFound(f"{state_file} names {state.model_checkpoint_path}, but neither it nor "
@@ -107,7 +113,7 @@ def _in_folder(folder: Path, search: bool) -> Path:
     """The checkpoint of a training directory (``search``: in any folder below it too, for an extraction)."""
     folders = [folder] + (sorted(p for p in folder.rglob("*") if p.is_dir()) if search else [])
     for f in folders:
-        prefix = _from_state(f)
+        prefix = _from_state(f, inside_only=search)
         if prefix is not None:
             return prefix
     indexes = sorted(p for f in folders for p in f.glob("*.index"))

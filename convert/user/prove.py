@@ -77,6 +77,7 @@ def builder_reference(variant, prefix: Path, mode: str) -> Reference:
                         kind=variant.kind, minimalistic=variant.minimalistic, scope_prefix=variant.scope_prefix)
     with stage("reference graph build"):
         built = build_reference(arch)
+    with stage("tf reference"):  # the checkpoint's values for its variables, as parity reads them for any graph
         feeds = _feeds(built.graph_def, prefix, mode)
     return Reference("builder", f"convert.reference {arch.label}", built.graph_def, built.endpoints, feeds)
 
