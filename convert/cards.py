@@ -55,7 +55,7 @@ def read_sidecar(out_dir: str | Path, variant) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def update_sha256sums(out_dir: Path, digests: dict[str, str], removed=()) -> Path:
+def update_sha256sums(out_dir: Path, digests: dict[str, str], removed: Sequence[str] = ()) -> Path:
     """Merge ``{file name: sha256}`` into ``out_dir/SHA256SUMS`` (``sha256sum -c`` format), atomically; the
     entries of ``removed`` (files deleted) dropped."""
     sums = Path(out_dir) / SUMS_FILENAME

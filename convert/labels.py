@@ -2,8 +2,8 @@
 the labels files beside the weights, and a ``decode_predictions`` that works offline.
 
 A labels file is the format TFLite's examples ship (``labels.txt``): one class name a line, line k naming
-output k; TF-slim's own ``labels.txt`` (``ID:NAME`` lines) is read too. ``imagenet_labels.txt`` holds the 1000 ImageNet names in Keras class order (keras'
-``imagenet_class_index.json`` entry k's name on line k, verbatim); a ``.tflite`` gets ``<stem>_labels.txt``
+output k; TF-slim's own ``labels.txt`` (``ID:NAME`` lines) is read too. ``imagenet_labels.txt`` holds the 1000
+ImageNet names in Keras class order (keras' ``imagenet_class_index.json`` entry k's name on line k, verbatim); a ``.tflite`` gets ``<stem>_labels.txt``
 in the order of its output. keras' own ``keras.applications.imagenet_utils.decode_predictions`` downloads
 that class index on first use and offers no public argument to point it at a local copy (it finds one only
 in ``$KERAS_HOME/models/``); :func:`decode_predictions` here reads the shipped copy and returns the same

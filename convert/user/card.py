@@ -158,12 +158,7 @@ def earlier_files(out_dir: Path, name: str) -> list[str]:
             recorded[f"{name}_labels.txt"] = hashlib.sha256(labels_text(labels)).hexdigest()
         except LabelsError:  # not names: nothing to match the file against
             pass
-    out = []
-    for n, digest in recorded.items():
-        path = out_dir / n if isinstance(n, str) else None
-        if (path is None or Path(n).name != n or n in (SUMS_FILENAME, sidecar_name(name), f"{name}_card.md")
-                or not n.startswith((f"{name}.", f"{name}_")) or not path.is_file() or path.is_symlink()):
-            continue
-        if isinstance(digest, str) and sha256_file(path) == digest:
-            out.append(n)
-    return out
+    never = (SUMS_FILENAME, sidecar_name(name), f"{name}_card.md")  # rewritten, never removed
+    return [n for n, digest in recorded.items()
+            if Path(n).name == n and n not in never and n.startswith((f"{name}.", f"{name}_"))
+            and (out_dir / n).is_file() and not (out_dir / n).is_symlink() and sha256_file(out_dir / n) == digest]

@@ -52,7 +52,7 @@ class Located:
     def label(self) -> str:
         """The checkpoint as the user can find it again: the prefix, or inside an archive ``ARCHIVE:PREFIX``
         (the prefix's path inside the archive: the extraction is temporary)."""
-        if self.kind == "archive" and self.prefix.is_relative_to(self.directory):
+        if self.kind == "archive":  # _from_state keeps an archive's checkpoint inside its extraction
             return f"{Path(self.given).resolve()}:{self.prefix.relative_to(self.directory).as_posix()}"
         return str(self.prefix)
 
