@@ -11,7 +11,9 @@ model, a view of its layers) for every variant of that architecture: the expecte
 ``model.load_weights`` (what the constructors do with ``weights=path``) and reads the no-top file back
 against the view. Asked for another architecture, it drops them first (never two architectures' models
 alive at once); :func:`release` drops them at once. The pipeline hands a worker the variants of one
-architecture one after another, so that a build serves several of them.
+architecture one after another, so that a build serves several of them. A checkpoint's conversion
+(``convert checkpoint``) has one variant: its model is built at its input size and, for V3, without the
+built-in rescaling (slim's [-1, 1]), since it also becomes the conversion's ``NAME.keras``.
 
 The models are built with ``classifier_activation=None``: the head's layer names and weights are those
 of the default softmax model (the activation is not stored in a weights file), and parity needs logits.
@@ -75,15 +77,36 @@ def model_for(variant, include_top: bool):
     another architecture is asked for, or :func:`release`. Its weights are whatever the last stage put
     there: a stage that needs particular values sets all of them (the .h5 writer from the guide, parity
     from the written file)."""
-    any_size = serves_any_size(variant)
-    key = architecture(variant) + (() if any_size else (("input_size", variant.input_size),))
+    any_size = builds_any_size(variant)
+    key = (architecture(variant) + (() if any_size else (("input_size", variant.input_size),))
+           + (("input_range", input_range(variant)),))
     if key != _shared.architecture:
         release()  # another architecture's models: never two alive at once
         _shared.architecture = key
     if include_top not in _shared.models:
-        _shared.models[include_top] = (build(variant, True, any_rows=any_size, classifier_activation=None)
+        slim_range = {"include_preprocessing": False} if takes_slim_range(variant) else {}
+        _shared.models[include_top] = (build(variant, True, any_rows=any_size, classifier_activation=None, **slim_range)
                                        if include_top else features_model(model_for(variant, True)))
     return _shared.models[include_top]
+
+
+def takes_slim_range(variant) -> bool:
+    """Whether :func:`model_for`'s model takes slim's [-1, 1] where the family's default model takes another
+    range (V3's built-in rescaling of [0, 255], ``include_preprocessing``): a checkpoint's, whose model becomes its
+    ``NAME.keras`` (:mod:`convert.user.outputs`). The weights are the same either way (the rescaling has none)."""
+    return variant.origin == "checkpoint" and "include_preprocessing" in variant.family.keras_app.defaults
+
+
+def input_range(variant) -> tuple[float, float]:
+    """The input range of :func:`model_for`'s model for ``variant`` (parity maps slim's [-1, 1] onto it)."""
+    return (-1.0, 1.0) if takes_slim_range(variant) else tuple(variant.family.keras_input_range)
+
+
+def builds_any_size(variant) -> bool:
+    """Whether :func:`model_for` builds the any-size model for ``variant``: for a catalogue variant whose size it
+    serves (the pipeline converts the sizes of an architecture one after another). A checkpoint's conversion is
+    one variant: its model is built at its input size, the input its ``NAME.keras`` and ``NAME.tflite`` take."""
+    return variant.origin == "catalogue" and serves_any_size(variant)
 
 
 def serves_any_size(variant) -> bool:

@@ -20,7 +20,7 @@ from .archive import find_checkpoint, frozen_graph, reference_graphs
 from .endpoints import EndpointError, Endpoints, find_endpoints, training_signals
 from .env import quiet_tf
 from .fsutil import sha256_file
-from .keras_model import legacy_weights, model_for
+from .keras_model import input_range, legacy_weights, model_for
 from .families.base import CheckpointFile, to_keras_input
 from .manifest import Variant
 from .preprocessing import Preprocessing
@@ -322,7 +322,7 @@ def keras_outputs(variant, top: Path, no_top: Path, images: np.ndarray) -> tuple
     Keras' loader reads it (:func:`legacy_file_mismatches`): then its features are the ones computed."""
     import keras
 
-    inputs = to_keras_input(images, variant.family.keras_input_range).astype(np.float32)
+    inputs = to_keras_input(images, input_range(variant)).astype(np.float32)
     with stage("keras build"):
         model, features = model_for(variant, True), model_for(variant, False)
         both = keras.Model(model.inputs, [model.outputs[0], features.outputs[0]])  # one pass, two outputs

@@ -154,15 +154,48 @@ def test_the_keras_file_loads_in_a_fresh_process_and_gives_the_reference_probabi
     arch, train_dir, out, _, _ = converted(case, tmp_root, capsys)
     x = np.random.default_rng(7).uniform(-1, 1, (3, arch.rows, arch.cols, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    code = ("import numpy as np, keras, sys; m = keras.saving.load_model(sys.argv[1]); "
-            "np.save(sys.argv[3], np.asarray(m.predict(np.load(sys.argv[2]), verbose=0)))")
+    code = ("import numpy as np, keras, sys; m = keras.saving.load_model(sys.argv[1]); x = np.load(sys.argv[2]); "
+            "np.save(sys.argv[3], np.asarray(m.predict(x, verbose=0))); "
+            "logits = keras.Model(m.input, m.get_layer('predictions').output); "  # what the card says gives logits
+            "np.save(sys.argv[4], np.asarray(logits.predict(x, verbose=0)))")
     done = subprocess.run([sys.executable, "-c", code, str(out / f"{case}.keras"), str(tmp_path / "x.npy"),
-                           str(tmp_path / "p.npy")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                           str(tmp_path / "p.npy"), str(tmp_path / "l.npy")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     got, want = np.load(tmp_path / "p.npy"), frozen_probabilities(train_dir, x)
     assert got.shape == (3, arch.classes)
     tol = 1e-3 if arch.family == "v3" else 1e-4  # V3: slim's gate constant 0.16667 in the frozen graph, 1/6 in Keras
     assert np.max(np.abs(got - want)) <= tol and (got.argmax(1) == want.argmax(1)).all()
+    logits = np.load(tmp_path / "l.npy").reshape(3, -1)
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    assert np.max(np.abs(soft / soft.sum(1, keepdims=True) - want)) <= tol  # the layer before the softmax
+
+
+def test_the_cards_load_snippet_runs_as_printed_and_gives_the_reference(tmp_root, capsys, tmp_path):
+    """The card's "Load" block, run as printed in a fresh process beside a copy of the files (the genuine panda as
+    its image.jpg): its probabilities, its logits (the layer before the softmax) and the names it prints, against
+    the frozen graph on the same preprocessed image."""
+    from conftest import REFERENCE_DIR
+    from convert.preprocessing import preprocessing_for
+
+    case = "v2-0.6-200x160-c5"
+    arch, train_dir, out, sidecar, _ = converted(case, tmp_root, capsys)
+    folder = tmp_path / "files"
+    shutil.copytree(out, folder)
+    shutil.copy(REFERENCE_DIR / "panda.jpg", folder / "image.jpg")
+    load = (folder / f"{case}_card.md").read_text().split("## Load")[1].split("## ")[0]
+    code = load.split("```python\n")[1].split("```")[0]
+    code += "\nimport numpy as np\nnp.savez('arrays.npz', probs=probs, logits=np.asarray(logits.predict(x, verbose=0)))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=folder, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    arrays = np.load(folder / "arrays.npz")
+    want = frozen_probabilities(train_dir, preprocessing_for(out / f"{case}.keras").load(REFERENCE_DIR / "panda.jpg")[None])
+    logits = arrays["logits"].reshape(1, -1)
+    soft = np.exp(logits - logits.max())
+    assert np.max(np.abs(arrays["probs"] - want)) <= 1e-4
+    assert np.max(np.abs(soft / soft.sum() - want)) <= 1e-4
+    best = int(want.argmax())
+    assert f"class_{best}" in done.stdout and sidecar["labels"][best] == f"class_{best}"
 
 
 @pytest.mark.parametrize("case", ["v1-0.6-128x96-c3", "v3-small-1.0-96-c10"])

@@ -86,6 +86,7 @@ def render(c: CheckpointConversion) -> str:
                   f'model = keras.saving.load_model("{c.name}.keras")  # input [-1, 1], output {classes} probabilities',
                   f'x = preprocessing_for("{c.name}.keras").load("image.jpg")[None]',
                   "probs = model.predict(x)",
+                  'logits = keras.Model(model.input, model.get_layer("predictions").output)  # before the softmax',
                   *(["from convert.labels import decode_predictions",
                      f'print(decode_predictions(probs, labels="{c.name}_labels.txt"))  # (class, name, probability)']
                     if c.labels else ["from convert.labels import decode_predictions",

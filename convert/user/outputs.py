@@ -1,10 +1,14 @@
-"""A user checkpoint's outputs beyond the ``.h5`` files, built from the written top (or no-top) ``.h5``:
+"""A user checkpoint's outputs beyond the ``.h5`` files, made from the conversion's own Keras model
+(:func:`convert.keras_model.model_for`: the keras.applications constructor called with the checkpoint's alpha,
+input size and classes, ``classifier_activation=None``, built once for the layer guide):
 
-* ``NAME.keras``: the whole keras.applications model (the constructor called with the checkpoint's alpha,
-  input size and classes, the top ``.h5`` loaded), saved so that ``keras.saving.load_model`` needs no
-  constructor arguments. Input float in [-1, 1] as slim's (V3 built with ``include_preprocessing=False``),
-  output the probabilities over the checkpoint's classes after the label offset. A backbone's: the no-top
-  model with ``pooling="avg"`` (its pooled features);
+* ``NAME.keras``: that model with the written top ``.h5`` loaded (``model.load_weights``, the constructors'
+  ``weights=path``, which sets every weight or fails) and a ``Softmax`` layer ``probabilities`` after its
+  logits layer ``predictions``, saved so that ``keras.saving.load_model`` needs no constructor arguments. Input
+  float in [-1, 1] as slim's (V3 built with ``include_preprocessing=False``), output the probabilities over
+  the checkpoint's classes after the label offset; ``model.get_layer("predictions").output`` gives the logits.
+  A backbone's: the no-top model, ``NAME_no_top.h5`` loaded, with a ``GlobalAveragePooling2D`` ``pooled``
+  after it (what ``pooling="avg"`` adds): its pooled features;
 * ``NAME.tflite``: the same model as a float TFLite file (batch 1), from a frozen trace of the model
   (``Model.stateless_call`` on constants inside a ``tf.function``; ``tf.lite.TFLiteConverter``'s concrete
   function route: public APIs).
@@ -15,27 +19,25 @@ from pathlib import Path
 
 from ..errors import ConversionError
 from ..fsutil import replacing
-from ..timing import timed
+from ..timing import stage, timed
 
 
-def _extra(variant) -> dict:
-    return {"include_preprocessing": False} if "include_preprocessing" in variant.family.keras_app.defaults else {}
-
-
-@timed("whole model build")
 def whole_model(variant, weights_dir: Path):
-    """The user's model as keras.applications builds it, weights from the written ``.h5`` (the constructor's
-    ``weights=path``, which sets every weight or fails)."""
+    """``NAME.keras``'s model (module doc): no second build, the conversion's model with the written file loaded
+    and the output layer added."""
     import keras
 
-    keras.backend.clear_session(free_memory=False)
-    rows, cols = variant.input_size
+    from ..keras_model import model_for
+
+    base = model_for(variant, variant.has_head)
+    with stage("whole model load"):
+        base.load_weights(str(Path(weights_dir) / (variant.keras_weights if variant.has_head
+                                                   else variant.keras_weights_no_top)))
     if variant.has_head:
-        return variant.family.keras_model(variant, True, input_shape=(rows, cols, 3),
-                                          weights=str(Path(weights_dir) / variant.keras_weights),
-                                          classifier_activation="softmax", **_extra(variant))
-    return variant.family.keras_model(variant, False, input_shape=(rows, cols, 3), pooling="avg",
-                                      weights=str(Path(weights_dir) / variant.keras_weights_no_top), **_extra(variant))
+        out = keras.layers.Softmax(name="probabilities")(base.outputs[0])
+    else:
+        out = keras.layers.GlobalAveragePooling2D(name="pooled")(base.outputs[0])
+    return keras.Model(base.inputs[0], out, name=variant.name)
 
 
 @timed("keras save")

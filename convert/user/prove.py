@@ -145,12 +145,12 @@ def _run(ref: Reference, graph_def, batch: np.ndarray, outputs: list[str]) -> li
 
 def _backbone_features(variant, no_top: Path, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The no-top file loaded into the no-top model: its average-pooled features, and where the file differs."""
-    from ..keras_model import model_for
+    from ..keras_model import input_range, model_for
 
     features = model_for(variant, False)
     features.load_weights(str(no_top))
     mismatches = legacy_file_mismatches(features, no_top)
-    out = np.asarray(features(to_keras_input(batch, variant.family.keras_input_range), training=False))
+    out = np.asarray(features([to_keras_input(batch, input_range(variant))], training=False))
     return out.mean(axis=(1, 2)), mismatches
 
 
