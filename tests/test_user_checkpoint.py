@@ -149,7 +149,7 @@ def test_a_rerun_replaces_the_earlier_files_and_removes_what_it_no_longer_makes(
                                                           ".SHA256SUMS.lock"}
 
 
-@pytest.mark.parametrize("case", ["v2-0.6-200x160-c5", "v3-small-1.0-96-c10"])
+@pytest.mark.parametrize("case", ["v3-small-1.0-96-c10"])  # V2's: the card's Load block, run in a fresh process below
 def test_the_keras_file_loads_in_a_fresh_process_and_gives_the_reference_probabilities(case, tmp_root, capsys, tmp_path):
     arch, train_dir, out, _, _ = converted(case, tmp_root, capsys)
     x = np.random.default_rng(7).uniform(-1, 1, (3, arch.rows, arch.cols, 3)).astype(np.float32)
