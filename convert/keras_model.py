@@ -72,11 +72,11 @@ _shared = _Shared()  # the models of the architecture being converted (see modul
 
 
 def model_for(variant, include_top: bool):
-    """The model of the variant's architecture (logits head when ``include_top``) on an input of any
-    size, built on first use and shared by every stage and every variant of that architecture until
-    another architecture is asked for, or :func:`release`. Its weights are whatever the last stage put
-    there: a stage that needs particular values sets all of them (the .h5 writer from the guide, parity
-    from the written file)."""
+    """The model of the variant's architecture (logits head when ``include_top``) on an input of any size
+    (:func:`builds_any_size`; else of the variant's size), built on first use and shared by every stage and
+    every variant of that architecture until another architecture is asked for, or :func:`release`. Its
+    weights are whatever the last stage put there: a stage that needs particular values sets all of them (the
+    .h5 writer from the guide, parity and ``NAME.keras`` from the written file)."""
     any_size = builds_any_size(variant)
     key = (architecture(variant) + (() if any_size else (("input_size", variant.input_size),))
            + (("input_range", input_range(variant)),))
@@ -103,19 +103,15 @@ def input_range(variant) -> tuple[float, float]:
 
 
 def builds_any_size(variant) -> bool:
-    """Whether :func:`model_for` builds the any-size model for ``variant``: for a catalogue variant whose size it
-    serves (the pipeline converts the sizes of an architecture one after another). A checkpoint's conversion is
-    one variant: its model is built at its input size, the input its ``NAME.keras`` and ``NAME.tflite`` take."""
-    return variant.origin == "catalogue" and serves_any_size(variant)
-
-
-def serves_any_size(variant) -> bool:
-    """Whether the any-size model computes what the variant's own-size model does: keras.applications pads
-    a stride-2 conv for the size it is built for (V2/V3's ``correct_pad``: (0, 1) on an even map, (1, 1) on an
-    odd one, even assumed when the size is unknown), so an input whose 5 stride-2 halvings meet an odd map (not a
-    multiple of 32: a user checkpoint's 200 x 160) gets a model of its own size."""
+    """Whether :func:`model_for` builds the any-size model for ``variant``: a catalogue variant (the pipeline
+    converts the sizes of an architecture one after another) whose size the any-size model computes as the
+    own-size one does. keras.applications pads a stride-2 conv for the size it is built for (V2/V3's
+    ``correct_pad``: (0, 1) on an even map, (1, 1) on an odd one, even assumed when the size is unknown), so a size
+    whose 5 stride-2 halvings meet an odd map (not a multiple of 32) gets a model of its own size. A checkpoint's
+    conversion is one variant: its model is built at its input size, the input its ``NAME.keras`` and
+    ``NAME.tflite`` take."""
     rows, cols = variant.input_size
-    return rows % 32 == 0 and cols % 32 == 0
+    return variant.origin == "catalogue" and rows % 32 == 0 and cols % 32 == 0
 
 
 def features_model(top):

@@ -46,6 +46,12 @@ def frozen_probabilities(train_dir: Path, x: np.ndarray, offset: int = 0) -> np.
     return p / p.sum(axis=1, keepdims=True)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, computed here (not the converter's)."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def converted(case: str, tmp_root: Path, capsys):
     """The case's training directory converted once per test process: (arch, dir, out, sidecar, stdout)."""
     if case not in _DONE:
@@ -167,8 +173,7 @@ def test_the_keras_file_loads_in_a_fresh_process_and_gives_the_reference_probabi
     tol = 1e-3 if arch.family == "v3" else 1e-4  # V3: slim's gate constant 0.16667 in the frozen graph, 1/6 in Keras
     assert np.max(np.abs(got - want)) <= tol and (got.argmax(1) == want.argmax(1)).all()
     logits = np.load(tmp_path / "l.npy").reshape(3, -1)
-    soft = np.exp(logits - logits.max(1, keepdims=True))
-    assert np.max(np.abs(soft / soft.sum(1, keepdims=True) - want)) <= tol  # the layer before the softmax
+    assert np.max(np.abs(softmax(logits) - want)) <= tol  # the layer before the softmax
 
 
 def test_the_cards_load_snippet_runs_as_printed_and_gives_the_reference(tmp_root, capsys, tmp_path):
@@ -190,10 +195,8 @@ def test_the_cards_load_snippet_runs_as_printed_and_gives_the_reference(tmp_root
     assert done.returncode == 0, done.stderr[-2000:]
     arrays = np.load(folder / "arrays.npz")
     want = frozen_probabilities(train_dir, preprocessing_for(out / f"{case}.keras").load(REFERENCE_DIR / "panda.jpg")[None])
-    logits = arrays["logits"].reshape(1, -1)
-    soft = np.exp(logits - logits.max())
     assert np.max(np.abs(arrays["probs"] - want)) <= 1e-4
-    assert np.max(np.abs(soft / soft.sum() - want)) <= 1e-4
+    assert np.max(np.abs(softmax(arrays["logits"].reshape(1, -1)) - want)) <= 1e-4
     best = int(want.argmax())
     assert f"class_{best}" in done.stdout and sidecar["labels"][best] == f"class_{best}"
 
