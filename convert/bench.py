@@ -64,8 +64,8 @@ STAGE_NOTES = {
     "hashing": "sha256 of files that changed since they were last hashed",
     "twin build": "a quantized variant's fake-quant twin: the float model cloned with a quantizer at every FakeQuant "
                   "of the archive's graph, kernels folded with their BN",
-    "tflite conversion": "a model traced as a frozen graph (stateless_call on constants), then TF's converter (the "
-                         "twin: the legacy uint8 path; a user checkpoint's whole model: float)",
+    "tflite conversion": "a model traced once as a frozen GraphDef (stateless_call on constants), then TF's "
+                         "GraphDef converter (the twin: uint8; a user checkpoint's whole model: float)",
     "keras save": "a user checkpoint's whole model saved as a .keras file",
     "tflite inference": "LiteRT runs of the archive's and our .tflite on the verify inputs",
     "whole model load": "a user checkpoint's NAME.keras: its written .h5 loaded into the conversion's model (built "

@@ -10,14 +10,13 @@ input size and classes, ``classifier_activation=None``, built once for the layer
   A backbone's: the no-top model, ``NAME_no_top.h5`` loaded, with a ``GlobalAveragePooling2D`` ``pooled``
   after it (what ``pooling="avg"`` adds): its pooled features;
 * ``NAME.tflite``: the same model as a float TFLite file (batch 1), from a frozen trace of the model
-  (``Model.stateless_call`` on constants inside a ``tf.function``; ``tf.lite.TFLiteConverter``'s concrete
-  function route: public APIs).
+  (``Model.stateless_call`` on constants inside a ``tf.function``) converted by ``tf.compat.v1.lite.
+  TFLiteConverter``, as the uint8 ``.tflite`` is: public APIs.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConversionError
 from ..fsutil import replacing
 from ..timing import stage, timed
 
@@ -49,21 +48,9 @@ def save_model(model, path: Path) -> Path:
 
 @timed("tflite conversion")
 def float_tflite(model) -> bytes:
-    """``model`` as a float ``.tflite`` (bytes), input [1, rows, cols, 3]."""
-    import tensorflow as tf
+    """``model`` as a float ``.tflite`` (bytes), input [1, rows, cols, 3]: the uint8 path's frozen trace and
+    converter (:func:`convert.quant.tflite.frozen_converter`) with its float defaults."""
+    from ..quant.tflite import frozen_converter
 
-    trainable = [v.numpy() for v in model.trainable_variables]
-    fixed = [v.numpy() for v in model.non_trainable_variables]
-
-    @tf.function
-    def forward(x):  # constants created inside the trace: a frozen graph
-        y, _ = model.stateless_call([tf.constant(a) for a in trainable], [tf.constant(a) for a in fixed], x,
-                                    training=False)
-        return y
-
-    shape = [1, *[int(d) for d in model.inputs[0].shape[1:]]]
-    concrete = forward.get_concrete_function(tf.TensorSpec(shape, tf.float32, name="input"))
-    if len(concrete.captured_inputs):
-        raise ConversionError(f"the trace of {model.name} captured {len(concrete.captured_inputs)} tensors: not frozen")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    converter, _ = frozen_converter(model, [1, *[int(d) for d in model.inputs[0].shape[1:]]])
     return converter.convert()
