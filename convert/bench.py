@@ -68,16 +68,14 @@ STAGE_NOTES = {
                          "GraphDef converter (the twin: uint8; a user checkpoint's whole model: float)",
     "keras save": "a user checkpoint's whole model saved as a .keras file",
     "tflite inference": "LiteRT runs of the archive's and our .tflite on the verify inputs",
-    "whole model load": "a user checkpoint's NAME.keras: its written .h5 loaded into the conversion's model (built "
-                        "once, at the checkpoint's input size), a Softmax layer added: no second build",
     "keras reload": "the written NAME.keras loaded back with keras.saving.load_model (a second build), as a user loads it",
     "reference graph build": "the project's slim graph of a user checkpoint's architecture built in TF1 (Python, "
                              "op by op)",
-    "output checks": "NAME.keras and NAME.tflite run on the verify inputs against the reference's probabilities",
+    "output checks": "the reloaded NAME.keras run on the verify inputs (its first, eager call)",
 }
 # convert checkpoint's stages for what the pipeline's conversion of a variant does not do: NAME.keras
-# (loaded, saved, reloaded), NAME.tflite (converted), both checked, and the project's own reference graph built
-CHECKPOINT_EXTRA_STAGES = ("whole model load", "keras save", "keras reload", "tflite conversion",
+# (saved, reloaded), NAME.tflite (converted), both run, and the project's own reference graph built
+CHECKPOINT_EXTRA_STAGES = ("keras save", "keras reload", "tflite conversion",
                            "reference graph build", "output checks", "tflite inference")
 FLOAT_FAMILIES = [key for key, family in FAMILIES.items() if not family.quantized]
 QUANT_FAMILIES = [key for key, family in FAMILIES.items() if family.quantized]

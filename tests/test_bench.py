@@ -136,7 +136,7 @@ def test_convert_checkpoint_over_its_budget_names_its_largest_stage():
     md = render(_result(checkpoint=ck, targets=evaluate_targets(_result(checkpoint=ck), load_targets())))
     assert BenchResult.from_json(text).checkpoint == ck and "`convert checkpoint` on a training directory" in md
     # the split: 12.0 s wall = 3.5 s start-up + 4.0 s of outputs the pipeline does not make + 4.5 s the rest
-    assert "of the 12.0 s, 4.0 s are outputs and proofs the pipeline does not make (whole model load," in md
+    assert "of the 12.0 s, 4.0 s are outputs and proofs the pipeline does not make (keras save, keras reload," in md
     assert "4.50 s the rest after start-up" in md
 
 

@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     from .card import CheckpointConversion, write
     from .describe import Options, describe
     from .locate import locate
+    from ..quant.tflite import TfliteRunner
     from .outputs import float_tflite, save_model, whole_model
-    from .prove import builder_reference, given_reference, prove, verify_inputs
+    from .prove import builder_run, given_reference, keras_file_outputs, keras_run, prove, run_reference, verify_inputs
 
     import tensorflow as tf
 
@@ -166,22 +167,24 @@ def main(argv: list[str] | None = None) -> int:
         print(guide.summary() + (f"; {guide.counts.outside_scope} outside {variant.scope_prefix}/"
                                  if variant.scope_prefix else ""))
         batch = verify_inputs(variant, args.image, args.random, args.seed)
-        references = [builder_reference(variant, found.prefix, guide.counts.mode)]
-        if args.graph or quant_source:  # a quantization-aware one's FakeQuant graph: bypassed for the float proof
-            references.append(given_reference(args.graph or quant_source.path, variant, found.prefix,
-                                              guide.counts.mode))
+        given = ([given_reference(args.graph or quant_source.path, variant, found.prefix, guide.counts.mode)]
+                 if args.graph or quant_source else [])  # a quantization-aware one's FakeQuant graph: bypassed
         out = args.out
         beside = out.resolve().parent  # staged beside --out (same file system for the renames); --out untouched
         beside.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=beside, prefix=f".{variant.name}.staging-"))
         try:
             facts = convert_guide(guide, variant, staging)
-            model = whole_model(variant, staging)
+            keras_side = keras_run(variant, staging, batch)  # the .h5 pair, loaded into the conversion's model
+            model = whole_model(variant)
             keras_file, tflite_file = f"{variant.name}.keras", f"{variant.name}.tflite"
             save_model(model, staging / keras_file)
             (staging / tflite_file).write_bytes(float_tflite(model))
-            files = _predictors(staging / keras_file, staging / tflite_file)
-            figures = [prove(variant, ref, staging, batch, files) for ref in references]
+            files = {keras_file: keras_file_outputs(staging / keras_file, batch),
+                     tflite_file: TfliteRunner(staging / tflite_file)(batch)}
+            runs = [builder_run(variant, found.prefix, guide.counts.mode, batch),
+                    *(run_reference(variant, ref, batch) for ref in given)]
+            figures = [prove(variant, run, keras_side, files) for run in runs]
             for f in figures:
                 print(_summary(f))
             quant_names, quant_figures = [], None
@@ -246,20 +249,6 @@ def _quant_outputs(variant, guide, source, prefix: Path, staging: Path, mode: st
     figures = prove_quant(variant, source, _feeds(source.graph_def, prefix, mode), twin, staging / tflite_file,
                           count, seed)
     return [twin_file, tflite_file], figures
-
-
-def _predictors(keras_path: Path, tflite_path: Path) -> dict:
-    """The written NAME.keras (loaded as a user would) and NAME.tflite (LiteRT), each a callable on a batch."""
-    import keras
-    import numpy as np
-
-    from ..quant.tflite import TfliteRunner
-    from ..timing import stage
-
-    with stage("keras reload"):
-        model = keras.saving.load_model(keras_path)
-    runner = TfliteRunner(tflite_path)
-    return {keras_path.name: lambda x: np.asarray(model(x, training=False)), tflite_path.name: runner}
 
 
 def _summary(f) -> str:

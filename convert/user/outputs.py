@@ -3,8 +3,8 @@
 input size and classes, ``classifier_activation=None``, built once for the layer guide):
 
 * ``NAME.keras``: that model with the written top ``.h5`` loaded (``model.load_weights``, the constructors'
-  ``weights=path``, which sets every weight or fails) and a ``Softmax`` layer ``probabilities`` after its
-  logits layer ``predictions``, saved so that ``keras.saving.load_model`` needs no constructor arguments. Input
+  ``weights=path``, which sets every weight or fails: the proof's load) and a ``Softmax`` layer
+  ``probabilities`` after its logits layer ``predictions``, saved so that ``keras.saving.load_model`` needs no constructor arguments. Input
   float in [-1, 1] as slim's (V3 built with ``include_preprocessing=False``), output the probabilities over
   the checkpoint's classes after the label offset; ``model.get_layer("predictions").output`` gives the logits.
   A backbone's: the no-top model, ``NAME_no_top.h5`` loaded, with a ``GlobalAveragePooling2D`` ``pooled``
@@ -18,20 +18,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fsutil import replacing
-from ..timing import stage, timed
+from ..timing import timed
 
 
-def whole_model(variant, weights_dir: Path):
-    """``NAME.keras``'s model (module doc): no second build, the conversion's model with the written file loaded
-    and the output layer added."""
+def whole_model(variant):
+    """``NAME.keras``'s model (module doc): no second build and no second load, the conversion's model as
+    :func:`convert.user.prove.keras_run` left it (the written top file loaded into it; a backbone's no-top file
+    into the no-top model), with the output layer added. Called after that."""
     import keras
 
     from ..keras_model import model_for
 
     base = model_for(variant, variant.has_head)
-    with stage("whole model load"):
-        base.load_weights(str(Path(weights_dir) / (variant.keras_weights if variant.has_head
-                                                   else variant.keras_weights_no_top)))
     if variant.has_head:
         out = keras.layers.Softmax(name="probabilities")(base.outputs[0])
     else:

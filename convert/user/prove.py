@@ -138,9 +138,77 @@ def verify_inputs(variant, images=(), count: int = 4, seed: int = 0) -> np.ndarr
     return np.concatenate([np.stack(loaded), noise]) if loaded else noise
 
 
+@dataclass
+class ReferenceRun:
+    """A reference graph's outputs on the verify batch: what :func:`prove` holds the converted files against."""
+
+    name: str  # Reference.name
+    description: str
+    kind: str  # "variables" (fed the checkpoint's values) | "frozen"
+    logits_tensor: str | None  # None: a backbone
+    pooled_tensor: str
+    logits: np.ndarray | None  # [inputs, classes]
+    pooled: np.ndarray  # [inputs, channels]
+    rewrites: dict[str, tuple[str, int, np.ndarray, np.ndarray]]  # family rewrite: (description, count, logits, pooled)
+
+
+@dataclass
+class KerasRun:
+    """The written ``.h5`` files loaded into the conversion's model, on the verify batch."""
+
+    logits: np.ndarray | None  # the top file's (None: a backbone)
+    embedding: np.ndarray  # the no-top file's average-pooled features
+    mismatches: list[str]  # where the no-top file differs from the no-top model
+
+
 def _run(ref: Reference, graph_def, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
     with graph_session(graph_def, ref.endpoints.input) as run:
         return [np.asarray(a) for a in run(batch, ref.feeds, outputs)]
+
+
+def run_reference(variant, ref: Reference, batch: np.ndarray) -> ReferenceRun:
+    """``ref`` run on ``batch``: its logits and pooled features, and those of the family's reference rewrites (V3:
+    the squeeze-excite gate's 0.16667 rewritten to Keras' 1/6)."""
+    ends, n = ref.endpoints, len(batch)
+    with stage("tf reference"):
+        got = _run(ref, ref.graph_def, batch, [ends.logits, ends.pooled] if variant.has_head else [ends.pooled])
+        rewrites = {}
+        for name, (description, rewrite) in (variant.family.reference_rewrites.items() if variant.has_head else ()):
+            rewritten, count = rewrite(ref.graph_def)
+            r_logits, r_pooled = _run(ref, rewritten, batch, [ends.logits, ends.pooled])
+            rewrites[name] = (description, count, r_logits.reshape(n, -1), r_pooled.reshape(n, -1))
+    return ReferenceRun(ref.name, ref.description, "frozen" if ref.feeds is None else "variables", ends.logits,
+                        ends.pooled, got[0].reshape(n, -1) if variant.has_head else None, got[-1].reshape(n, -1),
+                        rewrites)
+
+
+def builder_run(variant, prefix: Path, mode: str, batch: np.ndarray) -> ReferenceRun:
+    """The project's slim graph of ``variant`` (:func:`builder_reference`), run on ``batch``."""
+    return run_reference(variant, builder_reference(variant, prefix, mode), batch)
+
+
+def keras_run(variant, weights_dir: Path, batch: np.ndarray) -> KerasRun:
+    """The ``.h5`` pair in ``weights_dir`` loaded into the conversion's model (:func:`convert.parity.keras_outputs`;
+    a backbone's no-top file into the no-top model), run on ``batch``. The model then holds the written file's
+    values, which :func:`convert.user.outputs.whole_model` saves as ``NAME.keras``."""
+    weights_dir = Path(weights_dir)
+    no_top = weights_dir / variant.keras_weights_no_top
+    if variant.has_head:
+        logits, _, embedding, mismatches = keras_outputs(variant, weights_dir / variant.keras_weights, no_top, batch)
+        return KerasRun(logits, embedding, mismatches)
+    embedding, mismatches = _backbone_features(variant, no_top, batch)
+    return KerasRun(None, embedding, mismatches)
+
+
+def keras_file_outputs(path: Path, batch: np.ndarray) -> np.ndarray:
+    """``NAME.keras`` loaded as a user loads it (``keras.saving.load_model``, no constructor arguments: a second
+    build) and run on ``batch``."""
+    import keras
+
+    with stage("keras reload"):
+        model = keras.saving.load_model(path)
+    with stage("output checks"):
+        return np.asarray(model(batch, training=False)).reshape(len(batch), -1)
 
 
 def _backbone_features(variant, no_top: Path, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -148,72 +216,62 @@ def _backbone_features(variant, no_top: Path, batch: np.ndarray) -> tuple[np.nda
     from ..keras_model import input_range, model_for
 
     features = model_for(variant, False)
-    features.load_weights(str(no_top))
-    mismatches = legacy_file_mismatches(features, no_top)
-    out = np.asarray(features([to_keras_input(batch, input_range(variant))], training=False))
+    with stage("keras load"):
+        features.load_weights(str(no_top))
+        mismatches = legacy_file_mismatches(features, no_top)
+    with stage("keras inference"):
+        out = np.asarray(features([to_keras_input(batch, input_range(variant))], training=False))
     return out.mean(axis=(1, 2)), mismatches
 
 
-def _file_checks(files: dict[str, object], expected: np.ndarray, batch: np.ndarray,
-                 tolerance: float = FILE_TOLERANCE, classes: bool = True) -> list[FileCheck]:
-    """NAME.keras / NAME.tflite (``files`` maps their names to a callable on the batch) against ``expected``
-    (the reference's probabilities; a backbone's: its pooled features)."""
-    out = []
-    for name, predict in files.items():
-        with stage("output checks"):
-            got = np.asarray(predict(batch)).reshape(len(batch), -1)
+def _file_checks(outputs: dict[str, np.ndarray], expected: np.ndarray, tolerance: float = FILE_TOLERANCE,
+                 classes: bool = True) -> list[FileCheck]:
+    """NAME.keras / NAME.tflite (``outputs``: their names and their outputs on the verify batch) against
+    ``expected`` (the reference's probabilities; a backbone's: its pooled features)."""
+    out, n = [], len(expected)
+    for name, got in outputs.items():
+        got = np.asarray(got).reshape(n, -1)
         if got.shape != expected.shape:
-            out.append(FileCheck(name, float("inf"), 0, len(batch), tolerance, False))
+            out.append(FileCheck(name, float("inf"), 0, n, tolerance, False))
             continue
         d = float(np.max(np.abs(got - expected)))
         top1 = int(np.sum(got.argmax(1) == expected.argmax(1)))
-        ok = d <= tolerance and (top1 == len(batch) or not classes)  # features: no top-1 (ReLU6 ties at 6)
-        out.append(FileCheck(name, d, top1, len(batch), tolerance, bool(ok)))
+        ok = d <= tolerance and (top1 == n or not classes)  # features: no top-1 (ReLU6 ties at 6)
+        out.append(FileCheck(name, d, top1, n, tolerance, bool(ok)))
     return out
 
 
-def prove(variant, ref: Reference, weights_dir: Path, batch: np.ndarray, files: dict[str, object]) -> ReferenceFigures:
-    """The files in ``weights_dir`` (the ``.h5`` pair, and the models ``files`` maps to a predict callable)
-    against ``ref`` on ``batch``."""
-    family = variant.family
-    weights_dir = Path(weights_dir)
-    ends = ref.endpoints
-    no_top = weights_dir / variant.keras_weights_no_top
-    with stage("tf reference"):
-        outputs = [ends.logits, ends.pooled] if variant.has_head else [ends.pooled]
-        got = _run(ref, ref.graph_def, batch, outputs)
-    pooled = got[-1].reshape(len(batch), -1)
+def prove(variant, ref: ReferenceRun, keras_side: KerasRun, files: dict[str, np.ndarray]) -> ReferenceFigures:
+    """The converted files against one reference's outputs on the verify batch: the ``.h5`` pair (``keras_side``)
+    and the whole models (``files``: NAME.keras's and NAME.tflite's outputs on the same batch)."""
+    family, n = variant.family, len(ref.pooled)
+    embedding, mismatches = keras_side.embedding, keras_side.mismatches
     if not variant.has_head:
-        embedding, mismatches = _backbone_features(variant, no_top, batch)
-        diff = float(np.max(np.abs(pooled - embedding)))
-        tol = family.tolerance * max(1.0, float(np.max(np.abs(pooled))))
-        checks = _file_checks(files, pooled, batch, tol, classes=False)
-        return ReferenceFigures(ref.name, ref.description, "frozen" if ref.feeds is None else "variables", None,
-                                ends.pooled, len(batch), None, None, None, None, diff, tol, mismatches, {}, checks,
+        diff = float(np.max(np.abs(ref.pooled - embedding)))
+        tol = family.tolerance * max(1.0, float(np.max(np.abs(ref.pooled))))
+        checks = _file_checks(files, ref.pooled, tol, classes=False)
+        return ReferenceFigures(ref.name, ref.description, ref.kind, None, ref.pooled_tensor, n, None, None, None,
+                                None, diff, tol, mismatches, {}, checks,
                                 passed=bool(diff <= tol and not mismatches and all(c.passed for c in checks)))
-    logits = got[0].reshape(len(batch), -1)
-    keras_logits, _, embedding, mismatches = keras_outputs(variant, weights_dir / variant.keras_weights, no_top, batch)
-    figures = compare(logits, keras_logits, variant.label_offset, family.tolerance, family.require_top5)
-    no_top_reference, no_top_factor, reference_logits = pooled, family.tolerance, logits
+    keras_logits = keras_side.logits
+    figures = compare(ref.logits, keras_logits, variant.label_offset, family.tolerance, family.require_top5)
+    no_top_reference, no_top_factor, reference_logits = ref.pooled, family.tolerance, ref.logits
     rewrites = {}
-    for name, (description, rewrite) in family.reference_rewrites.items():
-        rewritten, count = rewrite(ref.graph_def)
-        r_logits, r_pooled = _run(ref, rewritten, batch, [ends.logits, ends.pooled])
-        r_logits, r_pooled = r_logits.reshape(len(batch), -1), r_pooled.reshape(len(batch), -1)
+    for name, (description, count, r_logits, r_pooled) in ref.rewrites.items():
         r = compare(r_logits, keras_logits, variant.label_offset, family.rewrite_tolerance)
         rewrites[name] = RewriteFigures(description, count, r.max_abs_dlogit, r.tolerance, r.top1_agree,
                                         r.top5_agree, r.passed, float(np.max(np.abs(r_pooled - embedding))))
         no_top_reference, no_top_factor, reference_logits = r_pooled, family.rewrite_tolerance, r_logits
     no_top_diff = float(np.max(np.abs(no_top_reference - embedding)))
     no_top_tol = no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference))))
-    checks = _file_checks(files, _softmax(reference_logits[:, variant.label_offset:]), batch)
+    checks = _file_checks(files, _softmax(reference_logits[:, variant.label_offset:]))
     passed = (figures.passed and all(r.passed for r in rewrites.values()) and no_top_diff <= no_top_tol
               and not mismatches and all(c.passed for c in checks))
-    return ReferenceFigures(ref.name, ref.description, "frozen" if ref.feeds is None else "variables", ends.logits,
-                            ends.pooled, len(batch), figures.max_abs_dlogit, figures.tolerance, figures.top1_agree,
-                            figures.top5_agree, no_top_diff, no_top_tol, mismatches,
-                            rewrites, checks, bool(passed))
+    return ReferenceFigures(ref.name, ref.description, ref.kind, ref.logits_tensor, ref.pooled_tensor, n,
+                            figures.max_abs_dlogit, figures.tolerance, figures.top1_agree, figures.top5_agree,
+                            no_top_diff, no_top_tol, mismatches, rewrites, checks, bool(passed))
 
 
-__all__ = ["Reference", "GraphError", "builder_reference", "given_reference", "verify_inputs", "prove",
+__all__ = ["Reference", "ReferenceRun", "KerasRun", "GraphError", "builder_reference", "given_reference",
+           "run_reference", "builder_run", "keras_run", "keras_file_outputs", "verify_inputs", "prove",
            "logit_tolerance"]
