@@ -13,6 +13,10 @@ source is ``auto`` or ``ema`` (what slim's evaluation restores), else the raw va
 tolerances are parity's (:func:`convert.parity.compare`): logits within ``tolerance · max(1, max |logit|)``
 (V3 as is 1e-3, with the squeeze-excite gate rewritten to Keras' 1/6 1e-4), top-1 on every input, the no-top
 file's pooled features within the same bound; then ``NAME.keras`` and ``NAME.tflite`` against the same graph.
+
+Each side is run once on the verify batch: every reference graph (:func:`run_reference`), the ``.h5`` pair
+loaded into the conversion's model (:func:`keras_run`), ``NAME.keras`` reloaded (:func:`keras_file_outputs`)
+and ``NAME.tflite``; :func:`prove` then compares arrays, once per reference.
 """
 from __future__ import annotations
 
