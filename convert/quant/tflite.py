@@ -170,7 +170,7 @@ def frozen_converter(model, shape):
     """TF's v1 converter (``tf.compat.v1.lite.TFLiteConverter`` on a GraphDef) over :func:`frozen_trace`, and
     the placeholder's name. A frozen graph needs no variable freezing: on V2 1.0_224 this converts in 0.35 s,
     where the v2 converter's concrete-function route (which re-freezes and prunes the function) takes 1.1 s, for
-    an identical file."""
+    a model of identical outputs (max |Δ| 0.0 on the verify batch)."""
     import tensorflow as tf
 
     graph_def, placeholder, output = frozen_trace(model, shape)
