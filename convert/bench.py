@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -79,6 +80,7 @@ CHECKPOINT_EXTRA_STAGES = ("keras save", "keras reload", "tflite conversion",
                            "reference graph build", "output checks", "tflite inference")
 FLOAT_FAMILIES = [key for key, family in FAMILIES.items() if not family.quantized]
 QUANT_FAMILIES = [key for key, family in FAMILIES.items() if family.quantized]
+CHECKPOINT_RUNS = 3  # convert checkpoint's runs (and start-ups) timed; the figures are the median's
 OTHER = "other"  # the forced run's wall time outside every stage (never a holding stage)
 
 
@@ -206,13 +208,15 @@ class CheckpointBench:
     pipeline's conversion of the same architecture plus one start-up."""
 
     directory: str  # the training directory's architecture
-    wall_s: float  # the whole command, in a fresh process (start-up and imports included)
-    stages: dict[str, float]  # its exclusive stage times
+    wall_s: float  # the whole command, in a fresh process (start-up and imports included): the median run's
+    stages: dict[str, float]  # the median run's exclusive stage times
     pipeline_s: float | None  # the forced pipeline run's 1.0_224 conversion (None: not in the run)
-    startup_s: float  # a fresh process's start-up and imports (the floor's)
+    startup_s: float  # a fresh process's start-up and imports (the floor's): the median of CHECKPOINT_RUNS
     budget_s: float | None
     over_budget: float | None  # wall_s / budget_s
     extra_s: float | None = None  # its stages in CHECKPOINT_EXTRA_STAGES: work the pipeline's conversion does not do
+    wall_samples_s: list[float] = field(default_factory=list)  # every run's wall (wall_s: their median)
+    startup_samples_s: list[float] = field(default_factory=list)  # every start-up's (startup_s: their median)
 
 
 @dataclass
@@ -528,32 +532,42 @@ finally:
 
 
 def checkpoint_bench(root: Path, seed: int, per_variant: dict[str, float]) -> CheckpointBench:
-    """Time ``python -m convert checkpoint`` on the V2 1.0 224 training directory in a fresh process."""
+    """Time ``python -m convert checkpoint`` on the V2 1.0 224 training directory in a fresh process, and a fresh
+    process's start-up, ``CHECKPOINT_RUNS`` times each: the median run (its wall time and stages) and the median
+    start-up make the figures."""
     from .factory.training import cached_training_dir
     from .reference import Architecture
 
     arch = Architecture("v2", 1.0, 224, 224, 1001)
     train_dir = cached_training_dir(arch, "rmsprop", True, seed)
-    with tempfile.TemporaryDirectory(prefix="bench-checkpoint-", dir=root) as tmp:
-        stages_file = Path(tmp) / "stages.json"
+    runs = []  # (wall, stages) of each run; the machine's noise between runs is ~1 s of ~9 s (measured)
+    for _ in range(CHECKPOINT_RUNS):
+        with tempfile.TemporaryDirectory(prefix="bench-checkpoint-", dir=root) as tmp:
+            stages_file = Path(tmp) / "stages.json"
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", _CHILD, str(stages_file), str(train_dir), "--name", "bench",
+                                   "--out", str(Path(tmp) / "out")], capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            if done.returncode != 0:
+                raise RuntimeError(f"convert checkpoint {train_dir} failed: {done.stderr.strip()[-800:]}")
+            runs.append((wall, json.loads(stages_file.read_text())))
+    startups = []
+    for _ in range(CHECKPOINT_RUNS):  # one start-up: a fresh process importing what the command imports
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(stages_file), str(train_dir), "--name", "bench",
-                               "--out", str(Path(tmp) / "out")], capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"convert checkpoint {train_dir} failed: {done.stderr.strip()[-800:]}")
-        stages = json.loads(stages_file.read_text())
-    start = time.perf_counter()  # one start-up: a fresh process importing what the command imports
-    subprocess.run([sys.executable, "-c", "import tensorflow, keras, convert.user.cli"], check=True,
-                   capture_output=True)
-    startup = time.perf_counter() - start
+        subprocess.run([sys.executable, "-c", "import tensorflow, keras, convert.user.cli"], check=True,
+                       capture_output=True)
+        startups.append(time.perf_counter() - start)
+    wall, stages = sorted(runs, key=lambda r: r[0])[len(runs) // 2]  # the median run, with its own stages
+    startup = statistics.median(startups)
     pipeline_s = per_variant.get(CHECKPOINT_NAME)
     budget = round(pipeline_s + startup, 2) if pipeline_s is not None else None
     return CheckpointBench(directory=arch.label, wall_s=round(wall, 2),
                            stages={k: round(v, 3) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
                            pipeline_s=pipeline_s, startup_s=round(startup, 2), budget_s=budget,
                            over_budget=_ratio(wall, budget),
-                           extra_s=round(sum(stages.get(k, 0.0) for k in CHECKPOINT_EXTRA_STAGES), 2))
+                           extra_s=round(sum(stages.get(k, 0.0) for k in CHECKPOINT_EXTRA_STAGES), 2),
+                           wall_samples_s=[round(w, 2) for w, _ in runs],
+                           startup_samples_s=[round(t, 2) for t in startups])
 
 
 def run_bench(names, root: Path, jobs: int, baseline_count: int, seed: int, quiet: bool,
@@ -609,8 +623,9 @@ def render(result: BenchResult) -> str:
     ]
     if result.checkpoint:
         c = result.checkpoint
+        samples = f" (median of {', '.join(f'{w:.1f}' for w in c.wall_samples_s)} s)" if c.wall_samples_s else ""
         figures.append((f"`convert checkpoint` on a training directory ({c.directory}), fresh process",
-                        f"{c.wall_s:.1f} s; budget {c.budget_s} s = the pipeline's {CHECKPOINT_NAME} "
+                        f"{c.wall_s:.1f} s{samples}; budget {c.budget_s} s = the pipeline's {CHECKPOINT_NAME} "
                         f"({c.pipeline_s} s) + one start-up ({c.startup_s} s); ratio {c.over_budget}"
                         + ("" if c.extra_s is None else
                            f"; of the {c.wall_s:.1f} s, {c.extra_s} s are outputs and proofs the pipeline does not "
