@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             facts = convert_guide(guide, variant, staging)
             keras_side = keras_run(variant, staging, batch)  # the .h5 pair, loaded into the conversion's model
-            model = whole_model(variant)
+            model = whole_model(variant, keras_side)
             keras_file, tflite_file = f"{variant.name}.keras", f"{variant.name}.tflite"
             save_model(model, staging / keras_file)
             (staging / tflite_file).write_bytes(float_tflite(model))

@@ -3,10 +3,11 @@
 input size and classes, ``classifier_activation=None``, built once for the layer guide):
 
 * ``NAME.keras``: that model with the written top ``.h5`` loaded (``model.load_weights``, the constructors'
-  ``weights=path``, which sets every weight or fails: the proof's load) and a ``Softmax`` layer
-  ``probabilities`` after its logits layer ``predictions``, saved so that ``keras.saving.load_model`` needs no constructor arguments. Input
-  float in [-1, 1] as slim's (V3 built with ``include_preprocessing=False``), output the probabilities over
-  the checkpoint's classes after the label offset; ``model.get_layer("predictions").output`` gives the logits.
+  ``weights=path``, which sets every weight or fails: the proof's load, :func:`convert.user.prove.keras_run`)
+  and a ``Softmax`` layer ``probabilities`` after its logits layer ``predictions``, saved so that
+  ``keras.saving.load_model`` needs no constructor arguments. Input float in [-1, 1] as slim's (V3 built with
+  ``include_preprocessing=False``), output the probabilities over the checkpoint's classes after the label
+  offset; ``model.get_layer("predictions").output`` gives the logits.
   A backbone's: the no-top model, ``NAME_no_top.h5`` loaded, with a ``GlobalAveragePooling2D`` ``pooled``
   after it (what ``pooling="avg"`` adds): its pooled features;
 * ``NAME.tflite``: the same model as a float TFLite file (batch 1), from a frozen trace of the model
@@ -21,15 +22,13 @@ from ..fsutil import replacing
 from ..timing import timed
 
 
-def whole_model(variant):
-    """``NAME.keras``'s model (module doc): no second build and no second load, the conversion's model as
-    :func:`convert.user.prove.keras_run` left it (the written top file loaded into it; a backbone's no-top file
-    into the no-top model), with the output layer added. Called after that."""
+def whole_model(variant, loaded):
+    """``NAME.keras``'s model (module doc): no second build and no second load, ``loaded.model`` (the
+    :class:`convert.user.prove.KerasRun` of the written files: the conversion's model with the top file loaded;
+    a backbone's no-top model with the no-top file) with the output layer added."""
     import keras
 
-    from ..keras_model import model_for
-
-    base = model_for(variant, variant.has_head)
+    base = loaded.model
     if variant.has_head:
         out = keras.layers.Softmax(name="probabilities")(base.outputs[0])
     else:

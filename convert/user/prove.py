@@ -153,13 +153,24 @@ class ReferenceRun:
     pooled_tensor: str
     logits: np.ndarray | None  # [inputs, classes]
     pooled: np.ndarray  # [inputs, channels]
-    rewrites: dict[str, tuple[str, int, np.ndarray, np.ndarray]]  # family rewrite: (description, count, logits, pooled)
+    rewrites: dict[str, RewriteRun]  # the family's reference rewrites (V3: the gate at 1/6), by name
+
+
+@dataclass
+class RewriteRun:
+    """A reference graph rewritten by one of the family's reference rewrites, run on the verify batch."""
+
+    description: str
+    count: int  # the nodes rewritten
+    logits: np.ndarray
+    pooled: np.ndarray
 
 
 @dataclass
 class KerasRun:
     """The written ``.h5`` files loaded into the conversion's model, on the verify batch."""
 
+    model: object  # the conversion's model (a backbone's: the no-top one) holding the written file's values
     logits: np.ndarray | None  # the top file's (None: a backbone)
     embedding: np.ndarray  # the no-top file's average-pooled features
     mismatches: list[str]  # where the no-top file differs from the no-top model
@@ -180,7 +191,7 @@ def run_reference(variant, ref: Reference, batch: np.ndarray) -> ReferenceRun:
         for name, (description, rewrite) in (variant.family.reference_rewrites.items() if variant.has_head else ()):
             rewritten, count = rewrite(ref.graph_def)
             r_logits, r_pooled = _run(ref, rewritten, batch, [ends.logits, ends.pooled])
-            rewrites[name] = (description, count, r_logits.reshape(n, -1), r_pooled.reshape(n, -1))
+            rewrites[name] = RewriteRun(description, count, r_logits.reshape(n, -1), r_pooled.reshape(n, -1))
     return ReferenceRun(ref.name, ref.description, "frozen" if ref.feeds is None else "variables", ends.logits,
                         ends.pooled, got[0].reshape(n, -1) if variant.has_head else None, got[-1].reshape(n, -1),
                         rewrites)
@@ -193,15 +204,17 @@ def builder_run(variant, prefix: Path, mode: str, batch: np.ndarray) -> Referenc
 
 def keras_run(variant, weights_dir: Path, batch: np.ndarray) -> KerasRun:
     """The ``.h5`` pair in ``weights_dir`` loaded into the conversion's model (:func:`convert.parity.keras_outputs`;
-    a backbone's no-top file into the no-top model), run on ``batch``. The model then holds the written file's
-    values, which :func:`convert.user.outputs.whole_model` saves as ``NAME.keras``."""
+    a backbone's no-top file into the no-top model), run on ``batch``; with that model, which then holds the
+    written file's values (:func:`convert.user.outputs.whole_model` makes ``NAME.keras`` of it)."""
+    from ..keras_model import model_for
+
     weights_dir = Path(weights_dir)
     no_top = weights_dir / variant.keras_weights_no_top
     if variant.has_head:
         logits, _, embedding, mismatches = keras_outputs(variant, weights_dir / variant.keras_weights, no_top, batch)
-        return KerasRun(logits, embedding, mismatches)
-    embedding, mismatches = _backbone_features(variant, no_top, batch)
-    return KerasRun(None, embedding, mismatches)
+    else:
+        logits, (embedding, mismatches) = None, _backbone_features(variant, no_top, batch)
+    return KerasRun(model_for(variant, variant.has_head), logits, embedding, mismatches)  # the model just loaded
 
 
 def keras_file_outputs(path: Path, batch: np.ndarray) -> np.ndarray:
@@ -261,11 +274,11 @@ def prove(variant, ref: ReferenceRun, keras_side: KerasRun, files: dict[str, np.
     figures = compare(ref.logits, keras_logits, variant.label_offset, family.tolerance, family.require_top5)
     no_top_reference, no_top_factor, reference_logits = ref.pooled, family.tolerance, ref.logits
     rewrites = {}
-    for name, (description, count, r_logits, r_pooled) in ref.rewrites.items():
-        r = compare(r_logits, keras_logits, variant.label_offset, family.rewrite_tolerance)
-        rewrites[name] = RewriteFigures(description, count, r.max_abs_dlogit, r.tolerance, r.top1_agree,
-                                        r.top5_agree, r.passed, float(np.max(np.abs(r_pooled - embedding))))
-        no_top_reference, no_top_factor, reference_logits = r_pooled, family.rewrite_tolerance, r_logits
+    for name, run in ref.rewrites.items():
+        r = compare(run.logits, keras_logits, variant.label_offset, family.rewrite_tolerance)
+        rewrites[name] = RewriteFigures(run.description, run.count, r.max_abs_dlogit, r.tolerance, r.top1_agree,
+                                        r.top5_agree, r.passed, float(np.max(np.abs(run.pooled - embedding))))
+        no_top_reference, no_top_factor, reference_logits = run.pooled, family.rewrite_tolerance, run.logits
     no_top_diff = float(np.max(np.abs(no_top_reference - embedding)))
     no_top_tol = no_top_factor * max(1.0, float(np.max(np.abs(no_top_reference))))
     checks = _file_checks(files, _softmax(reference_logits[:, variant.label_offset:]))
@@ -276,6 +289,6 @@ def prove(variant, ref: ReferenceRun, keras_side: KerasRun, files: dict[str, np.
                             no_top_diff, no_top_tol, mismatches, rewrites, checks, bool(passed))
 
 
-__all__ = ["Reference", "ReferenceRun", "KerasRun", "GraphError", "builder_reference", "given_reference",
+__all__ = ["Reference", "ReferenceRun", "RewriteRun", "KerasRun", "GraphError", "builder_reference", "given_reference",
            "run_reference", "builder_run", "keras_run", "keras_file_outputs", "verify_inputs", "prove",
            "logit_tolerance"]
