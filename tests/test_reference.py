@@ -42,6 +42,24 @@ def _nodes(graph_def) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {n.name: (n.op, tuple(n.input)) for n in graph_def.node}
 
 
+@pytest.mark.parametrize("arch", [Architecture("v1", 0.6, 128, 96, 3), Architecture("v2", 1.0, 224, 224, 1001),
+                                  Architecture("v3", 1.0, 96, 96, 10, kind="small"),
+                                  Architecture("v2", 1.0, 160, 160, None, scope_prefix="FeatureExtractor")],
+                         ids=lambda a: a.label)
+def test_the_bare_variable_graph_is_the_slim_graph_without_its_initialisers(arch):
+    """``initializers=False`` (the proof's build) leaves out exactly the nodes ``get_variable`` adds to initialise a
+    variable; every other node (name, op, inputs, in order) is the slim graph's, as are the endpoints."""
+    full, bare = build_reference(arch), build_reference(arch, initializers=False)
+    full_nodes, bare_nodes = _nodes(full.graph_def), _nodes(bare.graph_def)
+    dropped = sorted(set(full_nodes) - set(bare_nodes))
+    assert set(bare_nodes) <= set(full_nodes)
+    assert dropped and all(n.endswith("/Assign") or "/Initializer/" in n for n in dropped), dropped[:5]
+    assert len(dropped) >= len(full.variables)  # at least one Assign per variable
+    assert [n for n in full_nodes if n in bare_nodes] == list(bare_nodes)
+    assert {k: v for k, v in bare_nodes.items() if full_nodes[k] != v} == {}
+    assert (bare.endpoints, bare.variables) == (full.endpoints, full.variables)
+
+
 @pytest.mark.parametrize("name", CATALOGUE)
 def test_catalogue_graphs_equal_the_factory_archives(name):
     """The builder's graph holds the archive's inference graph node for node (name, op, inputs) and computes

@@ -80,7 +80,7 @@ def builder_reference(variant, prefix: Path, mode: str) -> Reference:
                         rows=rows, cols=cols, classes=variant.classes if variant.has_head else None,
                         kind=variant.kind, minimalistic=variant.minimalistic, scope_prefix=variant.scope_prefix)
     with stage("reference graph build"):
-        built = build_reference(arch)
+        built = build_reference(arch, initializers=False)  # fed by name, never initialised
     with stage("tf reference"):  # the checkpoint's values for its variables, as parity reads them for any graph
         feeds = _feeds(built.graph_def, prefix, mode)
     return Reference("builder", f"convert.reference {arch.label}", built.graph_def, built.endpoints, feeds)
