@@ -71,7 +71,7 @@ STAGE_NOTES = {
     "tflite inference": "LiteRT runs of the archive's and our .tflite on the verify inputs",
     "keras reload": "the written NAME.keras loaded back with keras.saving.load_model (a second build), as a user loads it",
     "reference graph build": "the project's slim graph of a user checkpoint's architecture built in TF1 (Python, "
-                             "op by op)",
+                             "op by op; bare variables, fed by name)",
     "output checks": "the reloaded NAME.keras run on the verify inputs (its first, eager call)",
 }
 # convert checkpoint's stages for what the pipeline's conversion of a variant does not do: NAME.keras
