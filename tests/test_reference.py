@@ -60,6 +60,30 @@ def test_the_bare_variable_graph_is_the_slim_graph_without_its_initialisers(arch
     assert (bare.endpoints, bare.variables) == (full.endpoints, full.variables)
 
 
+@pytest.mark.parametrize("name", ["v3-small_224_1.0_float", "quantized_v2_96_35"])
+def test_a_session_of_the_fetched_part_computes_what_the_whole_graph_does(name):
+    """``graph_session(..., fetches)`` imports only what the fetches need (a ``.meta``'s saver and initialisers, a
+    QAT graph's training ops left out) and gives the whole graph's outputs bit for bit; a feed outside that part
+    is dropped."""
+    from convert.parity import graph_session
+    from convert.quant.parity import graph_reference
+
+    variant = resolve(name)
+    ref = graph_reference(fixtures.cached_extracted(name), variant)
+    assert ref.kind == "ckpt_meta" and any(n.op == "Assign" for n in ref.graph_def.node)
+    fetches = [ref.endpoints.logits, ref.endpoints.pooled]
+    rows = variant.rows
+    batch = np.random.default_rng(5).uniform(-1, 1, (2, rows, rows, 3)).astype(np.float32)
+    with graph_session(ref.graph_def, ref.endpoints.input) as run:
+        whole = run(batch, ref.feeds, fetches)
+    saver = next(n.name for n in ref.graph_def.node if n.name.startswith("save/") and n.op == "Const")
+    with graph_session(ref.graph_def, ref.endpoints.input, fetches) as run:
+        part = run(batch, {**ref.feeds, f"{saver}:0": np.asarray("x")}, fetches)
+        with pytest.raises(Exception, match="save/"):  # not imported
+            run(batch, ref.feeds, f"{saver}:0")
+    assert all(np.array_equal(a, b) for a, b in zip(whole, part))
+
+
 @pytest.mark.parametrize("name", CATALOGUE)
 def test_catalogue_graphs_equal_the_factory_archives(name):
     """The builder's graph holds the archive's inference graph node for node (name, op, inputs) and computes

@@ -125,7 +125,7 @@ def _graph_scorers(stack: contextlib.ExitStack, variant: Variant, graph_def, end
                    preprocessings) -> list[Scorer]:
     """An archive graph (``endpoints``: its tensors; ``feeds``: its variables' values, or None for a frozen
     graph) as the ``slim`` scorers of every preprocessing, one session for all; the background class is dropped."""
-    run = stack.enter_context(graph_session(graph_def, endpoints.input))
+    run = stack.enter_context(graph_session(graph_def, endpoints.input, [endpoints.logits]))
     fixed = _fixed_batch(graph_def, endpoints.input.split(":")[0])
     offset = variant.label_offset
 

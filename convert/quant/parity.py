@@ -64,7 +64,7 @@ def graph_reference(model_dir: Path, variant) -> GraphReference:
 def _run(ref: GraphReference, graph_def, x: np.ndarray, output):
     """``output`` (a node's tensor, or a list of them) of ``graph_def`` (the reference graph, or a rewrite
     of it keeping its node names) on ``x``, one row per input."""
-    with graph_session(graph_def, ref.endpoints.input) as run:
+    with graph_session(graph_def, ref.endpoints.input, output if isinstance(output, list) else [output]) as run:
         got = run(x, ref.feeds, output)
     return [np.asarray(g).reshape(len(x), -1) for g in got] if isinstance(output, list) else \
         np.asarray(got).reshape(len(x), -1)
@@ -158,10 +158,12 @@ def tflite_figures(variant, archive_tflite: Path, ours: Path, q: np.ndarray, qua
 
 
 def verify_quant(variant, model_dir: str | Path, weights_dir: str | Path, quantizers: list[Quantizer], twin=None,
-                 images=(), random_count: int = 8, seed: int = 0) -> QuantParity:
+                 images=(), random_count: int = 8, seed: int = 0,
+                 reference: GraphReference | None = None) -> QuantParity:
     """All three figures of a converted quantized variant: the files ``weights_dir/<stem>.h5``,
     ``_no_top.h5``, ``.keras`` (or the ``twin`` given) and ``.tflite`` against the extracted archive in
-    ``model_dir``; ``quantizers``: the archive graph's walk with ranges read."""
+    ``model_dir``; ``quantizers``: the archive graph's walk with ranges read; ``reference``: that graph, ready to
+    run (:func:`graph_reference` of ``model_dir``, read again when not given)."""
     import keras
 
     model_dir, weights_dir = Path(model_dir), Path(weights_dir)
@@ -169,7 +171,7 @@ def verify_quant(variant, model_dir: str | Path, weights_dir: str | Path, quanti
     quant = input_quant(archive_tflite, variant.rows)
     q = verify_inputs(variant.rows, quant, images, random_count, seed)
     x = quant.to_real(q)
-    ref = graph_reference(model_dir, variant)
+    ref = reference or graph_reference(model_dir, variant)
     family = variant.family
     top, no_top = weights_dir / variant.keras_weights, weights_dir / variant.keras_weights_no_top
     if twin is None:
@@ -210,14 +212,17 @@ def open_quant_archive(model_dir: str | Path, variant) -> QuantArchive:
 
 
 def verify(variant, model_dir: str | Path, weights_dir: str | Path, source: Source | None = None, images=(),
-           random_count: int = 4, seed: int = 0, quantizers: list[Quantizer] | None = None, twin=None) -> ParityRecord:
+           random_count: int = 4, seed: int = 0, quantizers: list[Quantizer] | None = None, twin=None,
+           reference: GraphReference | None = None) -> ParityRecord:
     """A quantized variant's parity record (:meth:`convert.records.ParityRecord.of_quant`): its three proofs
-    against the extracted archive in ``model_dir``. ``quantizers`` (the walk, ranges read) and ``twin`` (the
-    model just built) spare reading them again; the same signature as :func:`convert.parity.verify`."""
+    against the extracted archive in ``model_dir``. ``quantizers`` (the walk, ranges read), ``reference`` (the
+    graph walked, ready to run: :attr:`QuantArchive.reference`) and ``twin`` (the model just built) spare reading
+    them again; the same signature as :func:`convert.parity.verify`."""
     if quantizers is None:
-        quantizers = open_quant_archive(model_dir, variant).quantizers
+        opened = open_quant_archive(model_dir, variant)
+        quantizers, reference = opened.quantizers, reference or opened.reference
     figures = verify_quant(variant, model_dir, weights_dir, quantizers, twin=twin, images=images,
-                           random_count=random_count, seed=seed)
+                           random_count=random_count, seed=seed, reference=reference)
     weights_dir = Path(weights_dir)
     digests = Digests(top=sha256_file(weights_dir / variant.keras_weights),
                       no_top=sha256_file(weights_dir / variant.keras_weights_no_top))

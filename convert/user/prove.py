@@ -177,7 +177,7 @@ class KerasRun:
 
 
 def _run(ref: Reference, graph_def, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
-    with graph_session(graph_def, ref.endpoints.input) as run:
+    with graph_session(graph_def, ref.endpoints.input, outputs) as run:
         return [np.asarray(a) for a in run(batch, ref.feeds, outputs)]
 
 
