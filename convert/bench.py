@@ -60,7 +60,8 @@ STAGE_NOTES = {
     "keras load": "model.load_weights reads the top .h5 through Keras' legacy loader (per-dataset h5py calls, "
                   "one assign per weight) and the no-top file is read back the same way to check it",
     "archive extraction": "decompressing the archive (one pass) and writing its members: the floor does the same",
-    "tf reference": "importing the part of the reference graph its outputs need, reading the checkpoint's values and running it",
+    "tf reference": "importing the part of the reference graph its outputs need, reading the checkpoint's values "
+                    "and running it",
     "keras inference": "one eager call of the Keras model on the batch (op by op, no graph optimisation)",
     "hashing": "sha256 of files that changed since they were last hashed",
     "twin build": "a quantized variant's fake-quant twin: the float model cloned with a quantizer at every FakeQuant "
