@@ -146,15 +146,18 @@ def graph_session(graph_def, input_tensor: str = "input:0", fetches=None):
     """Import ``graph_def`` into a fresh graph once; yields ``run(images, feeds, output)``, which feeds
     ``input_tensor`` (and ``feeds``) and returns ``output`` (a tensor name or a list of them).
 
-    With ``fetches`` (the tensor names ``run`` will be asked for), only the nodes they depend on are imported
-    (``tf.compat.v1.graph_util.extract_sub_graph``): an inference graph's initialisers, a ``.meta``'s saver and
-    training ops never reach the importer, whose Python side costs per node (a QAT archive's ``.meta``: 1.8k of
-    its 8.5k nodes, imported in 0.07 s instead of 0.4 s, measured). A feed of a tensor outside that part is
-    dropped: it cannot change what is fetched."""
+    With ``fetches`` (the tensor name, or names, ``run`` will be asked for), only the nodes they depend on are
+    imported (``tf.compat.v1.graph_util.extract_sub_graph``): an inference graph's initialisers, a ``.meta``'s
+    saver and training ops never reach the importer, whose Python side costs per node (a QAT archive's ``.meta``:
+    1.8k of its 8.5k nodes, imported in 0.07 s instead of 0.4 s, measured). A feed of a tensor of the graph outside
+    that part is dropped (it cannot change what is fetched); one the graph does not hold at all is a ValueError,
+    as TF would raise for the whole graph."""
     import tensorflow as tf
 
-    kept = None
+    kept = whole = None
     if fetches is not None:
+        fetches = [fetches] if isinstance(fetches, str) else fetches
+        whole = {n.name for n in graph_def.node}
         graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, sorted({_node(t) for t in fetches}))
         kept = {n.name for n in graph_def.node}
     graph = tf.Graph()
@@ -173,6 +176,9 @@ def graph_session(graph_def, input_tensor: str = "input:0", fetches=None):
     def run(images, feeds, output):
         feeds = feeds or {}
         if kept is not None:
+            unknown = sorted(t for t in feeds if _node(t) not in whole)
+            if unknown:
+                raise ValueError(f"feeds of tensors the graph does not hold: {', '.join(unknown[:5])}")
             feeds = {t: v for t, v in feeds.items() if _node(t) in kept}
         return sess.run(output, {input_tensor: images, **feeds})
 
@@ -185,7 +191,7 @@ def graph_session(graph_def, input_tensor: str = "input:0", fetches=None):
 def run_graph(graph_def, images: np.ndarray, feeds: dict[str, np.ndarray] | None, output,
               input_tensor: str = "input:0"):
     """One run of ``graph_def`` in its own session (see :func:`graph_session`), of the part ``output`` needs."""
-    with graph_session(graph_def, input_tensor, output if isinstance(output, list) else [output]) as run:
+    with graph_session(graph_def, input_tensor, output) as run:
         return run(images, feeds, output)
 
 

@@ -81,6 +81,8 @@ def test_a_session_of_the_fetched_part_computes_what_the_whole_graph_does(name):
         part = run(batch, {**ref.feeds, f"{saver}:0": np.asarray("x")}, fetches)
         with pytest.raises(Exception, match="save/"):  # not imported
             run(batch, ref.feeds, f"{saver}:0")
+        with pytest.raises(ValueError, match="no_such/read:0"):  # a feed the graph never held is no silent drop
+            run(batch, {**ref.feeds, "no_such/read:0": np.zeros(1, np.float32)}, fetches)
     assert all(np.array_equal(a, b) for a, b in zip(whole, part))
 
 

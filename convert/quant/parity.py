@@ -64,7 +64,7 @@ def graph_reference(model_dir: Path, variant) -> GraphReference:
 def _run(ref: GraphReference, graph_def, x: np.ndarray, output):
     """``output`` (a node's tensor, or a list of them) of ``graph_def`` (the reference graph, or a rewrite
     of it keeping its node names) on ``x``, one row per input."""
-    with graph_session(graph_def, ref.endpoints.input, output if isinstance(output, list) else [output]) as run:
+    with graph_session(graph_def, ref.endpoints.input, output) as run:
         got = run(x, ref.feeds, output)
     return [np.asarray(g).reshape(len(x), -1) for g in got] if isinstance(output, list) else \
         np.asarray(got).reshape(len(x), -1)
