@@ -243,8 +243,7 @@ def convert_variant(variant: Variant, fetched, opts: Options, only_if_fresh: boo
             return [], record.to_json()
         record = quant_parity.verify(variant, extracted(), opts.weights_dir, facts.source(fetched.source),
                                      images=opts.images, random_count=opts.random_inputs, seed=opts.seed,
-                                     quantizers=opened().quantizers, twin=twin_model,
-                                     reference=opened().reference)
+                                     archive=opened(), twin=twin_model)
         return [], record.to_json()
 
     entry = timed("verify", inputs, verify)

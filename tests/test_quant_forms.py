@@ -132,7 +132,7 @@ def test_both_routes_on_one_archive_give_the_same_quantizers_and_figures(name, r
     assert all(np.float32(q.min) == np.float32(by_node[q.node].min) and
                np.float32(q.max) == np.float32(by_node[q.node].max) for q in frozen.quantizers)
     out = quant_outputs(name, run_dir)  # converted through the variables (tests/test_quant.py proves it so)
-    record = parity.verify(variant, frozen_root, out, quantizers=frozen.quantizers, random_count=2)
+    record = parity.verify(variant, frozen_root, out, archive=frozen, random_count=2)
     assert record.passed and record.quant.reference_kind == "frozen_pb" and record.quant.ranges == "constants"
 
 

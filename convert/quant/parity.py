@@ -23,8 +23,8 @@ import numpy as np
 from ..archive import find_checkpoint, tflite_file
 from ..fsutil import sha256_file
 from ..records import Digests, FloatFigures, ParityRecord, QuantParity, Source, TfliteFigures, TwinFigures
-from ..parity import (checkpoint_feeds, choose_reference, compare, graph_session, keras_outputs, load_image,
-                      versions)
+from ..parity import (checkpoint_feeds, choose_reference, compare, keras_outputs, load_image,
+                      run_graph, versions)
 from .tflite import InputQuant, input_quant, output_is_softmax, run_tflite
 from ..endpoints import Endpoints
 from .walk import Quantizer, bypass, read_ranges, walk
@@ -64,8 +64,7 @@ def graph_reference(model_dir: Path, variant) -> GraphReference:
 def _run(ref: GraphReference, graph_def, x: np.ndarray, output):
     """``output`` (a node's tensor, or a list of them) of ``graph_def`` (the reference graph, or a rewrite
     of it keeping its node names) on ``x``, one row per input."""
-    with graph_session(graph_def, ref.endpoints.input, output) as run:
-        got = run(x, ref.feeds, output)
+    got = run_graph(graph_def, x, ref.feeds, output, ref.endpoints.input)
     return [np.asarray(g).reshape(len(x), -1) for g in got] if isinstance(output, list) else \
         np.asarray(got).reshape(len(x), -1)
 
@@ -212,17 +211,14 @@ def open_quant_archive(model_dir: str | Path, variant) -> QuantArchive:
 
 
 def verify(variant, model_dir: str | Path, weights_dir: str | Path, source: Source | None = None, images=(),
-           random_count: int = 4, seed: int = 0, quantizers: list[Quantizer] | None = None, twin=None,
-           reference: GraphReference | None = None) -> ParityRecord:
+           random_count: int = 4, seed: int = 0, archive: QuantArchive | None = None, twin=None) -> ParityRecord:
     """A quantized variant's parity record (:meth:`convert.records.ParityRecord.of_quant`): its three proofs
-    against the extracted archive in ``model_dir``. ``quantizers`` (the walk, ranges read), ``reference`` (the
-    graph walked, ready to run: :attr:`QuantArchive.reference`) and ``twin`` (the model just built) spare reading
-    them again; the same signature as :func:`convert.parity.verify`."""
-    if quantizers is None:
-        opened = open_quant_archive(model_dir, variant)
-        quantizers, reference = opened.quantizers, reference or opened.reference
-    figures = verify_quant(variant, model_dir, weights_dir, quantizers, twin=twin, images=images,
-                           random_count=random_count, seed=seed, reference=reference)
+    against the extracted archive in ``model_dir``. ``archive`` (:func:`open_quant_archive` of ``model_dir``: the
+    graph walked, its ranges read) and ``twin`` (the model just built) spare reading them again; the same
+    signature as :func:`convert.parity.verify`."""
+    archive = archive or open_quant_archive(model_dir, variant)
+    figures = verify_quant(variant, model_dir, weights_dir, archive.quantizers, twin=twin, images=images,
+                           random_count=random_count, seed=seed, reference=archive.reference)
     weights_dir = Path(weights_dir)
     digests = Digests(top=sha256_file(weights_dir / variant.keras_weights),
                       no_top=sha256_file(weights_dir / variant.keras_weights_no_top))

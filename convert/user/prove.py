@@ -28,8 +28,8 @@ import numpy as np
 from ..endpoints import Endpoints, find_endpoints, training_signals
 from ..errors import UserError
 from ..families.base import to_keras_input
-from ..parity import (_softmax, checkpoint_feeds, compare, graph_session, keras_outputs, legacy_file_mismatches,
-                      load_graph_def, logit_tolerance, read_variables)
+from ..parity import (_softmax, checkpoint_feeds, compare, keras_outputs, legacy_file_mismatches,
+                      load_graph_def, logit_tolerance, read_variables, run_graph)
 from ..preprocessing import Preprocessing
 from ..records import RewriteFigures
 from ..timing import stage
@@ -177,8 +177,7 @@ class KerasRun:
 
 
 def _run(ref: Reference, graph_def, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
-    with graph_session(graph_def, ref.endpoints.input, outputs) as run:
-        return [np.asarray(a) for a in run(batch, ref.feeds, outputs)]
+    return [np.asarray(a) for a in run_graph(graph_def, batch, ref.feeds, outputs, ref.endpoints.input)]
 
 
 def run_reference(variant, ref: Reference, batch: np.ndarray) -> ReferenceRun:
